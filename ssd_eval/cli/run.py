@@ -1,0 +1,169 @@
+"""`ssd-eval run` (the default command): evaluate a model on COCO and gate on the result."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+from pathlib import Path
+
+from ssd_eval.config import ExpectedConfig, ProviderConfig, RunConfig, load_config
+from ssd_eval.dataset import Shard
+from ssd_eval.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
+from ssd_eval.gate import GateReport, check_expected
+from ssd_eval.report import gate_lines, summary
+from ssd_eval.results import record_gate
+from ssd_eval.runner import Progress, RunOptions, load_run_config, run_evaluation
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from ssd_eval.cli import add_common_arguments
+
+    parser = subparsers.add_parser(
+        "run",
+        help="evaluate a model (the default command)",
+        description="Evaluate the SSD model on COCO val2017 and gate on its mAP.",
+    )
+    parser.add_argument(
+        "--config",
+        "-c",
+        help="YAML config: a path, or the name of a bundled config (coco_val.yaml, smoke.yaml)",
+    )
+    parser.add_argument("--limit", type=_positive_int, help="evaluate only the first N images (by id)")
+    parser.add_argument(
+        "--provider",
+        action="append",
+        metavar="NAME",
+        help="execution provider (cpu, cuda, tensorrt, openvino, dml, coreml or a full name); "
+        "repeat for a priority list; replaces the config's providers",
+    )
+    parser.add_argument("--model", type=Path, help="ONNX model file (replaces model.path / model.source)")
+    parser.add_argument("--data", type=Path, help="COCO root folder with annotations/ and val2017/")
+    parser.add_argument(
+        "--selection",
+        choices=("annotated", "all"),
+        help="annotated: the 4952 images with annotations (published protocol); all: 5000",
+    )
+    parser.add_argument("--output", type=Path, help="folder that receives the run folder (default ./results)")
+    parser.add_argument("--run-name", help="name of the run folder (default <config>-<provider>-<time>)")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue an interrupted run in RUN_DIR with the config it started with",
+    )
+    parser.add_argument("--shard", type=_shard, metavar="K/N", help="evaluate only part K of N (1-based)")
+    parser.add_argument(
+        "--expect-ap", type=float, metavar="X", help="gate: expected AP (overrides the config)"
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        metavar="T",
+        help="gate: allowed |AP - expected| (default 0.005 with --expect-ap)",
+    )
+    add_common_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _shard(text: str) -> Shard:
+    match = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N, got {text!r}")
+    return Shard(index=int(match[1]) - 1, count=int(match[2]))
+
+
+def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """CLI flags replace config keys; their relative paths resolve against the current folder."""
+    replace = dataclasses.replace
+    if args.model is not None:
+        config = replace(config, model=replace(config.model, path=args.model.absolute(), source=None))
+    if args.data is not None:
+        config = replace(config, dataset=replace(config.dataset, root=args.data.absolute(), source=None))
+    if args.limit is not None:
+        config = replace(config, dataset=replace(config.dataset, limit=args.limit))
+    if args.selection is not None:
+        config = replace(config, dataset=replace(config.dataset, selection=args.selection))
+    if args.provider:
+        config = replace(config, providers=tuple(ProviderConfig(name=name) for name in args.provider))
+    if args.output is not None:
+        config = replace(config, output=replace(config.output, dir=args.output.absolute()))
+    if args.run_name is not None:
+        config = replace(config, output=replace(config.output, run_name=args.run_name))
+    if args.expect_ap is not None:
+        tolerance = 0.005 if args.tolerance is None else args.tolerance
+        config = replace(config, expected=ExpectedConfig(value=args.expect_ap, tolerance=tolerance))
+    elif args.tolerance is not None:
+        if config.expected is None:
+            raise ConfigError(
+                "--tolerance needs a reference: give --expect-ap or set `expected` in the config"
+            )
+        config = replace(config, expected=replace(config.expected, tolerance=args.tolerance))
+    return config
+
+
+class _TqdmProgress(Progress):
+    def __init__(self, total: int, initial: int, description: str) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(
+            total=total,
+            initial=initial,
+            desc=description,
+            unit="img",
+            dynamic_ncols=True,
+            file=sys.stderr,
+            smoothing=0.1,
+        )
+
+    def update(self, count: int = 1) -> None:
+        self._bar.update(count)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        config = load_run_config(args.resume)
+        name = args.resume.name
+    elif args.config is not None:
+        config = load_config(args.config)
+        name = Path(args.config).stem
+    else:
+        raise ConfigError(
+            "no config given: use --config configs/coco_val.yaml (or a bundled name such as "
+            "smoke.yaml), or --resume RUN_DIR"
+        )
+    config = apply_overrides(config, args)
+    options = RunOptions(
+        resume=args.resume is not None,
+        shard=args.shard,
+        config_name=name,
+        progress=Progress if args.quiet else _TqdmProgress,
+    )
+    result = run_evaluation(config, options)
+    print(summary(result))
+    expected_from_cli = args.expect_ap is not None
+    if config.expected is None:
+        return EXIT_OK
+    if not result.protocol.complete and not expected_from_cli:
+        print(
+            f"gate skipped: the reference {config.expected.metric} {config.expected.value} is for the whole "
+            "image selection and this run is partial (limit/shard); pass --expect-ap to gate anyway"
+        )
+        return EXIT_OK
+    report = GateReport((check_expected(result.stats, config.expected),))
+    record_gate(result, report)
+    for line in gate_lines(report):
+        print(line, file=sys.stdout if report else sys.stderr)
+    return EXIT_OK if report else EXIT_GATE_FAILED

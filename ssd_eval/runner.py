@@ -1,0 +1,401 @@
+"""One evaluation run: config -> dataset -> preprocess -> session -> decode -> evaluator -> result.
+
+Everything that can be checked cheaply (config, paths, output folder, model signature, annotation
+file) is checked before the first image is decoded. Detections are appended to the run folder as
+they are produced, so an interrupted run loses nothing and continues with `resume`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ssd_eval.config import RunConfig, config_from_dict, config_to_dict
+from ssd_eval.dataset import CocoGroundTruth, ImageRecord, Shard, load_checked, open_ground_truth
+from ssd_eval.decode import Detections, decode
+from ssd_eval.detection_log import (
+    DetectionLog,
+    read_detection_log,
+    truncate_torn_tail,
+    write_results_json,
+)
+from ssd_eval.errors import ConfigError, DatasetError, OutputError
+from ssd_eval.preprocess import Normalization, preprocess
+from ssd_eval.results import (
+    METRICS_FILE,
+    Protocol,
+    RunResult,
+    SkippedImage,
+    StageTiming,
+    describe_model,
+    machine_info,
+    package_versions,
+    write_metrics,
+)
+from ssd_eval.scoring import score
+from ssd_eval.session import ProviderSession
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+DETECTION_LOG = "detections.jsonl"
+RESULTS_FILE = "detections.json"
+SKIPPED_LOG = "skipped.jsonl"
+COCOEVAL_LOG = "cocoeval.txt"
+
+ProgressFactory = Callable[[int, int, str], "Progress"]
+
+
+class Progress:
+    """What the runner tells about its progress; the CLI supplies a tqdm-backed one."""
+
+    def __init__(self, total: int = 0, initial: int = 0, description: str = "") -> None:
+        """A silent progress report."""
+
+    def update(self, count: int = 1) -> None:
+        """`count` more images are done."""
+
+    def close(self) -> None:
+        """The loop is over."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run, beyond the config: where the run folder is and whether it continues."""
+
+    resume: bool = False
+    shard: Shard | None = None
+    progress: ProgressFactory = Progress
+    config_name: str = "run"
+
+
+@dataclass(frozen=True)
+class ResolvedAssets:
+    """Concrete files for the model and data named by a config."""
+
+    model: Path
+    model_source: str | None
+    annotation_file: Path
+    image_dir: Path
+
+
+@dataclass
+class _StageClock:
+    """Per-image seconds of each stage (mutable; lives only inside one run)."""
+
+    samples: dict[str, list[float]] = field(
+        default_factory=lambda: {"read": [], "preprocess": [], "infer": [], "decode": [], "write": []}
+    )
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.samples[stage].append(seconds)
+
+    def summary(self) -> dict[str, StageTiming]:
+        timings = {stage: StageTiming.from_samples(values) for stage, values in self.samples.items()}
+        # The first inference includes provider warm-up (allocation, kernel selection): report it apart.
+        infer = self.samples["infer"]
+        timings["infer_first"] = StageTiming.from_samples(infer[:1])
+        timings["infer_steady"] = StageTiming.from_samples(infer[1:])
+        return timings
+
+
+def resolve_assets(config: RunConfig, *, progress: bool = True) -> ResolvedAssets:
+    """Model and data files for a config, fetching known sources into the cache when allowed."""
+    if config.model.path is not None:
+        model, model_source = config.model.path, None
+    else:
+        model, model_source = _model_from_source(config, progress=progress), config.model.source
+    root = config.dataset.root if config.dataset.root is not None else _data_from_source(config, progress=progress)
+    return ResolvedAssets(
+        model=model,
+        model_source=model_source,
+        annotation_file=root / config.dataset.annotations,
+        image_dir=root / config.dataset.images,
+    )
+
+
+def _cache_dir(config: RunConfig) -> Path:
+    from ssd_eval.assets import cache_home
+
+    return cache_home(config.assets.cache)
+
+
+def _model_from_source(config: RunConfig, *, progress: bool) -> Path:
+    source = str(config.model.source)
+    cache = _cache_dir(config)
+    if source.startswith("twin-"):
+        from ssd_eval.twin import ensure_twin
+
+        size_text = source.removeprefix("twin-")
+        if not size_text.isdigit():
+            raise ConfigError(f"model.source {source!r}: a twin is named twin-<image size>, e.g. twin-1200")
+        return ensure_twin(int(size_text), 0, cache / "twins")
+    from ssd_eval.assets import downloads_allowed, ensure_model
+
+    return ensure_model(
+        source,
+        cache=cache,
+        allow_download=downloads_allowed(config.assets.download),
+        mirror=config.assets.mirror,
+        progress=progress,
+    )
+
+
+def _data_from_source(config: RunConfig, *, progress: bool) -> Path:
+    source = str(config.dataset.source)
+    cache = _cache_dir(config)
+    if source.startswith("synthetic-"):
+        from ssd_eval.synthetic import ensure_synthetic_dataset
+
+        return ensure_synthetic_dataset(source, cache=cache)
+    if source != "coco-val2017":
+        raise ConfigError(f"dataset.source {source!r} is not known (known: coco-val2017, synthetic-<size>)")
+    from ssd_eval.assets import downloads_allowed, ensure_coco_val2017
+
+    return ensure_coco_val2017(
+        cache=cache,
+        allow_download=downloads_allowed(config.assets.download),
+        mirror=config.assets.mirror,
+        progress=progress,
+    )
+
+
+def run_folder(config: RunConfig, options: RunOptions) -> Path:
+    """`<output.dir>/<run_name>`; the default name says what ran and when."""
+    base = config.output.dir if config.output.dir is not None else Path.cwd() / "results"
+    name = config.output.run_name
+    if name is None:
+        provider = config.providers[0].name.lower().removesuffix("executionprovider")
+        shard = f"-shard{options.shard.index + 1}of{options.shard.count}" if options.shard else ""
+        name = f"{options.config_name}-{provider}{shard}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return base / name
+
+
+def check_writable(folder: Path) -> None:
+    """Fail early, before any model loads, if the run folder cannot be created."""
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"output folder {folder} cannot be created: {existing} is not a writable folder; "
+            "set output.dir in the config or --output"
+        )
+
+
+def prepare_run_folder(folder: Path, config: RunConfig, *, resume: bool) -> None:
+    """Create the run folder and record its config; never overwrite a finished run silently."""
+    if folder.exists() and any(folder.iterdir()) and not resume:
+        if not config.output.overwrite:
+            raise OutputError(
+                f"run folder {folder} already exists: continue it with --resume {folder}, "
+                "choose another --run-name, or set output.overwrite: true"
+            )
+        for name in (CONFIG_FILE, DETECTION_LOG, RESULTS_FILE, SKIPPED_LOG, METRICS_FILE, COCOEVAL_LOG):
+            (folder / name).unlink(missing_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        config_text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+        (folder / CONFIG_FILE).write_text(config_text, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write the run folder {folder}: {exc.strerror}") from None
+
+
+def load_run_config(folder: Path) -> RunConfig:
+    """The resolved config a run folder was started with (for --resume and re-scoring)."""
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise OutputError(f"{folder} is not a run folder: it has no {CONFIG_FILE}")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config = config_from_dict(raw, base_dir=folder, source=path)
+    return replace(config, output=replace(config.output, dir=folder.parent, run_name=folder.name))
+
+
+def _append_skipped(path: Path, item: SkippedImage) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"image_id": item.image_id, "file": item.file, "reason": item.reason}) + "\n")
+
+
+def _loaded_images(
+    gt: CocoGroundTruth,
+    records: Sequence[ImageRecord],
+    clock: _StageClock,
+) -> Iterator[tuple[ImageRecord, np.ndarray | DatasetError]]:
+    """Each record with its pixels, or with the DatasetError that decoding it raised."""
+    for record in records:
+        start = time.perf_counter()
+        try:
+            item: np.ndarray | DatasetError = load_checked(gt, record).pixels
+        except DatasetError as exc:
+            item = exc
+        clock.add("read", time.perf_counter() - start)
+        yield record, item
+
+
+def run_evaluation(config: RunConfig, options: RunOptions | None = None) -> RunResult:
+    """Evaluate the configured model on the configured images and write the run folder."""
+    options = options or RunOptions()
+    folder = run_folder(config, options)
+    check_writable(folder)
+    assets = resolve_assets(config)
+    wall_start = time.perf_counter()
+    with ProviderSession(
+        assets.model,
+        config.providers,
+        config.session,
+        input_name=config.model.input,
+        outputs=config.model.outputs,
+    ) as session:
+        signature = session.signature
+        assert signature is not None  # set by activate()
+        input_size = _input_size(config, signature.input_height, signature.input_width, assets.model)
+        gt = open_ground_truth(
+            assets.annotation_file,
+            assets.image_dir,
+            selection=config.dataset.selection,
+            limit=config.dataset.limit,
+            shard=options.shard,
+        )
+        prepare_run_folder(folder, config, resume=options.resume)
+        detections, skipped, clock = _infer_all(config, options, session, gt, input_size, folder)
+    log.info("scoring %d images with pycocotools", len(gt.images))
+    score_start = time.perf_counter()
+    scores = score(
+        gt.coco_json,
+        [detections[i] for i in gt.image_ids if i in detections],
+        image_ids=gt.image_ids,
+        label_map=gt.label_map,
+    )
+    scoring_s = time.perf_counter() - score_start
+    write_results_json(folder / RESULTS_FILE, (detections[i] for i in gt.image_ids if i in detections))
+    (folder / COCOEVAL_LOG).write_text(scores.cocoeval_log, encoding="utf-8")
+    timings = clock.summary()
+    timings["score"] = StageTiming.from_samples([scoring_s])
+    wall = time.perf_counter() - wall_start
+    inferred = len(clock.samples["infer"])
+    result = RunResult(
+        run_dir=str(folder),
+        stats=scores.stats,
+        per_category=scores.per_category,
+        protocol=Protocol(
+            selection=gt.selection,
+            num_images=len(gt.images),
+            total_images=gt.total_images,
+            annotated_images=gt.annotated_images,
+            limit=config.dataset.limit,
+            shard=str(options.shard) if options.shard else None,
+            clip_boxes=config.decode.clip_boxes,
+            score_threshold=config.decode.score_threshold,
+            preprocess=config.preprocess.backend,
+            input_size=input_size,
+        ),
+        model=describe_model(assets.model, assets.model_source),
+        providers_requested=tuple(p.name for p in config.providers),
+        providers_used=session.providers_used,
+        provider_options=session.provider_options_used,
+        num_detections=scores.num_detections,
+        timings=timings,
+        wall_s=round(wall, 3),
+        images_per_s=round(inferred / wall, 4) if wall > 0 else 0.0,
+        skipped_images=tuple(skipped[i] for i in sorted(skipped)),
+        config=config_to_dict(config),
+        versions=package_versions(),
+        machine=machine_info(),
+    )
+    write_metrics(folder / METRICS_FILE, result)
+    return result
+
+
+def _input_size(config: RunConfig, height: int | None, width: int | None, model: Path) -> tuple[int, int]:
+    if config.preprocess.size is not None:
+        if height is not None and width is not None and (height, width) != (config.preprocess.size,) * 2:
+            raise ConfigError(
+                f"preprocess.size {config.preprocess.size} does not match the input of {model} "
+                f"({height}x{width}); remove preprocess.size to use the model's own size"
+            )
+        return config.preprocess.size, config.preprocess.size
+    if height is None or width is None:
+        raise ConfigError(f"model {model} has a symbolic input size: set preprocess.size in the config")
+    return height, width
+
+
+def _infer_all(
+    config: RunConfig,
+    options: RunOptions,
+    session: ProviderSession,
+    gt: CocoGroundTruth,
+    input_size: tuple[int, int],
+    folder: Path,
+) -> tuple[dict[int, Detections], dict[int, SkippedImage], _StageClock]:
+    """Run every pending image through preprocess -> infer -> decode, appending to the detection log."""
+    log_path = folder / DETECTION_LOG
+    if options.resume:
+        truncate_torn_tail(log_path)
+    evaluated = set(gt.image_ids)
+    detections = {i: d for i, d in read_detection_log(log_path).items() if i in evaluated}
+    # Skipped images are tried again on resume: the file may have been fixed in between.
+    skipped: dict[int, SkippedImage] = {}
+    (folder / SKIPPED_LOG).unlink(missing_ok=True)
+    pending = [r for r in gt.images if r.image_id not in detections]
+    if detections:
+        log.info("resuming %s: %d of %d images already done", folder, len(detections), len(gt.images))
+    norm = Normalization.from_mean_std(config.preprocess.mean, config.preprocess.std)
+    clock = _StageClock()
+    progress = options.progress(len(gt.images), len(detections), "evaluating")
+    try:
+        with DetectionLog(log_path) as det_log:
+            for record, item in _loaded_images(gt, pending, clock):
+                if isinstance(item, DatasetError):
+                    if config.dataset.on_bad_image == "stop":
+                        raise DatasetError(
+                            f"{item} (stopped; {len(detections)} images done so far are kept in "
+                            f"{folder}: fix the image and continue with --resume {folder}, or set "
+                            "dataset.on_bad_image: skip)"
+                        ) from None
+                    skipped[record.image_id] = SkippedImage(record.image_id, record.file_name, str(item))
+                    _append_skipped(folder / SKIPPED_LOG, skipped[record.image_id])
+                    log.warning(
+                        "SKIPPED image %d (%s): its ground truth counts as missed: %s",
+                        record.image_id,
+                        record.file_name,
+                        item,
+                    )
+                    progress.update()
+                    continue
+                start = time.perf_counter()
+                tensor = preprocess(item, input_size, norm)
+                clock.add("preprocess", time.perf_counter() - start)
+                raw, infer_s = session.infer(tensor)
+                clock.add("infer", infer_s)
+                start = time.perf_counter()
+                dets = decode(
+                    raw,
+                    image_id=record.image_id,
+                    width=record.width,
+                    height=record.height,
+                    label_map=gt.label_map,
+                    clip_boxes=config.decode.clip_boxes,
+                    score_threshold=config.decode.score_threshold,
+                )
+                clock.add("decode", time.perf_counter() - start)
+                start = time.perf_counter()
+                det_log.append(dets)
+                clock.add("write", time.perf_counter() - start)
+                detections[record.image_id] = dets
+                progress.update()
+    finally:
+        progress.close()
+    if skipped:
+        log.warning(
+            "%d image(s) were skipped; their ground truth counts as missed (see metrics.json)", len(skipped)
+        )
+    return detections, skipped, clock

@@ -1,0 +1,158 @@
+"""COCO box mAP with pycocotools' COCOeval, restricted to the evaluated images.
+
+Detections go to `loadRes` as an `[N, 7]` array (no JSON round trip). pycocotools prints to
+stdout; that text is captured and returned so the report can keep it. Zero detections give AP 0
+(pycocotools' loadRes crashes on an empty list, cocodataset/cocoapi#450).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ssd_eval.categories import LabelMap
+from ssd_eval.decode import Detections
+
+log = logging.getLogger(__name__)
+
+STAT_NAMES: tuple[str, ...] = (
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
+)
+
+
+@dataclass(frozen=True)
+class CategoryScore:
+    """AP of one category over the evaluated images (None where it has no ground truth there)."""
+
+    category_id: int
+    name: str
+    ap: float | None
+    ap50: float | None
+    num_gt: int  # non-crowd ground-truth boxes in the evaluated images
+    num_det: int
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The 12 COCO stats by name, per-category AP, and pycocotools' own printout."""
+
+    stats: dict[str, float]
+    per_category: tuple[CategoryScore, ...]
+    num_images: int
+    num_detections: int
+    cocoeval_log: str
+
+    @property
+    def ap(self) -> float:
+        return self.stats["AP"]
+
+
+def detections_to_rows(detections: Sequence[Detections]) -> np.ndarray:
+    if not detections:
+        return np.zeros((0, 7))
+    return np.concatenate([d.to_rows() for d in detections], axis=0)
+
+
+def _ground_truth(coco_json: Mapping[str, Any]) -> Any:
+    from pycocotools.coco import COCO
+
+    gt = COCO()
+    gt.dataset = dict(coco_json)
+    gt.createIndex()
+    return gt
+
+
+def _results(gt: Any, rows: np.ndarray) -> Any:
+    from pycocotools.coco import COCO
+
+    if len(rows):
+        return gt.loadRes(rows)
+    empty = COCO()
+    empty.dataset = {
+        "images": list(gt.dataset["images"]),
+        "categories": list(gt.dataset["categories"]),
+        "annotations": [],
+    }
+    empty.createIndex()
+    return empty
+
+
+def score(
+    coco_json: Mapping[str, Any],
+    detections: Sequence[Detections],
+    *,
+    image_ids: Sequence[int],
+    label_map: LabelMap,
+) -> Scores:
+    """Run COCOeval (bbox) over `image_ids` and collect the stats and per-category AP."""
+    from pycocotools.cocoeval import COCOeval
+
+    rows = detections_to_rows(detections)
+    printout = io.StringIO()
+    with contextlib.redirect_stdout(printout):
+        gt = _ground_truth(coco_json)
+        dt = _results(gt, rows)
+        evaluator = COCOeval(gt, dt, iouType="bbox")
+        evaluator.params.imgIds = sorted(int(i) for i in image_ids)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats, strict=True)}
+    per_category = _per_category(evaluator, gt, rows, label_map, set(evaluator.params.imgIds))
+    text = printout.getvalue()
+    log.debug("pycocotools:\n%s", text)
+    return Scores(
+        stats=stats,
+        per_category=per_category,
+        num_images=len(image_ids),
+        num_detections=len(rows),
+        cocoeval_log=text,
+    )
+
+
+def _per_category(
+    evaluator: Any, gt: Any, rows: np.ndarray, label_map: LabelMap, image_ids: set[int]
+) -> tuple[CategoryScore, ...]:
+    # precision: [iou thresholds, recall points, categories, area ranges, max dets]; -1 = no ground truth.
+    precision = evaluator.eval["precision"]
+    cat_ids = list(evaluator.params.catIds)
+    det_counts = Counter(rows[:, 6].astype(np.int64).tolist())
+    gt_counts = Counter(
+        int(ann["category_id"])
+        for ann in gt.dataset["annotations"]
+        if ann["image_id"] in image_ids and not ann.get("iscrowd", 0)
+    )
+    scores = []
+    for k, cat_id in enumerate(cat_ids):
+        area_all_maxdet = precision[:, :, k, 0, -1]
+        valid = area_all_maxdet[area_all_maxdet > -1]
+        valid50 = area_all_maxdet[0][area_all_maxdet[0] > -1]
+        scores.append(
+            CategoryScore(
+                category_id=int(cat_id),
+                name=label_map.name_of(int(cat_id)),
+                ap=float(valid.mean()) if valid.size else None,
+                ap50=float(valid50.mean()) if valid50.size else None,
+                num_gt=gt_counts.get(int(cat_id), 0),
+                num_det=det_counts.get(int(cat_id), 0),
+            )
+        )
+    return tuple(scores)
