@@ -13,11 +13,13 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
 from ssd_eval.errors import ConfigError
+
+T = TypeVar("T")
 
 BUNDLED_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -185,6 +187,18 @@ def config_from_dict(raw: object, *, base_dir: Path, source: Path | None = None)
     config = dataclasses.replace(config, source_file=source)
     _check_values(config, where)
     return config
+
+
+def parse_section(raw: object, cls: type[T], *, base_dir: Path, where: str, key: str = "") -> T:
+    """Validate a parsed YAML value into any frozen-dataclass schema (for configs other than RunConfig).
+
+    Errors are `ConfigError`s naming `where` (the file) and the dotted key path under `key`.
+    """
+    try:
+        converted: T = _convert(raw, cls, key, _Context(base_dir=base_dir))
+    except _KeyError as exc:
+        raise ConfigError(f"{where}: {exc.path or '<top level>'}: {exc.message}") from None
+    return converted
 
 
 def _check_values(config: RunConfig, where: str) -> None:

@@ -114,7 +114,9 @@ def resolve_assets(config: RunConfig, *, progress: bool = True) -> ResolvedAsset
         model, model_source = config.model.path, None
     else:
         model, model_source = _model_from_source(config, progress=progress), config.model.source
-    root = config.dataset.root if config.dataset.root is not None else _data_from_source(config, progress=progress)
+    root = config.dataset.root
+    if root is None:
+        root = _data_from_source(config, progress=progress)
     return ResolvedAssets(
         model=model,
         model_source=model_source,
