@@ -117,6 +117,11 @@ class LabelMap:
         return self.names[index - 1]
 
 
+def coco_categories_json() -> list[dict[str, object]]:
+    """The 80 categories as an annotation file lists them (used to generate COCO files)."""
+    return [{"id": cid, "name": name, "supercategory": ""} for cid, name in COCO_CATEGORIES]
+
+
 def canonical_label_map() -> LabelMap:
     """Labels 1..80 -> COCO ids, from the canonical table."""
     ids = np.array([-1] + [cid for cid, _ in COCO_CATEGORIES], dtype=np.int64)

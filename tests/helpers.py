@@ -74,8 +74,14 @@ class TinyImage:
     ext: str = "png"
 
 
-def make_coco(root: Path, images: Sequence[TinyImage], gt: dict[int, Sequence[Det]],
-              *, category_order: Sequence[int] | None = None, crowd: dict[int, Sequence[Det]] | None = None) -> Path:
+def make_coco(
+    root: Path,
+    images: Sequence[TinyImage],
+    gt: dict[int, Sequence[Det]],
+    *,
+    category_order: Sequence[int] | None = None,
+    crowd: dict[int, Sequence[Det]] | None = None,
+) -> Path:
     """Write `root/annotations/instances_val2017.json` and `root/val2017/*` for the given images."""
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "val2017").mkdir(parents=True, exist_ok=True)
@@ -86,9 +92,17 @@ def make_coco(root: Path, images: Sequence[TinyImage], gt: dict[int, Sequence[De
         records.append({"id": img.image_id, "file_name": name, "width": img.width, "height": img.height})
         for crowd_flag, table in ((0, gt), (1, crowd or {})):
             for d in table.get(img.image_id, ()):
-                anns.append({"id": len(anns) + 1, "image_id": img.image_id, "category_id": d.category_id,
-                             "bbox": [d.x, d.y, d.w, d.h], "area": d.w * d.h, "iscrowd": crowd_flag,
-                             "segmentation": [[d.x, d.y, d.x + d.w, d.y, d.x + d.w, d.y + d.h]]})
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": img.image_id,
+                        "category_id": d.category_id,
+                        "bbox": [d.x, d.y, d.w, d.h],
+                        "area": d.w * d.h,
+                        "iscrowd": crowd_flag,
+                        "segmentation": [[d.x, d.y, d.x + d.w, d.y, d.x + d.w, d.y + d.h]],
+                    }
+                )
     data = {"images": records, "annotations": anns, "categories": coco_categories(category_order)}
     path = root / "annotations" / "instances_val2017.json"
     path.write_text(json.dumps(data))
@@ -101,10 +115,17 @@ def image_key(path: Path, size: int) -> float:
     return float(preprocess(load_rgb(path), (size, size), norm).astype(np.float64).mean())
 
 
-def table_detector(keys: Sequence[float], detections: Sequence[Sequence[Det]], sizes: Sequence[tuple[int, int]],
-                   *, input_size: int = 32, label_offset: int = 0, max_dets: int | None = None,
-                   names: tuple[str, str, str, str] = ("image", "bboxes", "labels", "scores")) -> onnx.ModelProto:
-    """An opset-10 model that emits `detections[i]` (as normalized boxes) for the image whose key is `keys[i]`."""
+def table_detector(
+    keys: Sequence[float],
+    detections: Sequence[Sequence[Det]],
+    sizes: Sequence[tuple[int, int]],
+    *,
+    input_size: int = 32,
+    label_offset: int = 0,
+    max_dets: int | None = None,
+    names: tuple[str, str, str, str] = ("image", "bboxes", "labels", "scores"),
+) -> onnx.ModelProto:
+    """An opset-10 model emitting `detections[i]` (normalized boxes) for the image whose key is `keys[i]`."""
     count = max_dets or max(1, max((len(d) for d in detections), default=1))
     n = len(keys)
     boxes = np.zeros((n, count, 4), np.float32)
@@ -141,21 +162,32 @@ def table_detector(keys: Sequence[float], detections: Sequence[Sequence[Det]], s
         helper.make_node("Slice", ["all_scores", "zero", "n_dets", "axis1"], [scores_name]),
     ]
     graph = helper.make_graph(
-        nodes, "table_detector",
+        nodes,
+        "table_detector",
         [helper.make_tensor_value_info(image_name, TensorProto.FLOAT, [1, 3, input_size, input_size])],
-        [helper.make_tensor_value_info(boxes_name, TensorProto.FLOAT, [1, "n", 4]),
-         helper.make_tensor_value_info(labels_name, TensorProto.INT64, [1, "n"]),
-         helper.make_tensor_value_info(scores_name, TensorProto.FLOAT, [1, "n"])],
+        [
+            helper.make_tensor_value_info(boxes_name, TensorProto.FLOAT, [1, "n", 4]),
+            helper.make_tensor_value_info(labels_name, TensorProto.INT64, [1, "n"]),
+            helper.make_tensor_value_info(scores_name, TensorProto.FLOAT, [1, "n"]),
+        ],
         initializer=inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)], producer_name="ssd_eval-tests")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 10)], producer_name="ssd_eval-tests"
+    )
     model.ir_version = 5
     onnx.checker.check_model(model)
     return model
 
 
-def save_table_detector(path: Path, root: Path, detections_by_image: dict[int, Sequence[Det]], *,
-                        input_size: int = 32, **kwargs: object) -> Path:
+def save_table_detector(
+    path: Path,
+    root: Path,
+    detections_by_image: dict[int, Sequence[Det]],
+    *,
+    input_size: int = 32,
+    **kwargs: object,
+) -> Path:
     """Key every image of a COCO folder and save a table detector emitting the given detections."""
     data = json.loads((root / "annotations" / "instances_val2017.json").read_text())
     images = data["images"]

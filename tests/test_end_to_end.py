@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import SHARED_SLICE, Det, ground_truth_dets, make_coco, save_table_detector, write_config
 from conftest import TINY_GT, TINY_IMAGES
+from helpers import SHARED_SLICE, Det, ground_truth_dets, make_coco, save_table_detector, write_config
 
 from ssd_eval.cli import main
-
 
 # pycocotools computes precision as tp / (tp + fp + eps): a category with one ground-truth box
 # scores 1 / (1 + 2.2e-16) = 0.9999999999999998 at best. "Exactly 1.0" means to that eps.

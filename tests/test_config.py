@@ -1,0 +1,86 @@
+"""Strict config loading: every mistake is one line naming the file and the dotted key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ssd_eval.config import BUNDLED_CONFIG_DIR, ProviderConfig, RunConfig, find_config, load_config
+from ssd_eval.errors import ConfigError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_bundled_coco_val_loads_with_the_published_protocol():
+    config = load_config(BUNDLED_CONFIG_DIR / "coco_val.yaml")
+    assert isinstance(config, RunConfig)
+    assert config.model.source == "ssd-10" and config.model.path is None
+    assert config.dataset.selection == "annotated"
+    assert config.decode.clip_boxes is False
+    assert config.providers == (ProviderConfig("cpu", {}),)
+    assert config.expected is not None and config.expected.value == 0.195
+
+
+def test_bare_name_finds_bundled_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert find_config("coco_val.yaml") == BUNDLED_CONFIG_DIR / "coco_val.yaml"
+    assert find_config("coco_val") == BUNDLED_CONFIG_DIR / "coco_val.yaml"
+
+
+def test_top_level_configs_folder_is_the_bundled_one():
+    repo_configs = Path(__file__).resolve().parents[1] / "configs" / "coco_val.yaml"
+    assert repo_configs.read_text() == (BUNDLED_CONFIG_DIR / "coco_val.yaml").read_text()
+
+
+def test_missing_config_lists_bundled_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"'nope.yaml' not found \(bundled configs: .*coco_val.yaml"):
+        load_config("nope.yaml")
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    config = load_config(_write(tmp_path, "model: {path: m/ssd.onnx}\ndataset: {root: ../coco}\n"))
+    assert config.model.path == tmp_path / "m" / "ssd.onnx"
+    assert config.dataset.root == tmp_path / "../coco"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model: {paht: x.onnx}\n", r"c.yaml: model.paht: unknown key \(known keys here: path, source"),
+        ("providers: [{name: cpu}, {nmae: cuda}]\n", r"providers\[1\].nmae: unknown key"),
+        (
+            "providers: [{name: cpu}, {name: 3}]\n",
+            r"providers\[1\].name: expected a string, got an integer 3",
+        ),
+        ("dataset: {limit: ten}\n", r"dataset.limit: expected an integer, got a string 'ten'"),
+        ("dataset: {limit: 0}\n", r"dataset.limit: must be >= 1"),
+        ("dataset: {selection: some}\n", r"dataset.selection: must be one of 'annotated', 'all', got 'some'"),
+        ("decode: {clip_boxes: 'yes'}\n", r"decode.clip_boxes: expected true or false"),
+        ("preprocess: {mean: [0.5, 0.5]}\n", r"preprocess.mean: expected a list of 3 values, got 2"),
+        ("expected: {value: 0.2}\n", r"expected.tolerance: missing required key"),
+        ("session: {intra_op_threads: -1}\n", r"session.intra_op_threads: must be >= 0"),
+        ("- just a list\n", r"<top level>: expected a mapping, got a list"),
+        ("model: {path: null, source: null}\n", r"model: set `path`"),
+        ("providers: []\n", r"providers: list at least one"),
+    ],
+)
+def test_invalid_config_names_file_and_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(_write(tmp_path, text))
+    assert str(tmp_path / "c.yaml") in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"c.yaml: line 3 invalid YAML: expected .,. or .\]."):
+        load_config(_write(tmp_path, "model:\n  path: [unclosed\n"))
+
+
+def test_empty_file_means_all_defaults(tmp_path):
+    assert load_config(_write(tmp_path, "")).model.source == "ssd-10"

@@ -1,0 +1,128 @@
+"""COCOeval through `scoring.score`: a perfect detector and hand-counted perturbations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ssd_eval.categories import canonical_label_map, coco_categories_json
+from ssd_eval.decode import Detections
+from ssd_eval.scoring import STAT_NAMES, score
+
+ONE = pytest.approx(1.0, abs=1e-12)  # pycocotools' precision is tp / (tp + fp + eps)
+
+# Two images; four 100x100 persons (category 1), one 100x100 car (category 3).
+GT_BOXES = {
+    1: [(10, 10, 100, 100, 1), (200, 10, 100, 100, 1), (10, 200, 100, 100, 3)],
+    2: [(50, 50, 100, 100, 1), (300, 300, 100, 100, 1)],
+}
+
+
+def _coco() -> dict:
+    anns = []
+    for image_id, boxes in GT_BOXES.items():
+        for x, y, w, h, cat in boxes:
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 500, "height": 500} for i in GT_BOXES]
+    return {"images": images, "annotations": anns, "categories": coco_categories_json()}
+
+
+def _dets(rows: dict[int, list[tuple]]) -> list[Detections]:
+    out = []
+    for image_id, items in rows.items():
+        boxes = np.array([r[:4] for r in items], dtype=np.float64).reshape(-1, 4)
+        scores = np.array([r[5] for r in items], dtype=np.float64)
+        cats = np.array([r[4] for r in items], dtype=np.int64)
+        out.append(Detections(image_id, boxes, scores, cats))
+    return out
+
+
+def _perfect(score_of=lambda i: 0.9) -> dict[int, list[tuple]]:
+    return {i: [(*b, score_of(k)) for k, b in enumerate(boxes)] for i, boxes in GT_BOXES.items()}
+
+
+def _score(rows: dict[int, list[tuple]]):
+    return score(_coco(), _dets(rows), image_ids=sorted(GT_BOXES), label_map=canonical_label_map())
+
+
+def _ap(result, name: str) -> float | None:
+    return next(c.ap for c in result.per_category if c.name == name)
+
+
+def test_perfect_detector_scores_one():
+    result = _score(_perfect())
+    assert result.stats["AP"] == ONE and result.stats["AP50"] == ONE and result.stats["AR100"] == ONE
+    assert list(result.stats) == list(STAT_NAMES)
+    assert result.num_detections == 5
+
+
+def test_missing_detection():
+    rows = _perfect()
+    del rows[2][1]  # one of four persons missed
+    result = _score(rows)
+    # person: precision 1 up to recall 3/4 -> 76 of COCO's 101 recall points (0.00..0.75) -> 76/101.
+    assert _ap(result, "person") == pytest.approx(76 / 101, abs=1e-12)
+    assert _ap(result, "car") == ONE
+    assert result.stats["AP"] == pytest.approx((76 / 101 + 1) / 2, abs=1e-12)
+
+
+def test_extra_false_positive_ranked_first():
+    rows = _perfect()
+    rows[1].append((400, 400, 50, 50, 1, 0.99))  # a person where there is none, above every true one
+    result = _score(rows)
+    # person ranking: FP, TP, TP, TP, TP -> precision 0, 1/2, 2/3, 3/4, 4/5; the interpolated
+    # (right-max) envelope is 4/5 at every recall point -> AP 0.8.
+    assert _ap(result, "person") == pytest.approx(0.8, abs=1e-12)
+
+
+def test_extra_false_positive_ranked_last_costs_nothing():
+    rows = _perfect()
+    rows[1].append((400, 400, 50, 50, 1, 0.01))
+    assert _ap(_score(rows), "person") == ONE
+
+
+def test_wrong_class():
+    rows = _perfect()
+    x, y, w, h, _, _s = rows[2][0]
+    rows[2][0] = (x, y, w, h, 3, 0.5)  # a person called a car, scored below the real car
+    result = _score(rows)
+    # person: 3 of 4 found -> 76/101; car: TP (0.9) then FP (0.5) -> precision 1 up to recall 1 -> 1.0.
+    assert _ap(result, "person") == pytest.approx(76 / 101, abs=1e-12)
+    assert _ap(result, "car") == ONE
+
+
+def test_shifted_box():
+    rows = _perfect(score_of=lambda k: 0.9 - 0.1 * k)
+    x, y, w, h, c, _ = rows[2][1]
+    rows[2][1] = (x + 16, y, w, h, c, 0.1)  # IoU 84*100 / (116*100) = 0.724, the lowest-scored person
+    result = _score(rows)
+    # IoU thresholds 0.50..0.70 (5 of 10): a match -> AP 1; 0.75..0.95 (5): FP ranked last and a
+    # missed person -> precision 1 up to recall 3/4 -> 76/101.
+    assert _ap(result, "person") == pytest.approx((5 * 1 + 5 * 76 / 101) / 10, abs=1e-12)
+    assert result.stats["AP50"] == ONE
+
+
+def test_zero_detections_score_zero_not_crash():
+    result = _score({})
+    assert result.stats["AP"] == 0.0 and result.num_detections == 0
+
+
+def test_restricted_to_evaluated_images():
+    rows = _perfect()
+    del rows[2]  # image 2 not detected at all ...
+    result = score(_coco(), _dets(rows), image_ids=[1], label_map=canonical_label_map())
+    assert result.stats["AP"] == ONE  # ... but only image 1 is evaluated
+    assert next(c.num_gt for c in result.per_category if c.name == "person") == 2
+
+
+def test_cocoeval_printout_is_kept():
+    assert "Average Precision" in _score(_perfect()).cocoeval_log
