@@ -198,3 +198,22 @@ def test_resume_continues_an_interrupted_run(setup, capsys):
 
 def test_no_config_is_a_usage_error(capsys):
     _fails_with(capsys, [], "no config given")
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    """`python -m ssd_eval` is the documented command: check it as a real process."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ssd_eval", "--config", str(tmp_path / "x.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("ssd-eval: error: config file") and "Traceback" not in done.stderr
+    help_text = subprocess.run(
+        [sys.executable, "-m", "ssd_eval", "run", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert help_text.returncode == 0 and "--expect-ap" in help_text.stdout
