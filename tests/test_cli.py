@@ -217,3 +217,9 @@ def test_python_dash_m_entry_point(tmp_path):
         [sys.executable, "-m", "ssd_eval", "run", "--help"], capture_output=True, text=True, timeout=60
     )
     assert help_text.returncode == 0 and "--expect-ap" in help_text.stdout
+
+
+def test_providers_lists_cpu(capsys):
+    assert main(["providers"]) == 0
+    out = capsys.readouterr().out
+    assert "CPUExecutionProvider" in out and "cpu" in out

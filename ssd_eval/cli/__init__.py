@@ -22,7 +22,7 @@ def _subcommand_modules() -> list[ModuleType]:
     # Imported on demand so that a subcommand module missing from a partial install (or an optional
     # one) cannot take the main `run` path down with it.
     modules = [importlib.import_module("ssd_eval.cli.run")]
-    for name in ("fetch", "compare", "score", "merge"):
+    for name in ("fetch", "compare", "score", "merge", "baseline", "providers"):
         try:
             modules.append(importlib.import_module(f"ssd_eval.cli.{name}"))
         except ModuleNotFoundError as exc:
