@@ -80,7 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ssd-eval: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("ssd-eval: interrupted; partial results are kept (continue with --resume)", file=sys.stderr)
+        print(
+            "ssd-eval: interrupted; what was produced so far is kept (a run continues with --resume RUN_DIR, "
+            "a download resumes from its .part file)",
+            file=sys.stderr,
+        )
         return 130
     except Exception as exc:  # last line of defence: one line, exit 3, traceback with --debug
         if debug:
