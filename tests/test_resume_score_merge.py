@@ -1,0 +1,201 @@
+"""Never lose a run, scale it out: pipeline = sequential, resume, re-score, shard + merge, exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import Det, TinyImage, make_coco, save_table_detector, write_config
+
+import ssd_eval.runner as runner_module
+from ssd_eval.cli import main
+
+IMAGES = tuple(TinyImage(10 + 3 * i, 40 + 7 * i, 60 - 2 * i) for i in range(12))
+GT = {im.image_id: [Det(2, 3, 20, 15 + i % 5, (1, 18, 90)[i % 3])] for i, im in enumerate(IMAGES)}
+# A detector with known mistakes: jittered boxes, a wrong class, false positives that outrank hits.
+DETS = {
+    im.image_id: [
+        Det(2 + i % 4, 3, 20, 14, (1, 18, 90)[i % 3], score=0.5 + 0.03 * i),
+        Det(10, 10, 8, 8, (18, 1, 90)[i % 3], score=0.9 - 0.02 * i),
+    ]
+    for i, im in enumerate(IMAGES)
+}
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _same_result(a: dict, b: dict) -> None:
+    assert a["stats"] == b["stats"]  # exactly, not approximately
+    assert a["per_category"] == b["per_category"]
+    assert a["num_detections"] == b["num_detections"]
+    assert a["protocol"]["num_images"] == b["protocol"]["num_images"]
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, Path]:
+    root = make_coco(tmp_path / "coco", IMAGES, GT)
+    model = save_table_detector(tmp_path / "model.onnx", root, DETS)
+    return root, write_config(tmp_path / "run.yaml", model, root)
+
+
+def _run(config: Path, name: str, *extra: str) -> int:
+    return main(["--config", str(config), "--run-name", name, "--quiet", *extra])
+
+
+def _reference(config: Path) -> dict:
+    assert _run(config, "whole") == 0
+    metrics = _metrics(config.parent / "results" / "whole")
+    assert 0.1 < metrics["stats"]["AP"] < 0.9  # the mistakes count
+    return metrics
+
+
+def test_pipeline_equals_the_sequential_path(tmp_path, setup):
+    root, _ = setup
+    model = tmp_path / "model.onnx"
+    outputs = {}
+    for workers in (0, 3):
+        config = write_config(tmp_path / f"w{workers}.yaml", model, root, preprocess={"workers": workers})
+        assert _run(config, f"w{workers}") == 0
+        outputs[workers] = tmp_path / "results" / f"w{workers}"
+    sequential, parallel = outputs[0], outputs[3]
+    assert (sequential / "detections.jsonl").read_text() == (parallel / "detections.jsonl").read_text()
+    _same_result(_metrics(sequential), _metrics(parallel))
+    ids = [json.loads(line)["image_id"] for line in (parallel / "detections.jsonl").read_text().splitlines()]
+    assert ids == sorted(im.image_id for im in IMAGES)  # written in image order
+
+
+def test_a_corrupt_image_mid_run_stops_cleanly_and_keeps_what_was_done(tmp_path, setup, capsys):
+    root, config = setup
+    bad = root / "val2017" / f"{IMAGES[5].image_id:012d}.png"
+    bad.write_bytes(b"not a png at all")
+    assert _run(config, "broken", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert bad.name in err and "--resume" in err and "5 images done" in err
+    run_dir = tmp_path / "results" / "broken"
+    done = [json.loads(line)["image_id"] for line in (run_dir / "detections.jsonl").read_text().splitlines()]
+    assert done == [im.image_id for im in IMAGES[:5]]
+
+
+def test_an_interrupted_run_resumes_to_identical_metrics(tmp_path, setup, monkeypatch):
+    _, config = setup
+    reference = _reference(config)
+    real_decode = runner_module.decode
+    calls = {"n": 0}
+
+    def dies_at_the_seventh(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt  # what Ctrl-C (or a dying process) does mid-run
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "decode", dies_at_the_seventh)
+    assert _run(config, "cut") == 130
+    run_dir = tmp_path / "results" / "cut"
+    assert len((run_dir / "detections.jsonl").read_text().splitlines()) == 6
+    assert not (run_dir / "metrics.json").exists()
+    monkeypatch.setattr(runner_module, "decode", real_decode)
+    assert main(["--resume", str(run_dir), "--quiet"]) == 0
+    _same_result(_metrics(run_dir), reference)
+
+
+def test_a_run_killed_mid_write_resumes_to_identical_metrics(tmp_path, setup):
+    """What SIGKILL leaves: a log whose last line is torn in the middle."""
+    _, config = setup
+    reference = _reference(config)
+    whole = tmp_path / "results" / "whole"
+    killed = tmp_path / "results" / "killed"
+    killed.mkdir()
+    for name in ("config.yaml", "run_info.json"):
+        (killed / name).write_bytes((whole / name).read_bytes())
+    lines = (whole / "detections.jsonl").read_text().splitlines(keepends=True)
+    (killed / "detections.jsonl").write_text("".join(lines[:4]) + lines[4][: len(lines[4]) // 2])
+    assert main(["--resume", str(killed), "--quiet"]) == 0
+    _same_result(_metrics(killed), reference)
+    assert (killed / "detections.jsonl").read_text() == (whole / "detections.jsonl").read_text()
+
+
+def test_score_run_dir_equals_the_runs_metrics(tmp_path, setup):
+    _, config = setup
+    reference = _reference(config)
+    run_dir = tmp_path / "results" / "whole"
+    (run_dir / "metrics.json").unlink()
+    assert main(["score", str(run_dir), "--quiet"]) == 0
+    _same_result(_metrics(run_dir), reference)
+    pytest.importorskip("faster_coco_eval")
+    assert main(["score", str(run_dir), "--quiet", "--scorer", "faster-coco-eval"]) == 0
+    fast = _metrics(run_dir)
+    assert fast["stats"] == pytest.approx(reference["stats"], abs=1e-12)
+    assert fast["config"]["scoring"]["backend"] == "faster-coco-eval"
+
+
+def test_score_refuses_an_unfinished_run(tmp_path, setup, capsys):
+    _, config = setup
+    _reference(config)
+    run_dir = tmp_path / "results" / "whole"
+    lines = (run_dir / "detections.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "detections.jsonl").write_text("".join(lines[:3]))
+    assert main(["score", str(run_dir), "--quiet"]) == 2
+    assert "9 of 12 images have no detections" in capsys.readouterr().err
+
+
+def test_three_shards_merged_equal_the_unsharded_run(tmp_path, setup):
+    _, config = setup
+    reference = _reference(config)
+    shard_dirs = []
+    for k in (1, 2, 3):
+        assert _run(config, f"s{k}", "--shard", f"{k}/3") == 0
+        shard_dirs.append(tmp_path / "results" / f"s{k}")
+    sizes = [_metrics(d)["protocol"]["num_images"] for d in shard_dirs]
+    assert sizes == [4, 4, 4]
+    merged = tmp_path / "results" / "merged"
+    assert main(["merge", *map(str, reversed(shard_dirs)), "--output", str(merged), "--quiet"]) == 0
+    result = _metrics(merged)
+    _same_result(result, reference)
+    assert result["protocol"]["shard"] is None
+    assert (merged / "detections.jsonl").read_text() == (
+        tmp_path / "results/whole/detections.jsonl"
+    ).read_text()
+
+
+def test_shards_partition_the_images(tmp_path, setup):
+    _, config = setup
+    seen = []
+    for k in (1, 2, 3):
+        assert _run(config, f"p{k}", "--shard", f"{k}/3") == 0
+        log = (tmp_path / "results" / f"p{k}" / "detections.jsonl").read_text().splitlines()
+        seen.append({json.loads(line)["image_id"] for line in log})
+    assert set.union(*seen) == {im.image_id for im in IMAGES}
+    assert sum(len(s) for s in seen) == len(IMAGES)
+
+
+def test_merge_refuses_runs_that_do_not_belong_together(tmp_path, setup, capsys):
+    root, config = setup
+    assert _run(config, "a1", "--shard", "1/2") == 0
+    # Another model: same answers, different bytes (the detection table grows by a padding column).
+    other = save_table_detector(tmp_path / "other.onnx", root, DETS, max_dets=3)
+    other_config = write_config(tmp_path / "other.yaml", other, root)
+    assert _run(other_config, "b2", "--shard", "2/2") == 0
+    results = tmp_path / "results"
+    assert main(["merge", str(results / "a1"), str(results / "b2"), "--quiet"]) == 2
+    assert "model sha256" in capsys.readouterr().err
+    clipped = write_config(tmp_path / "clip.yaml", tmp_path / "model.onnx", root, decode={"clip_boxes": True})
+    assert _run(clipped, "c2", "--shard", "2/2") == 0
+    assert main(["merge", str(results / "a1"), str(results / "c2"), "--quiet"]) == 2
+    assert "protocol differs: decode" in capsys.readouterr().err
+    assert main(["merge", str(results / "a1"), "--quiet"]) == 2
+    assert "shard(s) 2 of 2 are missing" in capsys.readouterr().err
+    assert main(["merge", str(results / "a1"), str(results / "a1"), "--quiet"]) == 2
+    assert "given twice" in capsys.readouterr().err
+
+
+def test_resume_keeps_the_shard_it_started_with(tmp_path, setup, capsys):
+    _, config = setup
+    assert _run(config, "s2", "--shard", "2/3") == 0
+    run_dir = tmp_path / "results" / "s2"
+    assert main(["--resume", str(run_dir), "--quiet"]) == 0
+    assert _metrics(run_dir)["protocol"]["shard"] == "2/3"
+    assert main(["--resume", str(run_dir), "--shard", "1/3", "--quiet"]) == 2
+    assert "differs from the shard 2/3" in capsys.readouterr().err
