@@ -1,11 +1,19 @@
-"""The accuracy gate: does a run's result match what was expected of it?"""
+"""The accuracy gate: does a run's result match what was expected of it?
+
+Rules (each a pure function returning one `GateCheck`): `expected` (|metric - value| <= tolerance),
+`min_ap` (a floor), `max_baseline_drop` / `max_class_baseline_drop` (against a stored baseline file),
+and in a comparison `max_ap_drop` / `max_class_ap_drop` (against the reference run). A rule that
+cannot apply (a partial run against full-selection figures) is recorded as skipped, with why.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from ssd_eval.config import ExpectedConfig
+from ssd_eval.baseline import Baseline
+from ssd_eval.config import ExpectedConfig, GateConfig
+from ssd_eval.scoring import CategoryScore
 
 
 @dataclass(frozen=True)
@@ -15,6 +23,8 @@ class GateCheck:
     rule: str
     passed: bool
     message: str
+    skipped: bool = False  # the rule did not apply (passed is then True)
+    subject: str = ""  # the run the rule was applied to, in a comparison
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,10 @@ class GateReport:
     @property
     def failures(self) -> tuple[GateCheck, ...]:
         return tuple(check for check in self.checks if not check.passed)
+
+    @property
+    def skipped(self) -> tuple[GateCheck, ...]:
+        return tuple(check for check in self.checks if check.skipped)
 
 
 def check_expected(stats: Mapping[str, float], expected: ExpectedConfig) -> GateCheck:
@@ -59,3 +73,195 @@ def check_expected(stats: Mapping[str, float], expected: ExpectedConfig) -> Gate
         f"{expected.metric} {measured:.4f} misses the reference {expected.value:.4f} "
         f"by {delta:+.4f} (tolerance {expected.tolerance:.4f})",
     )
+
+
+def skipped_check(rule: str, reason: str, *, subject: str = "") -> GateCheck:
+    """A rule that did not apply, and why."""
+    return GateCheck(rule, True, reason, skipped=True, subject=subject)
+
+
+def _unknown_metric(rule: str, metric: str, stats: Mapping[str, float], subject: str) -> GateCheck:
+    known = ", ".join(stats)
+    return GateCheck(rule, False, f"metric {metric!r} is not a COCO stat (one of {known})", subject=subject)
+
+
+def _who(subject: str) -> str:
+    return f"{subject}: " if subject else ""
+
+
+def check_min(stats: Mapping[str, float], *, metric: str, floor: float, subject: str = "") -> GateCheck:
+    """Pass when stats[metric] >= floor."""
+    rule = f"{metric} >= {floor:.4f}"
+    if metric not in stats:
+        return _unknown_metric(rule, metric, stats, subject)
+    measured = stats[metric]
+    if measured >= floor - 1e-12:
+        return GateCheck(
+            rule, True, f"{_who(subject)}{metric} {measured:.4f} >= {floor:.4f}", subject=subject
+        )
+    return GateCheck(
+        rule,
+        False,
+        f"{_who(subject)}{metric} {measured:.4f} is below the minimum {floor:.4f} by {floor - measured:.4f}",
+        subject=subject,
+    )
+
+
+def check_drop(
+    stats: Mapping[str, float],
+    reference: Mapping[str, float],
+    *,
+    metric: str,
+    max_drop: float,
+    against: str,
+    subject: str = "",
+) -> GateCheck:
+    """Pass when reference[metric] - stats[metric] <= max_drop (a gain always passes)."""
+    rule = f"{metric} drop vs {against} <= {max_drop:.4f}"
+    if metric not in stats:
+        return _unknown_metric(rule, metric, stats, subject)
+    if metric not in reference:
+        have = ", ".join(reference) or "none"
+        return GateCheck(rule, False, f"{against} has no {metric} (it has: {have})", subject=subject)
+    measured, ref = stats[metric], reference[metric]
+    drop = ref - measured
+    text = f"{_who(subject)}{metric} {measured:.4f} vs {against} {ref:.4f} (delta {measured - ref:+.4f}"
+    if drop <= max_drop + 1e-12:
+        return GateCheck(rule, True, f"{text}, allowed drop {max_drop:.4f})", subject=subject)
+    return GateCheck(rule, False, f"{text}): drops more than the allowed {max_drop:.4f}", subject=subject)
+
+
+def check_class_drops(
+    per_category: Sequence[CategoryScore],
+    reference: Sequence[CategoryScore],
+    *,
+    max_drop: float,
+    against: str,
+    min_gt: int = 1,
+    subject: str = "",
+    shown: int = 5,
+) -> GateCheck:
+    """Pass when no category's AP is lower than the reference's by more than max_drop.
+
+    Only categories with an AP on both sides and at least `min_gt` ground-truth boxes count.
+    """
+    rule = f"per-class AP drop vs {against} <= {max_drop:.4f}"
+    ref_ap = {c.category_id: c.ap for c in reference}
+    drops = []
+    for c in per_category:
+        ref = ref_ap.get(c.category_id)
+        if c.ap is None or ref is None or c.num_gt < min_gt:
+            continue
+        drops.append((ref - c.ap, c.name, c.ap, ref))
+    if not drops:
+        return GateCheck(
+            rule, False, f"{_who(subject)}no category has an AP on both sides to compare", subject=subject
+        )
+    drops.sort(reverse=True)
+    failed = [d for d in drops if d[0] > max_drop + 1e-12]
+    worst = drops[0]
+    if not failed:
+        return GateCheck(
+            rule,
+            True,
+            f"{_who(subject)}{len(drops)} categories within {max_drop:.4f} of {against} "
+            f"(largest drop {worst[1]} {worst[0]:+.4f})",
+            subject=subject,
+        )
+    listed = ", ".join(
+        f"{name} {ap:.4f} vs {ref:.4f} ({-drop:+.4f})" for drop, name, ap, ref in failed[:shown]
+    )
+    more = f" and {len(failed) - shown} more" if len(failed) > shown else ""
+    return GateCheck(
+        rule,
+        False,
+        f"{_who(subject)}{len(failed)} of {len(drops)} categories drop more than {max_drop:.4f} vs "
+        f"{against}: {listed}{more}",
+        subject=subject,
+    )
+
+
+def baseline_mismatch(baseline: Baseline, *, selection: str, num_images: int) -> str | None:
+    """Why a run cannot be compared with a baseline (another protocol), or None."""
+    want_selection = baseline.protocol.get("selection")
+    want_images = baseline.protocol.get("num_images")
+    if want_selection is not None and want_selection != selection:
+        return f"baseline {baseline.name} is for selection {want_selection!r}, this run used {selection!r}"
+    if want_images is not None and int(want_images) != num_images:
+        return f"baseline {baseline.name} is for {want_images} images, this run scored {num_images}"
+    return None
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the gate needs to know of one run besides its stats."""
+
+    stats: Mapping[str, float]
+    per_category: Sequence[CategoryScore]
+    selection: str
+    num_images: int
+    complete: bool  # False for a partial run (limit/shard)
+    model_sha256: str = ""
+
+
+def check_config_rules(
+    run: RunFacts, gate: GateConfig, baseline: Baseline | None, *, subject: str = ""
+) -> list[GateCheck]:
+    """The rules of a `gate` section that compare a run with absolute or stored figures.
+
+    On a partial run these figures (for the whole image selection) do not apply: skipped, with why.
+    """
+    checks: list[GateCheck] = []
+    partial = "this run is partial (limit/shard) and the figure is for the whole image selection"
+    if gate.min_ap is not None:
+        rule = f"{gate.metric} >= {gate.min_ap:.4f}"
+        checks.append(
+            check_min(run.stats, metric=gate.metric, floor=gate.min_ap, subject=subject)
+            if run.complete
+            else skipped_check(rule, partial, subject=subject)
+        )
+    if baseline is None:
+        return checks
+    against = f"baseline {baseline.name}"
+    rules: list[tuple[str, float]] = []
+    if gate.max_baseline_drop is not None:
+        rules.append(
+            (f"{gate.metric} drop vs {against} <= {gate.max_baseline_drop:.4f}", gate.max_baseline_drop)
+        )
+    if gate.max_class_baseline_drop is not None:
+        rules.append((f"per-class AP drop vs {against} <= {gate.max_class_baseline_drop:.4f}", -1.0))
+    mismatch = baseline_mismatch(baseline, selection=run.selection, num_images=run.num_images)
+    for rule, _ in rules:
+        if not run.complete:
+            checks.append(skipped_check(rule, partial, subject=subject))
+        elif mismatch is not None:
+            checks.append(
+                GateCheck(rule, False, f"{_who(subject)}{mismatch}: not comparable", subject=subject)
+            )
+    if not run.complete or mismatch is not None:
+        return checks
+    note = ""
+    if baseline.model.get("sha256") and run.model_sha256 and baseline.model["sha256"] != run.model_sha256:
+        note = f" [another model than the baseline's {baseline.model.get('name', '')!s}]"
+    if gate.max_baseline_drop is not None:
+        check = check_drop(
+            run.stats,
+            baseline.stats,
+            metric=gate.metric,
+            max_drop=gate.max_baseline_drop,
+            against=against,
+            subject=subject,
+        )
+        checks.append(GateCheck(check.rule, check.passed, check.message + note, subject=subject))
+    if gate.max_class_baseline_drop is not None:
+        checks.append(
+            check_class_drops(
+                run.per_category,
+                baseline.per_category,
+                max_drop=gate.max_class_baseline_drop,
+                against=against,
+                min_gt=gate.class_min_gt,
+                subject=subject,
+            )
+        )
+    return checks

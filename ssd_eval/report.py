@@ -69,4 +69,9 @@ def summary(result: RunResult, *, categories: int = 5) -> str:
 
 def gate_lines(report: GateReport) -> list[str]:
     """One line per gate rule."""
-    return [f"gate {'PASS' if check.passed else 'FAIL'}: {check.message}" for check in report]
+    return [
+        f"gate skipped: {check.rule}: {check.message}"
+        if check.skipped
+        else f"gate {'PASS' if check.passed else 'FAIL'}: {check.message}"
+        for check in report
+    ]

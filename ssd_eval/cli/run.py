@@ -8,10 +8,12 @@ import re
 import sys
 from pathlib import Path
 
+from ssd_eval.baseline import load_gate_baseline
+from ssd_eval.ci_report import SUMMARY_FILE, run_markdown, write_ci_files
 from ssd_eval.config import ExpectedConfig, ProviderConfig, RunConfig, load_config
 from ssd_eval.dataset import Shard
 from ssd_eval.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
-from ssd_eval.gate import GateReport, check_expected
+from ssd_eval.gate import GateCheck, GateReport, RunFacts, check_config_rules, check_expected, skipped_check
 from ssd_eval.report import gate_lines, summary
 from ssd_eval.results import record_gate
 from ssd_eval.runner import Progress, RunOptions, load_run_config, run_evaluation
@@ -145,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
             "smoke.yaml), or --resume RUN_DIR"
         )
     config = apply_overrides(config, args)
+    # The baseline is read and checked before any model loads: a bad one is exit 2, not a wasted run.
+    where = str(config.source_file) if config.source_file is not None else "config"
+    baseline = load_gate_baseline(config.gate, where=where)
     options = RunOptions(
         resume=args.resume is not None,
         shard=args.shard,
@@ -154,16 +159,36 @@ def run(args: argparse.Namespace) -> int:
     result = run_evaluation(config, options)
     print(summary(result))
     expected_from_cli = args.expect_ap is not None
-    if config.expected is None:
-        return EXIT_OK
-    if not result.protocol.complete and not expected_from_cli:
-        print(
-            f"gate skipped: the reference {config.expected.metric} {config.expected.value} is for the whole "
-            "image selection and this run is partial (limit/shard); pass --expect-ap to gate anyway"
-        )
-        return EXIT_OK
-    report = GateReport((check_expected(result.stats, config.expected),))
-    record_gate(result, report)
-    for line in gate_lines(report):
-        print(line, file=sys.stdout if report else sys.stderr)
+    checks: list[GateCheck] = []
+    if config.expected is not None:
+        expected = config.expected
+        if not result.protocol.complete and not expected_from_cli:
+            rule = f"{expected.metric} = {expected.value:.4f} ± {expected.tolerance:.4f}"
+            checks.append(
+                skipped_check(
+                    rule,
+                    f"the reference {expected.metric} {expected.value} is for the whole image selection and "
+                    "this run is partial (limit/shard); pass --expect-ap to gate anyway",
+                )
+            )
+        else:
+            checks.append(check_expected(result.stats, expected))
+    facts = RunFacts(
+        stats=result.stats,
+        per_category=result.per_category,
+        selection=result.protocol.selection,
+        num_images=result.protocol.num_images,
+        complete=result.protocol.complete,
+        model_sha256=result.model.sha256,
+    )
+    checks.extend(check_config_rules(facts, config.gate, baseline))
+    report = GateReport(tuple(checks))
+    if checks:
+        result = record_gate(result, report)
+    run_dir = Path(result.run_dir)
+    write_ci_files(run_dir, report, run_markdown(result, report), suite=f"ssd-eval run {run_dir.name}")
+    for check, line in zip(report, gate_lines(report), strict=True):
+        print(line, file=sys.stdout if check.passed else sys.stderr)
+    if checks:
+        print(f"CI files: {run_dir / 'junit.xml'}, {run_dir / SUMMARY_FILE}")
     return EXIT_OK if report else EXIT_GATE_FAILED

@@ -1,0 +1,274 @@
+"""`ssd-eval compare` on tiny table detectors: zero deltas for twins, hand counts for a perturbed model."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import TINY_GT
+from helpers import Det, save_table_detector
+
+from ssd_eval import plots
+from ssd_eval.cli import main
+from ssd_eval.compare import CompareOptions, run_comparison
+from ssd_eval.compare_config import compare_config_from_dict, load_compare_config
+from ssd_eval.errors import ConfigError, ProviderError
+
+# The perturbed detector, against a reference that emits the ground truth (score 0.9 each):
+PERTURBED = {
+    1: [Det(7, 4, 30, 30, 1, 0.8), Det(30, 10, 20, 30, 18)],  # person 3 px right (IoU 810/990), score 0.8
+    2: [],  # the person is missed
+    5: [Det(0, 0, 60, 45, 1), Det(60, 45, 50, 40, 17)],  # the dog is called a cat
+    7: [Det(5, 5, 20, 20, 90), Det(30, 30, 8, 8, 90, 0.5)],  # an extra toothbrush
+    9: [Det(45, 10, 40, 40, 1)],  # person 25 px right: IoU 600/2600 < 0.5
+}
+
+
+def _config(tmp_path: Path, root: Path, reference: Path, runs: list[dict], **sections) -> Path:
+    data = {
+        "model": {"path": str(reference)},
+        "reference": {"name": "ref", "provider": {"name": "cpu"}},
+        "runs": runs,
+        "dataset": {"root": str(root)},
+        "output": {"dir": str(tmp_path / "results")},
+        "pictures": {"pr_curves": False, "disagreements": 2},
+        **sections,
+    }
+    path = tmp_path / "compare.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def models(tmp_path, tiny_coco):
+    perfect = save_table_detector(tmp_path / "perfect.onnx", tiny_coco, TINY_GT)
+    perturbed = save_table_detector(tmp_path / "perturbed.onnx", tiny_coco, PERTURBED)
+    return tiny_coco, perfect, perturbed
+
+
+def test_two_sessions_of_one_model_agree_fully(tmp_path, models):
+    root, perfect, _ = models
+    config = load_compare_config(
+        _config(tmp_path, root, perfect, [{"name": "again", "provider": {"name": "cpu"}}])
+    )
+    result = run_comparison(config, CompareOptions(config_name="t"))
+    ref, again = result.runs
+    assert ref.name == "ref" and again.name == "again" and again.ran
+    assert again.stats == ref.stats and set(again.deltas.values()) == {0.0}
+    assert all(d.delta == 0.0 for d in again.category_deltas)
+    a = again.agreement
+    assert a is not None
+    assert (a.reference_detections, a.run_detections, a.matched, a.missing, a.extra) == (7, 7, 7, 0, 0)
+    assert a.images_full_agreement == 5
+    assert a.score_diff_max == 0 and a.box_diff_px_max == 0
+    assert a.raw_scores.abs_max == 0 and a.raw_boxes.abs_max == 0 and a.raw_boxes.rel_max == 0
+    assert again.providers_used[0] == "CPUExecutionProvider"
+    assert again.latency["infer"].count == 4 and again.latency["infer_first"].count == 1
+    assert again.worst_images == ()  # nothing to draw
+
+
+def test_perturbed_model_hand_counted(tmp_path, models):
+    root, perfect, perturbed = models
+    path = _config(
+        tmp_path,
+        root,
+        perfect,
+        [{"name": "perturbed", "provider": {"name": "cpu"}, "model": {"path": str(perturbed)}}],
+    )
+    result = run_comparison(load_compare_config(path), CompareOptions(config_name="t"))
+    run = result.run("perturbed")
+    a = run.agreement
+    assert a is not None
+    # Reference: 7 detections; run: 2 + 0 + 2 + 2 + 1 = 7. Matched: image 1 both, image 5 the person,
+    # image 7 the toothbrush = 4. Missing: person of 2, dog of 5, person of 9 = 3. Extra: cat of 5,
+    # second toothbrush of 7, shifted person of 9 = 3. Only image 1 agrees fully.
+    assert (a.reference_detections, a.run_detections) == (7, 7)
+    assert (a.matched, a.missing, a.extra, a.images_full_agreement) == (4, 3, 3, 1)
+    # Matched score differences: 0.1 (image 1 person) and three zeros (float32 scores in the model).
+    assert a.score_diff_max == pytest.approx(0.1, abs=1e-6)
+    assert a.score_diff_mean == pytest.approx(0.025, abs=1e-6)
+    # Box differences: 3 px (image 1 person: x1 and x2), else 0.
+    assert a.box_diff_px_max == pytest.approx(3.0, abs=1e-4)
+    assert a.box_diff_px_mean == pytest.approx(0.75, abs=1e-4)
+    # Raw boxes: 4 pairs x 4 corners; x1, x2 of the image-1 person move 3/64 (image 1 is 64 px wide);
+    # relative: 3/4 for x1 (4 px) is the largest.
+    assert a.raw_boxes.count == 16
+    assert a.raw_boxes.abs_max == pytest.approx(3 / 64, abs=1e-6)
+    assert a.raw_boxes.abs_mean == pytest.approx(2 * (3 / 64) / 16, abs=1e-6)
+    assert a.raw_boxes.rel_max == pytest.approx(0.75, abs=1e-5)
+    assert a.raw_scores.rel_max == pytest.approx(0.1 / 0.9, abs=1e-5)
+    # COCO AP of the run (ranked by score: image 5 person 0.9, image 9 person 0.9, image 1 person 0.8).
+    # person (4 gt): at the 7 IoU thresholds <= 0.80 (image 1 IoU 0.818) TP, FP, TP -> precision 1 up to
+    # recall 0.25 (26 recall points) and 2/3 up to 0.5 (25 points); at 0.85-0.95 only 26 points at 1.
+    person = (7 * (26 + 25 * 2 / 3) + 3 * 26) / (10 * 101)
+    dog = 51 / 101  # one of two found, precision 1 up to recall 0.5
+    toothbrush = 1.0  # the true one ranks above the extra
+    by_name = {c.name: c for c in run.per_category}
+    assert by_name["person"].ap == pytest.approx(person, abs=1e-12)
+    assert by_name["dog"].ap == pytest.approx(dog, abs=1e-12)
+    assert by_name["toothbrush"].ap == pytest.approx(toothbrush, abs=1e-12)
+    assert by_name["cat"].ap is None  # no ground truth: not in the mean
+    assert run.stats["AP"] == pytest.approx((person + dog + toothbrush) / 3, abs=1e-12)
+    assert run.deltas["AP"] == pytest.approx((person + dog + toothbrush) / 3 - 1.0, abs=1e-12)
+    person50 = (26 + 25 * 2 / 3) / 101
+    assert run.deltas["AP50"] == pytest.approx((person50 + dog + toothbrush) / 3 - 1.0, abs=1e-12)
+    # Per-category deltas, worst first.
+    assert [d.name for d in run.category_deltas] == ["person", "dog", "toothbrush"]
+    assert run.category_deltas[0].delta == pytest.approx(person - 1.0, abs=1e-12)
+    # The images it disagrees with most: 9 (0.9 + 0.9), 5 (0.9 + 0.9), 7 (0.5), 2 (0.9), 1 (0.1).
+    assert [i for i, _ in run.worst_images] == [5, 9, 2, 7, 1]
+    drawn = result.pictures["disagreements"]["perturbed"]
+    assert drawn == ["disagreements/perturbed/01-5.jpg", "disagreements/perturbed/02-9.jpg"]
+    assert all((Path(result.out_dir) / f).is_file() for f in drawn)
+
+
+def test_cli_gate_exit_codes_and_ci_files(tmp_path, models, capsys, monkeypatch):
+    root, perfect, perturbed = models
+    monkeypatch.setattr(plots, "matplotlib_available", lambda: False)
+    runs = [{"name": "perturbed", "provider": {"name": "cpu"}, "model": {"path": str(perturbed)}}]
+    # AP drops by 0.374 (see above): a 0.5 allowance passes, 0.1 fails; the class rule fails on person/dog.
+    ok = _config(tmp_path, root, perfect, runs, gate={"max_ap_drop": 0.5}, pictures={"pr_curves": True})
+    assert main(["compare", "--config", str(ok), "--run-name", "ok", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "gate PASS: perturbed: AP 0.6260 vs reference ref 1.0000 (delta -0.3740" in out
+    folder = tmp_path / "results" / "ok"
+    summary = (folder / "summary.md").read_text()
+    assert "**Gate: PASSED**" in summary and "PR curves: not drawn: matplotlib is not installed" in summary
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["pictures"]["pr_curves"] is None and metrics["gate"][0]["passed"] is True
+
+    bad = _config(
+        tmp_path, root, perfect, runs, gate={"max_ap_drop": 0.1, "max_class_ap_drop": 0.2, "min_ap": 0.7}
+    )
+    assert main(["compare", "--config", str(bad), "--run-name", "bad", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    failed = [line for line in err if line.startswith("gate FAIL")]
+    assert len(failed) == 3, err  # min_ap on the run, max_ap_drop, max_class_ap_drop (one line each)
+    assert any("perturbed: AP 0.6260 is below the minimum 0.7000 by 0.0740" in line for line in failed)
+    assert any("2 of 3 categories drop more than 0.2000 vs reference ref: person" in line for line in failed)
+    tree = ET.parse(tmp_path / "results" / "bad" / "junit.xml")
+    suite = tree.getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "3" and suite.get("tests") == "4"
+    failures = {
+        case.get("name"): case.find("failure").get("message")  # type: ignore[union-attr]
+        for case in suite.iter("testcase")
+        if case.find("failure") is not None
+    }
+    assert set(failures) == {
+        "AP >= 0.7000",
+        "AP drop vs reference ref <= 0.1000",
+        "per-class AP drop vs reference ref <= 0.2000",
+    }
+    assert "drops more than the allowed 0.1000" in failures["AP drop vs reference ref <= 0.1000"]
+    assert "**Gate: FAILED (3 of 4 rules)**" in (tmp_path / "results" / "bad" / "summary.md").read_text()
+
+
+def test_unavailable_provider_is_an_error_or_skipped(tmp_path, models, capsys):
+    root, perfect, _ = models
+    runs = [{"name": "gpu", "provider": {"name": "cuda", "options": {"device_id": 0}}}]
+    path = _config(tmp_path, root, perfect, runs)
+    with pytest.raises(
+        ProviderError, match=r"runs\[0\] \(gpu\): execution provider CUDAExecutionProvider is not "
+    ):
+        run_comparison(load_compare_config(path))
+    assert main(["compare", "--config", str(path), "--run-name", "x", "--quiet"]) == 2
+    assert "set skip_unavailable: true" in capsys.readouterr().err
+    # With --skip-unavailable (or skip_unavailable: true) it is recorded as skipped.
+    assert main(["compare", "--config", str(path), "--run-name", "y", "--quiet", "--skip-unavailable"]) == 0
+    metrics = json.loads((tmp_path / "results" / "y" / "metrics.json").read_text())
+    gpu = metrics["runs"][1]
+    assert gpu["status"] == "skipped" and "CUDAExecutionProvider is not available" in gpu["skip_reason"]
+    assert "**gpu skipped** (cuda)" in (tmp_path / "results" / "y" / "summary.md").read_text()
+    # The reference is never skipped; an unknown name is an error even with skip_unavailable.
+    ref_cuda = _config(tmp_path, root, perfect, [{"provider": {"name": "cpu"}}], skip_unavailable=True)
+    data = yaml.safe_load(ref_cuda.read_text())
+    data["reference"]["provider"]["name"] = "cuda"
+    ref_cuda.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProviderError, match=r"reference \(ref\)"):
+        run_comparison(load_compare_config(ref_cuda))
+    data["reference"]["provider"]["name"] = "cpu"
+    data["runs"] = [{"provider": {"name": "warp-drive"}}]
+    ref_cuda.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProviderError, match="unknown execution provider 'warp-drive'"):
+        run_comparison(load_compare_config(ref_cuda))
+
+
+def test_config_errors_name_the_dotted_key(tmp_path):
+    base = {"model": {"path": "m.onnx"}, "dataset": {"root": "."}}
+    cases = [
+        (
+            {"runs": [{"provider": {"name": "cpu"}}, {"provider": {"name": 3}}]},
+            r"runs\[1\].provider.name: expected a string",
+        ),
+        ({"runs": [{"provider": {"nmae": "cpu"}}]}, r"runs\[0\].provider.nmae: unknown key"),
+        ({}, r"runs: missing required key"),
+        ({"runs": []}, r"runs: list at least one run"),
+        (
+            {"runs": [{"provider": {"name": "cpu"}}]},
+            r"runs\[0\].name: 'cpu' is already the name of reference",
+        ),
+        (
+            {"runs": [{"name": "x"}], "agreement": {"iou_threshold": 0}},
+            r"agreement.iou_threshold: must be in \(0, 1\]",
+        ),
+        ({"runs": [{"name": "x"}], "gate": {"max_ap_drop": 2}}, r"gate.max_ap_drop: must be in \[0, 1\]"),
+        ({"runs": [{"name": "x"}], "gate": {"metric": "mAP"}}, r"gate.metric: must be one of AP"),
+        (
+            {"runs": [{"name": "x"}], "preprocess": {"backend": "onnx-resize"}},
+            r"preprocess.backend: a comparison feeds",
+        ),
+    ]
+    for extra, pattern in cases:
+        with pytest.raises(ConfigError, match=r"c.yaml: " + pattern):
+            compare_config_from_dict({**base, **extra}, base_dir=tmp_path, source=Path("c.yaml"))
+    config = compare_config_from_dict(
+        {**base, "runs": [{"name": "x", "model": {"path": "sub/other.onnx"}}]}, base_dir=tmp_path
+    )
+    assert config.model.path == tmp_path / "m.onnx"
+    assert config.runs[0].model is not None and config.runs[0].model.path == tmp_path / "sub" / "other.onnx"
+
+
+def test_models_of_different_input_sizes_are_refused(tmp_path, models):
+    root, perfect, _ = models
+    other = save_table_detector(tmp_path / "big.onnx", root, TINY_GT, input_size=48)
+    path = _config(tmp_path, root, perfect, [{"name": "big", "model": {"path": str(other)}}])
+    with pytest.raises(ConfigError, match=r"different input sizes \(ref 32x32, big 48x48"):
+        run_comparison(load_compare_config(path))
+
+
+def test_bundled_config_loads():
+    config = load_compare_config("compare_providers.yaml")
+    assert config.model.source == "twin-1200" and config.skip_unavailable
+    assert [r.provider.name for r in config.all_runs] == ["cpu", "openvino"]
+
+
+def test_pr_curve_numbers_and_plot(tmp_path, tiny_coco):
+    import numpy as np
+
+    from ssd_eval.dataset import open_ground_truth
+    from ssd_eval.decode import Detections
+
+    gt = open_ground_truth(tiny_coco / "annotations" / "instances_val2017.json", tiny_coco / "val2017")
+    perfect = [
+        Detections(
+            i,
+            np.asarray([[d.x, d.y, d.w, d.h] for d in TINY_GT[i]], dtype=np.float64),
+            np.full(len(TINY_GT[i]), 0.9),
+            np.asarray([d.category_id for d in TINY_GT[i]], dtype=np.int64),
+        )
+        for i in gt.image_ids
+    ]
+    curve = plots.pr_curve(gt.coco_json, perfect, image_ids=gt.image_ids)
+    assert curve.precision_50 == pytest.approx(np.ones(101), abs=1e-12)
+    # Without image 2's person: person precision 1 up to recall 0.75 (76 points), then 0; dog and
+    # toothbrush 1 everywhere -> the mean over categories is 1 up to 0.75 and 2/3 beyond.
+    missing = [d if d.image_id != 2 else Detections.empty(2) for d in perfect]
+    curve = plots.pr_curve(gt.coco_json, missing, image_ids=gt.image_ids)
+    assert curve.precision_mean[:76] == pytest.approx(np.ones(76), abs=1e-12)
+    assert curve.precision_mean[76:] == pytest.approx(np.full(25, 2 / 3), abs=1e-12)
+    if plots.matplotlib_available():
+        plots.plot_pr_curves({"a": curve}, tmp_path / "pr.png", title="t")
+        assert (tmp_path / "pr.png").stat().st_size > 0
