@@ -223,3 +223,14 @@ def test_providers_lists_cpu(capsys):
     assert main(["providers"]) == 0
     out = capsys.readouterr().out
     assert "CPUExecutionProvider" in out and "cpu" in out
+
+
+def test_model_name_and_offline_flag(setup, capsys, monkeypatch):
+    """`--model ssd-10 --offline` with an empty cache: one line saying which file to put where."""
+    tmp_path, _, _, config = setup
+    monkeypatch.setenv("SSD_EVAL_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("SSD_EVAL_OFFLINE", raising=False)
+    argv = ["--config", str(config), "--model", "ssd-10", "--offline"]
+    line = _fails_with(capsys, argv, "downloads are off")
+    assert str(tmp_path / "cache" / "models" / "ssd-10.onnx") in line
+    assert "80013dd940efc1462c616143b461ef35885bcc1706e0670b66623293b4b52c59" in line

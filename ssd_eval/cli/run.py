@@ -40,7 +40,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="execution provider (cpu, cuda, tensorrt, openvino, dml, coreml or a full name); "
         "repeat for a priority list; replaces the config's providers",
     )
-    parser.add_argument("--model", type=Path, help="ONNX model file (replaces model.path / model.source)")
+    parser.add_argument(
+        "--model",
+        help="ONNX model file, or a known model name fetched into the cache (ssd-10, ssd-12, ssd-12-int8, "
+        "ssd-12-qdq, twin-1200, twin-600); replaces model.path / model.source",
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download (also SSD_EVAL_OFFLINE=1): a missing model or data set is an error "
+        "saying what to put where",
+    )
     parser.add_argument("--data", type=Path, help="COCO root folder with annotations/ and val2017/")
     parser.add_argument(
         "--selection",
@@ -84,11 +94,25 @@ def _shard(text: str) -> Shard:
     return Shard(index=int(match[1]) - 1, count=int(match[2]))
 
 
+def _is_model_name(text: str) -> bool:
+    """`--model ssd-12` names a known model unless a file of that name exists here."""
+    from ssd_eval.assets import MODELS
+
+    return not Path(text).exists() and (text in MODELS or re.fullmatch(r"twin-\d+", text) is not None)
+
+
 def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     """CLI flags replace config keys; their relative paths resolve against the current folder."""
     replace = dataclasses.replace
     if args.model is not None:
-        config = replace(config, model=replace(config.model, path=args.model.absolute(), source=None))
+        if _is_model_name(args.model):
+            config = replace(config, model=replace(config.model, path=None, source=args.model))
+        else:
+            config = replace(
+                config, model=replace(config.model, path=Path(args.model).absolute(), source=None)
+            )
+    if args.offline:
+        config = replace(config, assets=replace(config.assets, download=False))
     if args.data is not None:
         config = replace(config, dataset=replace(config.dataset, root=args.data.absolute(), source=None))
     if args.limit is not None:
