@@ -34,7 +34,7 @@ from ssd_eval.baseline import Baseline
 from ssd_eval.compare_config import CompareConfig, RunSpec, run_name
 from ssd_eval.config import config_to_dict
 from ssd_eval.dataset import CocoGroundTruth, load_checked, open_ground_truth
-from ssd_eval.decode import Detections, decode
+from ssd_eval.decode import Detections, decode_image
 from ssd_eval.detection_log import write_results_json
 from ssd_eval.errors import ConfigError, DatasetError, OutputError, ProviderError
 from ssd_eval.gate import GateCheck, GateReport, RunFacts, check_class_drops, check_config_rules, check_drop
@@ -329,15 +329,7 @@ def _loop(
                 raw, seconds = side.session.infer(tensor)
                 side.infer_s.append(seconds)
                 start = time.perf_counter()
-                side.detections[record.image_id] = decode(
-                    raw,
-                    image_id=record.image_id,
-                    width=record.width,
-                    height=record.height,
-                    label_map=gt.label_map,
-                    clip_boxes=config.decode.clip_boxes,
-                    score_threshold=config.decode.score_threshold,
-                )
+                side.detections[record.image_id] = decode_image(raw, record, gt.label_map, config.decode)
                 side.decode_s.append(time.perf_counter() - start)
             ref_dets = reference.detections[record.image_id]
             for side in active[1:]:

@@ -12,8 +12,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from ssd_eval.config import (
     AssetsConfig,
     DatasetConfig,
@@ -27,8 +25,8 @@ from ssd_eval.config import (
     ScoringConfig,
     SessionConfig,
     check_gate_values,
-    find_config,
     parse_section,
+    read_yaml_config,
 )
 from ssd_eval.errors import ConfigError
 
@@ -116,16 +114,8 @@ def run_name(spec: RunSpec) -> str:
 
 def load_compare_config(name: str | Path) -> CompareConfig:
     """Read, validate and resolve a comparison YAML file."""
-    path = find_config(name)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
-    return compare_config_from_dict({} if raw is None else raw, base_dir=path.absolute().parent, source=path)
+    raw, path = read_yaml_config(name)
+    return compare_config_from_dict(raw, base_dir=path.absolute().parent, source=path)
 
 
 def compare_config_from_dict(raw: object, *, base_dir: Path, source: Path | None = None) -> CompareConfig:

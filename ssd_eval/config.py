@@ -185,8 +185,8 @@ def find_config(name: str | Path) -> Path:
     raise ConfigError(f"config file {str(name)!r} not found (bundled configs: {bundled})")
 
 
-def load_config(name: str | Path) -> RunConfig:
-    """Read, validate and resolve a YAML config file."""
+def read_yaml_config(name: str | Path) -> tuple[object, Path]:
+    """Find and parse a YAML config file: its tree (`{}` when empty) and its path."""
     path = find_config(name)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -196,16 +196,19 @@ def load_config(name: str | Path) -> RunConfig:
         raise ConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
-    return config_from_dict({} if raw is None else raw, base_dir=path.absolute().parent, source=path)
+    return ({} if raw is None else raw), path
+
+
+def load_config(name: str | Path) -> RunConfig:
+    """Read, validate and resolve a YAML config file."""
+    raw, path = read_yaml_config(name)
+    return config_from_dict(raw, base_dir=path.absolute().parent, source=path)
 
 
 def config_from_dict(raw: object, *, base_dir: Path, source: Path | None = None) -> RunConfig:
     """Validate a parsed YAML tree into a `RunConfig`; relative paths resolve against `base_dir`."""
     where = str(source) if source is not None else "config"
-    try:
-        config = _convert(raw, RunConfig, "", _Context(base_dir=base_dir))
-    except _KeyError as exc:
-        raise ConfigError(f"{where}: {exc.path or '<top level>'}: {exc.message}") from None
+    config = parse_section(raw, RunConfig, base_dir=base_dir, where=where)
     config = dataclasses.replace(config, source_file=source)
     _check_values(config, where)
     return config

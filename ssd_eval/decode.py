@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from ssd_eval.categories import LabelMap
+from ssd_eval.config import DecodeConfig
+from ssd_eval.dataset import ImageRecord
 from ssd_eval.errors import ModelError
 from ssd_eval.session import RawOutputs
 
@@ -101,3 +103,18 @@ def decode(
     pixel_boxes = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
     category_ids = label_map.category_ids[labels.astype(np.int64)]
     return Detections(image_id=image_id, boxes=pixel_boxes, scores=scores, category_ids=category_ids)
+
+
+def decode_image(
+    raw: RawOutputs, record: ImageRecord, label_map: LabelMap, settings: DecodeConfig
+) -> Detections:
+    """`decode` for one evaluated image with the config's decode settings."""
+    return decode(
+        raw,
+        image_id=record.image_id,
+        width=record.width,
+        height=record.height,
+        label_map=label_map,
+        clip_boxes=settings.clip_boxes,
+        score_threshold=settings.score_threshold,
+    )

@@ -24,7 +24,7 @@ import yaml
 
 from ssd_eval.config import RunConfig, config_from_dict, config_to_dict
 from ssd_eval.dataset import CocoGroundTruth, ImageRecord, Shard, load_checked, open_ground_truth
-from ssd_eval.decode import Detections, decode
+from ssd_eval.decode import Detections, decode_image
 from ssd_eval.detection_log import (
     DetectionLog,
     read_detection_log,
@@ -566,15 +566,7 @@ def _infer_all(
                 raw, infer_s = session.infer(tensor)
                 clock.add("infer", infer_s)
                 start = time.perf_counter()
-                dets = decode(
-                    raw,
-                    image_id=record.image_id,
-                    width=record.width,
-                    height=record.height,
-                    label_map=gt.label_map,
-                    clip_boxes=config.decode.clip_boxes,
-                    score_threshold=config.decode.score_threshold,
-                )
+                dets = decode_image(raw, record, gt.label_map, config.decode)
                 clock.add("decode", time.perf_counter() - start)
                 start = time.perf_counter()
                 det_log.append(dets)

@@ -102,9 +102,28 @@ def _ground_truth(coco_json: Mapping[str, Any], coco_cls: Any) -> Any:
     return gt
 
 
+def result_records(rows: np.ndarray) -> list[dict[str, Any]]:
+    """`[N, 7]` rows as the result records `loadRes` takes, built lean.
+
+    Given an array, loadRes makes every field a numpy scalar and adds an 8-float polygon
+    `segmentation` to each of the ~950k detections of a val2017 run: about 0.4 GB that bbox scoring
+    never reads. Here the fields are plain Python numbers (the same float64 values) and every record
+    shares one empty `segmentation` list, which also tells loadRes not to make one.
+    """
+    no_polygon: list[list[float]] = []
+    image_ids = rows[:, 0].astype(np.int64).tolist()
+    boxes = rows[:, 1:5].tolist()
+    scores = rows[:, 5].tolist()
+    category_ids = rows[:, 6].astype(np.int64).tolist()
+    return [
+        {"image_id": i, "bbox": b, "score": s, "category_id": c, "segmentation": no_polygon}
+        for i, b, s, c in zip(image_ids, boxes, scores, category_ids, strict=True)
+    ]
+
+
 def _results(gt: Any, rows: np.ndarray, coco_cls: Any) -> Any:
     if len(rows):
-        return gt.loadRes(rows)
+        return gt.loadRes(result_records(rows))
     empty = coco_cls()
     empty.dataset = {
         "images": list(gt.dataset["images"]),

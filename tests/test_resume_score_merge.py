@@ -82,7 +82,7 @@ def test_a_corrupt_image_mid_run_stops_cleanly_and_keeps_what_was_done(tmp_path,
 def test_an_interrupted_run_resumes_to_identical_metrics(tmp_path, setup, monkeypatch):
     _, config = setup
     reference = _reference(config)
-    real_decode = runner_module.decode
+    real_decode = runner_module.decode_image
     calls = {"n": 0}
 
     def dies_at_the_seventh(*args, **kwargs):
@@ -91,12 +91,12 @@ def test_an_interrupted_run_resumes_to_identical_metrics(tmp_path, setup, monkey
             raise KeyboardInterrupt  # what Ctrl-C (or a dying process) does mid-run
         return real_decode(*args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "decode", dies_at_the_seventh)
+    monkeypatch.setattr(runner_module, "decode_image", dies_at_the_seventh)
     assert _run(config, "cut") == 130
     run_dir = tmp_path / "results" / "cut"
     assert len((run_dir / "detections.jsonl").read_text().splitlines()) == 6
     assert not (run_dir / "metrics.json").exists()
-    monkeypatch.setattr(runner_module, "decode", real_decode)
+    monkeypatch.setattr(runner_module, "decode_image", real_decode)
     assert main(["--resume", str(run_dir), "--quiet"]) == 0
     _same_result(_metrics(run_dir), reference)
 

@@ -17,7 +17,7 @@ from ssd_eval.runner import Progress
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ssd_eval.cli import add_common_arguments
+    from ssd_eval.cli import add_common_arguments, positive_int
 
     parser = subparsers.add_parser(
         "compare",
@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="comparison YAML: a path, or the name of a bundled one (compare_providers.yaml)",
     )
-    parser.add_argument("--limit", type=_positive_int, help="compare only the first N images (by id)")
+    parser.add_argument("--limit", type=positive_int, help="compare only the first N images (by id)")
     parser.add_argument("--data", type=Path, help="COCO root folder with annotations/ and val2017/")
     parser.add_argument(
         "--model", type=Path, help="ONNX model for every run that names none (replaces model.path/source)"
@@ -45,13 +45,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_common_arguments(parser)
     parser.set_defaults(handler=run)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def apply_overrides(config: CompareConfig, args: argparse.Namespace) -> CompareConfig:

@@ -20,7 +20,7 @@ from ssd_eval.runner import Progress, RunOptions, load_run_config, run_evaluatio
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ssd_eval.cli import add_common_arguments
+    from ssd_eval.cli import add_common_arguments, positive_int
 
     parser = subparsers.add_parser(
         "run",
@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "-c",
         help="YAML config: a path, or the name of a bundled config (coco_val.yaml, smoke.yaml)",
     )
-    parser.add_argument("--limit", type=_positive_int, help="evaluate only the first N images (by id)")
+    parser.add_argument("--limit", type=positive_int, help="evaluate only the first N images (by id)")
     parser.add_argument(
         "--provider",
         action="append",
@@ -78,13 +78,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_common_arguments(parser)
     parser.set_defaults(handler=run)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _shard(text: str) -> Shard:
