@@ -48,6 +48,13 @@ class GateReport:
         return tuple(check for check in self.checks if check.skipped)
 
 
+def _small(value: float, *, sign: bool = False) -> str:
+    """4 decimals, or scientific notation for a tolerance or delta too small to show in 4 decimals."""
+    if value != 0 and abs(value) < 5e-5:
+        return f"{value:+.1e}" if sign else f"{value:.1e}"
+    return f"{value:+.4f}" if sign else f"{value:.4f}"
+
+
 def check_expected(stats: Mapping[str, float], expected: ExpectedConfig) -> GateCheck:
     """Pass when |stats[metric] - value| <= tolerance.
 
@@ -59,19 +66,19 @@ def check_expected(stats: Mapping[str, float], expected: ExpectedConfig) -> Gate
         return GateCheck("expected", False, f"metric {expected.metric!r} is not a COCO stat (one of {known})")
     measured = stats[expected.metric]
     delta = measured - expected.value
-    rule = f"{expected.metric} = {expected.value:.4f} ± {expected.tolerance:.4f}"
+    rule = f"{expected.metric} = {expected.value:.4f} ± {_small(expected.tolerance)}"
     if abs(delta) <= expected.tolerance + 1e-12:
         return GateCheck(
             rule,
             True,
-            f"{expected.metric} {measured:.4f} is within {expected.tolerance:.4f} of "
-            f"the reference {expected.value:.4f} (delta {delta:+.4f})",
+            f"{expected.metric} {measured:.4f} is within {_small(expected.tolerance)} of "
+            f"the reference {expected.value:.4f} (delta {_small(delta, sign=True)})",
         )
     return GateCheck(
         rule,
         False,
         f"{expected.metric} {measured:.4f} misses the reference {expected.value:.4f} "
-        f"by {delta:+.4f} (tolerance {expected.tolerance:.4f})",
+        f"by {_small(delta, sign=True)} (tolerance {_small(expected.tolerance)})",
     )
 
 
