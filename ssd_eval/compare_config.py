@@ -25,7 +25,9 @@ from ssd_eval.config import (
     ScoringConfig,
     SessionConfig,
     check_gate_values,
+    check_output_values,
     parse_section,
+    raise_first_problem,
     read_yaml_config,
 )
 from ssd_eval.errors import ConfigError
@@ -186,10 +188,5 @@ def _check_values(config: CompareConfig, where: str) -> None:
         problems.append(("pictures.disagreements", "must be >= 0"))
     if config.pictures.max_side < 64:
         problems.append(("pictures.max_side", "must be >= 64"))
-    if config.output.run_name is not None and (
-        "/" in config.output.run_name or config.output.run_name in ("", ".", "..")
-    ):
-        problems.append(("output.run_name", "must be a plain folder name"))
-    if problems:
-        key, message = problems[0]
-        raise ConfigError(f"{where}: {key}: {message}")
+    problems.extend(check_output_values(config.output))
+    raise_first_problem(problems, where)

@@ -251,10 +251,20 @@ def _check_values(config: RunConfig, where: str) -> None:
     if config.expected is not None and config.expected.tolerance < 0:
         problems.append(("expected.tolerance", "must be >= 0"))
     problems.extend(check_gate_values(config.gate, "gate"))
-    if config.output.run_name is not None and (
-        "/" in config.output.run_name or config.output.run_name in ("", ".", "..")
-    ):
-        problems.append(("output.run_name", "must be a plain folder name"))
+    problems.extend(check_output_values(config.output))
+    raise_first_problem(problems, where)
+
+
+def check_output_values(output: OutputConfig) -> list[tuple[str, str]]:
+    """Impossible output settings as (dotted key, message) pairs; shared with the compare config."""
+    name = output.run_name
+    if name is not None and ("/" in name or name in ("", ".", "..")):
+        return [("output.run_name", "must be a plain folder name")]
+    return []
+
+
+def raise_first_problem(problems: list[tuple[str, str]], where: str) -> None:
+    """The first (dotted key, message) problem as a ConfigError naming the config file."""
     if problems:
         key, message = problems[0]
         raise ConfigError(f"{where}: {key}: {message}")
