@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from http_server import FileServer, closed_port_url
 from PIL import Image
-from test_download import FileServer, closed_port_url
 
 from ssd_eval import assets
 from ssd_eval.assets import (

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from http_server import FileServer
 from test_assets import dataset_source, model_source
-from test_download import FileServer
 
 from ssd_eval import assets
 from ssd_eval.cli import main
