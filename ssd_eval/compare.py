@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +38,7 @@ from ssd_eval.dataset import CocoGroundTruth, load_checked, open_ground_truth
 from ssd_eval.decode import Detections, decode_image
 from ssd_eval.detection_log import write_results_json
 from ssd_eval.errors import ConfigError, DatasetError, OutputError, ProviderError
+from ssd_eval.feeder import default_workers, ordered_map
 from ssd_eval.gate import GateCheck, GateReport, RunFacts, check_class_drops, check_config_rules, check_drop
 from ssd_eval.preprocess import HostPreprocessor, Normalization
 from ssd_eval.results import (
@@ -49,7 +51,7 @@ from ssd_eval.results import (
     machine_info,
     package_versions,
 )
-from ssd_eval.runner import Progress, ProgressFactory, check_writable, resolve_assets
+from ssd_eval.runner import Progress, ProgressFactory, check_writable, prepare_image, resolve_assets
 from ssd_eval.scoring import STAT_NAMES, CategoryScore, score
 from ssd_eval.session import PROVIDER_ALIASES, ProviderSession, canonical_provider_name, resolve_provider
 
@@ -312,35 +314,42 @@ def _loop(
     reference = active[0]
     skipped: list[SkippedImage] = []
     progress = options.progress(len(gt.images), 0, f"comparing {len(active)} runs")
+    # The same feeder threads as a run: decode + preprocess ahead of inference, in image order.
+    workers = config.preprocess.workers if config.preprocess.workers is not None else default_workers()
+    feed = ordered_map(partial(prepare_image, gt, host), gt.images, workers=workers)
     try:
-        for record in gt.images:
-            try:
-                pixels = load_checked(gt, record).pixels
-            except DatasetError as exc:
-                if config.dataset.on_bad_image == "stop":
-                    raise
-                skipped.append(SkippedImage(record.image_id, record.file_name, str(exc)))
-                log.warning("SKIPPED image %d: its ground truth counts as missed: %s", record.image_id, exc)
+        with contextlib.closing(feed):
+            for item in feed:
+                record = item.record
+                if item.error is not None or item.tensor is None:
+                    if config.dataset.on_bad_image == "stop":
+                        raise item.error or DatasetError(f"image {record.file_name} could not be prepared")
+                    skipped.append(SkippedImage(record.image_id, record.file_name, str(item.error)))
+                    log.warning(
+                        "SKIPPED image %d: its ground truth counts as missed: %s", record.image_id, item.error
+                    )
+                    progress.update()
+                    continue
+                tensor = item.tensor
+                for side in active:
+                    assert side.session is not None
+                    raw, seconds = side.session.infer(tensor)
+                    side.infer_s.append(seconds)
+                    start = time.perf_counter()
+                    side.detections[record.image_id] = decode_image(raw, record, gt.label_map, config.decode)
+                    side.decode_s.append(time.perf_counter() - start)
+                ref_dets = reference.detections[record.image_id]
+                for side in active[1:]:
+                    run_dets = side.detections[record.image_id]
+                    agreement = match_detections(
+                        ref_dets, run_dets, iou_threshold=config.agreement.iou_threshold
+                    )
+                    diffs = pair_differences(
+                        ref_dets, run_dets, agreement, width=record.width, height=record.height
+                    )
+                    side.matches.append((agreement, diffs))
+                    side.disagreements.append((record.image_id, disagreement(ref_dets, run_dets, agreement)))
                 progress.update()
-                continue
-            tensor = host(pixels)
-            for side in active:
-                assert side.session is not None
-                raw, seconds = side.session.infer(tensor)
-                side.infer_s.append(seconds)
-                start = time.perf_counter()
-                side.detections[record.image_id] = decode_image(raw, record, gt.label_map, config.decode)
-                side.decode_s.append(time.perf_counter() - start)
-            ref_dets = reference.detections[record.image_id]
-            for side in active[1:]:
-                run_dets = side.detections[record.image_id]
-                agreement = match_detections(ref_dets, run_dets, iou_threshold=config.agreement.iou_threshold)
-                diffs = pair_differences(
-                    ref_dets, run_dets, agreement, width=record.width, height=record.height
-                )
-                side.matches.append((agreement, diffs))
-                side.disagreements.append((record.image_id, disagreement(ref_dets, run_dets, agreement)))
-            progress.update()
     finally:
         progress.close()
     return skipped
