@@ -55,6 +55,11 @@ def _small(value: float, *, sign: bool = False) -> str:
     return f"{value:+.4f}" if sign else f"{value:.4f}"
 
 
+def expected_rule(expected: ExpectedConfig) -> str:
+    """How the `expected` rule names itself in reports."""
+    return f"{expected.metric} = {expected.value:.4f} ± {_small(expected.tolerance)}"
+
+
 def check_expected(stats: Mapping[str, float], expected: ExpectedConfig) -> GateCheck:
     """Pass when |stats[metric] - value| <= tolerance.
 
@@ -66,7 +71,7 @@ def check_expected(stats: Mapping[str, float], expected: ExpectedConfig) -> Gate
         return GateCheck("expected", False, f"metric {expected.metric!r} is not a COCO stat (one of {known})")
     measured = stats[expected.metric]
     delta = measured - expected.value
-    rule = f"{expected.metric} = {expected.value:.4f} ± {_small(expected.tolerance)}"
+    rule = expected_rule(expected)
     if abs(delta) <= expected.tolerance + 1e-12:
         return GateCheck(
             rule,
@@ -272,3 +277,32 @@ def check_config_rules(
             )
         )
     return checks
+
+
+def check_run(
+    run: RunFacts,
+    *,
+    expected: ExpectedConfig | None,
+    gate: GateConfig,
+    baseline: Baseline | None,
+    force_expected: bool = False,
+) -> GateReport:
+    """Every rule of a run config: `expected`, then the `gate` section.
+
+    On a partial run `expected` (a figure for the whole image selection) is skipped unless the user
+    asked for it explicitly (`force_expected`, as `--expect-ap` does).
+    """
+    checks: list[GateCheck] = []
+    if expected is not None:
+        if run.complete or force_expected:
+            checks.append(check_expected(run.stats, expected))
+        else:
+            checks.append(
+                skipped_check(
+                    expected_rule(expected),
+                    f"the reference {expected.metric} {expected.value} is for the whole image selection and "
+                    "this run is partial (limit/shard); pass --expect-ap to gate anyway",
+                )
+            )
+    checks.extend(check_config_rules(run, gate, baseline))
+    return GateReport(tuple(checks))

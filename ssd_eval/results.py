@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ssd_eval.gate import GateReport
+from ssd_eval.gate import GateReport, RunFacts
 from ssd_eval.scoring import CategoryScore
 
 METRICS_FILE = "metrics.json"
@@ -137,6 +137,18 @@ def result_from_json(data: Mapping[str, Any]) -> RunResult:
         versions=dict(data.get("versions", {})),
         machine=dict(data.get("machine", {})),
         gate=list(data.get("gate", [])),
+    )
+
+
+def gate_facts(result: RunResult) -> RunFacts:
+    """What the gate rules read of a run."""
+    return RunFacts(
+        stats=result.stats,
+        per_category=result.per_category,
+        selection=result.protocol.selection,
+        num_images=result.protocol.num_images,
+        complete=result.protocol.complete,
+        model_sha256=result.model.sha256,
     )
 
 

@@ -13,9 +13,9 @@ from ssd_eval.ci_report import SUMMARY_FILE, run_markdown, write_ci_files
 from ssd_eval.config import ExpectedConfig, ProviderConfig, RunConfig, load_config
 from ssd_eval.dataset import Shard
 from ssd_eval.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
-from ssd_eval.gate import GateCheck, GateReport, RunFacts, check_config_rules, check_expected, skipped_check
+from ssd_eval.gate import check_run
 from ssd_eval.report import gate_lines, summary
-from ssd_eval.results import record_gate
+from ssd_eval.results import gate_facts, record_gate
 from ssd_eval.runner import Progress, RunOptions, load_run_config, run_evaluation
 
 
@@ -175,37 +175,19 @@ def run(args: argparse.Namespace) -> int:
     )
     result = run_evaluation(config, options)
     print(summary(result))
-    expected_from_cli = args.expect_ap is not None
-    checks: list[GateCheck] = []
-    if config.expected is not None:
-        expected = config.expected
-        if not result.protocol.complete and not expected_from_cli:
-            rule = f"{expected.metric} = {expected.value:.4f} ± {expected.tolerance:.4f}"
-            checks.append(
-                skipped_check(
-                    rule,
-                    f"the reference {expected.metric} {expected.value} is for the whole image selection and "
-                    "this run is partial (limit/shard); pass --expect-ap to gate anyway",
-                )
-            )
-        else:
-            checks.append(check_expected(result.stats, expected))
-    facts = RunFacts(
-        stats=result.stats,
-        per_category=result.per_category,
-        selection=result.protocol.selection,
-        num_images=result.protocol.num_images,
-        complete=result.protocol.complete,
-        model_sha256=result.model.sha256,
+    report = check_run(
+        gate_facts(result),
+        expected=config.expected,
+        gate=config.gate,
+        baseline=baseline,
+        force_expected=args.expect_ap is not None,
     )
-    checks.extend(check_config_rules(facts, config.gate, baseline))
-    report = GateReport(tuple(checks))
-    if checks:
+    if report.checks:
         result = record_gate(result, report)
     run_dir = Path(result.run_dir)
     write_ci_files(run_dir, report, run_markdown(result, report), suite=f"ssd-eval run {run_dir.name}")
     for check, line in zip(report, gate_lines(report), strict=True):
         print(line, file=sys.stdout if check.passed else sys.stderr)
-    if checks:
+    if report.checks:
         print(f"CI files: {run_dir / 'junit.xml'}, {run_dir / SUMMARY_FILE}")
     return EXIT_OK if report else EXIT_GATE_FAILED
