@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ssd_eval.config import DatasetConfig, DecodeConfig, PreprocessConfig
+from ssd_eval.dataset import CocoGroundTruth
 from ssd_eval.gate import GateReport, RunFacts
 from ssd_eval.scoring import CategoryScore
 
@@ -78,6 +80,31 @@ class Protocol:
     score_threshold: float
     preprocess: str
     input_size: tuple[int, int]
+
+    @classmethod
+    def of(
+        cls,
+        gt: CocoGroundTruth,
+        *,
+        dataset: DatasetConfig,
+        decode: DecodeConfig,
+        preprocess: PreprocessConfig,
+        shard: str | None,
+        input_size: tuple[int, int],
+    ) -> Protocol:
+        """The protocol of an evaluation of `gt`'s images with these settings."""
+        return cls(
+            selection=gt.selection,
+            num_images=len(gt.images),
+            total_images=gt.total_images,
+            annotated_images=gt.annotated_images,
+            limit=dataset.limit,
+            shard=shard,
+            clip_boxes=decode.clip_boxes,
+            score_threshold=decode.score_threshold,
+            preprocess=preprocess.backend,
+            input_size=input_size,
+        )
 
     @property
     def complete(self) -> bool:
