@@ -238,7 +238,9 @@ def downloads_allowed(configured: bool = True) -> bool:
 
 
 def _why_offline() -> str:
-    return f"{ENV_OFFLINE}={os.environ.get(ENV_OFFLINE)}" if _offline_by_env() else "assets.download is false"
+    if _offline_by_env():
+        return f"{ENV_OFFLINE}={os.environ.get(ENV_OFFLINE)}"
+    return "--offline, or assets.download: false"
 
 
 def resolve_mirror(mirror: str | None = None) -> str | None:
