@@ -32,13 +32,15 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from ssd_eval.config import IMAGENET_MEAN, IMAGENET_STD, config_to_dict, load_config
-from ssd_eval.dataset import load_rgb
-from ssd_eval.detection_log import DetectionLog, write_results_json
-from ssd_eval.fake_detections import make_fake_set
-from ssd_eval.preprocess import Normalization, preprocess
-from ssd_eval.results import ModelInfo, package_versions
-from ssd_eval.runner import RunInfo, RunOptions, run_evaluation, write_run_info
+from ssd_eval.config.run import IMAGENET_MEAN, IMAGENET_STD, load_config
+from ssd_eval.config.schema import config_to_dict
+from ssd_eval.data.dataset import load_rgb
+from ssd_eval.engine.run_folder import RunInfo, write_run_info
+from ssd_eval.engine.runner import RunOptions, run_evaluation
+from ssd_eval.evaluation.detection_log import DetectionLog, write_results_json
+from ssd_eval.pipeline.preprocess import Normalization, preprocess
+from ssd_eval.reports.results import ModelInfo, package_versions
+from ssd_eval.twin.fake_detections import make_fake_set
 
 ROOT = Path(__file__).resolve().parents[1]
 SLICE = ROOT.parent / "shared" / "data" / "coco_val2017_first50"
@@ -150,7 +152,7 @@ def bare_loop(twin: Path, tensors: list[np.ndarray]) -> tuple[float, float, floa
 
 
 def bench_twin(work: Path, backends: list[str]) -> dict:
-    from ssd_eval.twin import ensure_twin
+    from ssd_eval.twin.model import ensure_twin
 
     cache = Path(os.environ.get("SSD_EVAL_HOME", Path.home() / ".cache" / "ssd_eval"))
     twin = ensure_twin(1200, 0, cache / "twins")
@@ -234,7 +236,7 @@ def fake_run_folder(folder: Path, num_images: int) -> Path:
 
 
 def load_config_from_dict(raw: dict):
-    from ssd_eval.config import config_from_dict
+    from ssd_eval.config.run import config_from_dict
 
     return config_from_dict(raw, base_dir=Path.cwd())
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from ssd_eval.twin.graph_stats import count_macs, count_parameters
 
-from ssd_eval.config import IMAGENET_MEAN, IMAGENET_STD
+from ssd_eval.config.run import IMAGENET_MEAN, IMAGENET_STD
 from ssd_eval.errors import SsdEvalError
-from ssd_eval.graph_stats import count_macs, count_parameters
-from ssd_eval.preprocess import Normalization, normalize_to_nchw
+from ssd_eval.pipeline.preprocess import Normalization, normalize_to_nchw
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out if args.out is not None else Path(f"ssd-twin-{args.size}.onnx")
     try:
-        from ssd_eval.twin import build_twin, save_twin
+        from ssd_eval.twin.model import build_twin, save_twin
 
         started = time.perf_counter()
         model = build_twin(args.size, args.seed)

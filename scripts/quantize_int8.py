@@ -29,9 +29,9 @@ import onnxruntime as ort
 from onnx import version_converter
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-from ssd_eval.config import IMAGENET_MEAN, IMAGENET_STD
-from ssd_eval.dataset import load_rgb
-from ssd_eval.preprocess import Normalization, preprocess
+from ssd_eval.config.run import IMAGENET_MEAN, IMAGENET_STD
+from ssd_eval.data.dataset import load_rgb
+from ssd_eval.pipeline.preprocess import Normalization, preprocess
 
 # onnxruntime-openvino reads ONNX IR versions <= 13; per-channel QDQ needs opset 13 (IR >= 7).
 IR_VERSION = 8

@@ -19,10 +19,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from ssd_eval.categories import COCO_CATEGORIES
-from ssd_eval.config import IMAGENET_MEAN, IMAGENET_STD
-from ssd_eval.dataset import load_rgb
-from ssd_eval.preprocess import Normalization, preprocess
+from ssd_eval.config.run import IMAGENET_MEAN, IMAGENET_STD
+from ssd_eval.data.categories import COCO_CATEGORIES
+from ssd_eval.data.dataset import load_rgb
+from ssd_eval.pipeline.preprocess import Normalization, preprocess
 
 SHARED_SLICE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_val2017_first50"
 LABEL_OF_CATEGORY = {cid: label for label, (cid, _) in enumerate(COCO_CATEGORIES, start=1)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssd_eval.agreement import (
+from ssd_eval.evaluation.agreement import (
     DiffStats,
     disagreement,
     iou_matrix,
@@ -13,7 +13,7 @@ from ssd_eval.agreement import (
     pair_differences,
     summarize_agreement,
 )
-from ssd_eval.decode import Detections
+from ssd_eval.pipeline.decode import Detections
 
 
 def dets(image_id: int, rows: list[tuple[float, float, float, float, int, float]]) -> Detections:

@@ -1,4 +1,4 @@
-"""ssd_eval.assets: the sources table, the cache, models and COCO val2017, against a local HTTP server."""
+"""ssd_eval.assets.fetch: the sources table, the cache, models and COCO val2017, on a local HTTP server."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from http_server import FileServer, closed_port_url
 from PIL import Image
 
-from ssd_eval import assets
-from ssd_eval.assets import (
+from ssd_eval.assets import fetch as assets
+from ssd_eval.assets.fetch import (
     ALREADY_PRESENT,
     DOWNLOADED,
     EXTRACTED,
@@ -343,7 +343,7 @@ def test_a_second_coco_call_does_nothing(
     fetch_dataset(source, cache=tmp_path, allow_download=True, progress=False)
     requests = len(server.requests)
 
-    with caplog.at_level(logging.INFO, logger="ssd_eval.assets"):
+    with caplog.at_level(logging.INFO, logger="ssd_eval.assets.fetch"):
         result = fetch_dataset(source, cache=tmp_path, allow_download=True, progress=False)
 
     assert result.status == ALREADY_PRESENT

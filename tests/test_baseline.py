@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ssd_eval.baseline import baseline_from_metrics, read_baseline, write_baseline
 from ssd_eval.cli import main
-from ssd_eval.config import load_config
+from ssd_eval.config.run import load_config
 from ssd_eval.errors import ConfigError, OutputError
+from ssd_eval.reports.baseline import baseline_from_metrics, read_baseline, write_baseline
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "results" / "baselines" / "ssd-10-published.json"

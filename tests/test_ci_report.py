@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from ssd_eval.ci_report import gate_markdown, junit_xml, table
-from ssd_eval.gate import GateCheck, GateReport, skipped_check
+from ssd_eval.reports.ci_report import gate_markdown, junit_xml, table
+from ssd_eval.reports.gate import GateCheck, GateReport, skipped_check
 
 
 def _report() -> GateReport:
@@ -35,7 +35,11 @@ def test_junit_parses_and_names_failed_rules():
         "1",
     )
     cases = suite.findall("testcase")
-    assert [c.get("classname") for c in cases] == ["ssd_eval.gate.cpu", "ssd_eval.gate.int8", "ssd_eval.gate"]
+    assert [c.get("classname") for c in cases] == [
+        "ssd_eval.gate.cpu",
+        "ssd_eval.gate.int8",
+        "ssd_eval.gate",
+    ]
     failure = cases[1].find("failure")
     assert failure is not None and cases[1].get("name") == "AP drop vs reference cpu <= 0.0050"
     assert failure.get("message") == 'int8: AP 0.1800 vs ... <the> & "x"'  # escaped and read back intact

@@ -9,7 +9,7 @@ import pytest
 from http_server import FileServer
 from test_assets import dataset_source, model_source
 
-from ssd_eval import assets
+from ssd_eval.assets import fetch as assets
 from ssd_eval.cli import main
 
 

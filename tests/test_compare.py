@@ -11,11 +11,11 @@ import yaml
 from conftest import TINY_GT
 from helpers import Det, save_table_detector
 
-from ssd_eval import plots
 from ssd_eval.cli import main
-from ssd_eval.compare import CompareOptions, run_comparison
-from ssd_eval.compare_config import compare_config_from_dict, load_compare_config
+from ssd_eval.config.compare import compare_config_from_dict, load_compare_config
+from ssd_eval.engine.compare import CompareOptions, run_comparison
 from ssd_eval.errors import ConfigError, ProviderError
+from ssd_eval.reports import plots
 
 # The perturbed detector, against a reference that emits the ground truth (score 0.9 each):
 PERTURBED = {
@@ -248,8 +248,8 @@ def test_bundled_config_loads():
 def test_pr_curve_numbers_and_plot(tmp_path, tiny_coco):
     import numpy as np
 
-    from ssd_eval.dataset import open_ground_truth
-    from ssd_eval.decode import Detections
+    from ssd_eval.data.dataset import open_ground_truth
+    from ssd_eval.pipeline.decode import Detections
 
     gt = open_ground_truth(tiny_coco / "annotations" / "instances_val2017.json", tiny_coco / "val2017")
     perfect = [

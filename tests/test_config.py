@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ssd_eval.config import BUNDLED_CONFIG_DIR, ProviderConfig, RunConfig, find_config, load_config
+from ssd_eval.config.run import ProviderConfig, RunConfig, load_config
+from ssd_eval.config.schema import BUNDLED_CONFIG_DIR, find_config
 from ssd_eval.errors import ConfigError
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssd_eval.categories import canonical_label_map, check_categories, coco_categories_json
-from ssd_eval.dataset import ImageRecord, Shard, load_rgb, open_ground_truth, select_images, to_rgb
+from ssd_eval.data.categories import canonical_label_map, check_categories, coco_categories_json
+from ssd_eval.data.dataset import ImageRecord, Shard, load_rgb, open_ground_truth, select_images, to_rgb
 from ssd_eval.errors import DatasetError
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssd_eval.categories import canonical_label_map
-from ssd_eval.decode import Detections, decode
+from ssd_eval.data.categories import canonical_label_map
 from ssd_eval.errors import ModelError
-from ssd_eval.session import RawOutputs
+from ssd_eval.pipeline.decode import Detections, decode
+from ssd_eval.pipeline.session import RawOutputs
 
 LABELS = canonical_label_map()
 

@@ -1,4 +1,4 @@
-"""ssd_eval.download against a real HTTP server on 127.0.0.1: resume, fallback, checksums, locking."""
+"""ssd_eval.assets.download against a real HTTP server on 127.0.0.1: resume, fallback, checksums, locking."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from http_server import FileServer, closed_port_url
 
-from ssd_eval import download as download_module
-from ssd_eval.download import download, part_path
+from ssd_eval.assets import download as download_module
+from ssd_eval.assets.download import download, part_path
 from ssd_eval.errors import AssetError
 
 BODY = bytes(range(256)) * 1200  # 307,200 bytes

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ssd_eval.feeder import default_workers, ordered_map
+from ssd_eval.pipeline.feeder import default_workers, ordered_map
 
 
 def _feed_threads() -> list[threading.Thread]:

@@ -10,10 +10,11 @@ import yaml
 from conftest import TINY_GT
 from helpers import save_table_detector, write_config
 
-from ssd_eval.baseline import Baseline
 from ssd_eval.cli import main
-from ssd_eval.config import GateConfig
-from ssd_eval.gate import (
+from ssd_eval.config.run import GateConfig
+from ssd_eval.evaluation.scoring import CategoryScore
+from ssd_eval.reports.baseline import Baseline
+from ssd_eval.reports.gate import (
     GateReport,
     RunFacts,
     check_class_drops,
@@ -22,7 +23,6 @@ from ssd_eval.gate import (
     check_min,
     skipped_check,
 )
-from ssd_eval.scoring import CategoryScore
 
 
 def cat(cid: int, name: str, ap: float | None, num_gt: int = 5) -> CategoryScore:

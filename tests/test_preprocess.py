@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ssd_eval.config import IMAGENET_MEAN, IMAGENET_STD
-from ssd_eval.preprocess import Normalization, normalize_to_nchw, preprocess, resize_bilinear
+from ssd_eval.config.run import IMAGENET_MEAN, IMAGENET_STD
+from ssd_eval.pipeline.preprocess import Normalization, normalize_to_nchw, preprocess, resize_bilinear
 
 NORM = Normalization.from_mean_std(IMAGENET_MEAN, IMAGENET_STD)
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from helpers import SHARED_SLICE
 
-from ssd_eval.config import IMAGENET_MEAN, IMAGENET_STD, SessionConfig
-from ssd_eval.dataset import load_rgb
-from ssd_eval.graph_preprocess import GraphPreprocessor
-from ssd_eval.preprocess import HostPreprocessor, Normalization
+from ssd_eval.config.run import IMAGENET_MEAN, IMAGENET_STD, SessionConfig
+from ssd_eval.data.dataset import load_rgb
+from ssd_eval.pipeline.graph_preprocess import GraphPreprocessor
+from ssd_eval.pipeline.preprocess import HostPreprocessor, Normalization
 
 NORM = Normalization.from_mean_std(IMAGENET_MEAN, IMAGENET_STD)
 # The documented bound: at most 1 grey level (of 255) from Pillow when upscaling (all of COCO,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import Det, TinyImage, make_coco, save_table_detector, write_config
 
-import ssd_eval.runner as runner_module
+import ssd_eval.engine.runner as runner_module
 from ssd_eval.cli import main
 
 IMAGES = tuple(TinyImage(10 + 3 * i, 40 + 7 * i, 60 - 2 * i) for i in range(12))

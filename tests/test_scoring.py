@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssd_eval.categories import canonical_label_map, coco_categories_json
-from ssd_eval.decode import Detections
-from ssd_eval.scoring import STAT_NAMES, score
+from ssd_eval.coco_stats import STAT_NAMES
+from ssd_eval.data.categories import canonical_label_map, coco_categories_json
+from ssd_eval.evaluation.scoring import score
+from ssd_eval.pipeline.decode import Detections
 
 ONE = pytest.approx(1.0, abs=1e-12)  # pycocotools' precision is tp / (tp + fp + eps)
 

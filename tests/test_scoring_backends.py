@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ssd_eval.categories import check_categories
-from ssd_eval.fake_detections import make_fake_set
-from ssd_eval.scoring import score
+from ssd_eval.data.categories import check_categories
+from ssd_eval.evaluation.scoring import score
+from ssd_eval.twin.fake_detections import make_fake_set
 
 pytest.importorskip("faster_coco_eval")
 

@@ -7,9 +7,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from ssd_eval.config import OutputNames, ProviderConfig, SessionConfig
+from ssd_eval.config.run import OutputNames, ProviderConfig, SessionConfig
 from ssd_eval.errors import ModelError, ProviderError
-from ssd_eval.session import ProviderSession, canonical_provider_name, resolve_provider
+from ssd_eval.pipeline.session import ProviderSession, canonical_provider_name, resolve_provider
 
 ALL = [
     "TensorrtExecutionProvider",

@@ -11,19 +11,20 @@ import pytest
 import yaml
 from PIL import Image
 
-from ssd_eval import categories, synthetic
-from ssd_eval.categories import COCO_CATEGORIES, LabelMap
 from ssd_eval.cli import main
-from ssd_eval.config import load_config
+from ssd_eval.config.run import load_config
+from ssd_eval.data import categories
+from ssd_eval.data.categories import COCO_CATEGORIES, LabelMap
 from ssd_eval.errors import ConfigError
-from ssd_eval.synthetic import (
+from ssd_eval.twin import synthetic
+from ssd_eval.twin.model import ensure_twin
+from ssd_eval.twin.synthetic import (
     ANNOTATIONS,
     choose_cut,
     ensure_synthetic_dataset,
     generate_synthetic_dataset,
     pixel_box,
 )
-from ssd_eval.twin import ensure_twin
 
 # pycocotools' eps: a category with one ground-truth box scores 1 / (1 + 2.2e-16) at best.
 ONE = pytest.approx(1.0, abs=1e-12)

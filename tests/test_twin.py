@@ -10,11 +10,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from ssd_eval.config import IMAGENET_MEAN, IMAGENET_STD
+from ssd_eval.config.run import IMAGENET_MEAN, IMAGENET_STD
 from ssd_eval.errors import ModelError
-from ssd_eval.graph_stats import count_macs, count_parameters
-from ssd_eval.preprocess import Normalization, normalize_to_nchw, preprocess
-from ssd_eval.twin import (
+from ssd_eval.pipeline.preprocess import Normalization, normalize_to_nchw, preprocess
+from ssd_eval.twin.graph_stats import count_macs, count_parameters
+from ssd_eval.twin.model import (
     NUM_DEFAULTS,
     build_twin,
     default_boxes,
@@ -260,7 +260,7 @@ def test_graph_tail_matches_a_numpy_reference(model: onnx.ModelProto) -> None:
 
 @pytest.mark.skipif(not SHARED_SLICE.is_dir(), reason="shared COCO slice not present")
 def test_a_real_photo_gives_a_detectors_worth_of_detections(session: ort.InferenceSession) -> None:
-    from ssd_eval.dataset import load_rgb
+    from ssd_eval.data.dataset import load_rgb
 
     path = sorted((SHARED_SLICE / "val2017").glob("*.jpg"))[0]
     _, labels, scores = session.run(None, {"image": preprocess(load_rgb(path), (SIZE, SIZE), NORM)})
@@ -288,7 +288,7 @@ def test_ensure_twin_builds_once_and_saves_atomically(
     def no_rebuild(*args: object) -> None:
         raise AssertionError("the cached twin was rebuilt")
 
-    monkeypatch.setattr("ssd_eval.twin.build_twin", no_rebuild)
+    monkeypatch.setattr("ssd_eval.twin.model.build_twin", no_rebuild)
     assert ensure_twin(SIZE, 0, tmp_path / "twins") == path
 
 

@@ -7,13 +7,13 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ssd_eval.baseline import load_gate_baseline
-from ssd_eval.ci_report import JUNIT_FILE, SUMMARY_FILE, compare_markdown, write_ci_files
-from ssd_eval.compare import CompareOptions, gate_comparison, record_compare_gate, run_comparison
-from ssd_eval.compare_config import CompareConfig, load_compare_config
+from ssd_eval.config.compare import CompareConfig, load_compare_config
+from ssd_eval.engine.compare import CompareOptions, gate_comparison, record_compare_gate, run_comparison
+from ssd_eval.engine.runner import Progress
 from ssd_eval.errors import EXIT_GATE_FAILED, EXIT_OK
-from ssd_eval.report import gate_lines
-from ssd_eval.runner import Progress
+from ssd_eval.reports.baseline import load_gate_baseline
+from ssd_eval.reports.ci_report import JUNIT_FILE, SUMMARY_FILE, compare_markdown, write_ci_files
+from ssd_eval.reports.report import gate_lines
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

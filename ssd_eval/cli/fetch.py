@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ssd_eval.assets import (
+from ssd_eval.assets.fetch import (
     ALREADY_PRESENT,
     DEFAULT_MODEL,
     DOWNLOADED,

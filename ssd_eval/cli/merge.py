@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 from ssd_eval.cli.score import SCORERS
+from ssd_eval.engine.merge import merge_runs
 from ssd_eval.errors import EXIT_OK
-from ssd_eval.merge import merge_runs
-from ssd_eval.report import summary
+from ssd_eval.reports.report import summary
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

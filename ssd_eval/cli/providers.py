@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ssd_eval.errors import EXIT_OK
-from ssd_eval.results import package_versions
-from ssd_eval.session import PROVIDER_ALIASES
+from ssd_eval.pipeline.session import PROVIDER_ALIASES
+from ssd_eval.reports.results import package_versions
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

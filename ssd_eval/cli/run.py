@@ -8,15 +8,16 @@ import re
 import sys
 from pathlib import Path
 
-from ssd_eval.baseline import load_gate_baseline
-from ssd_eval.ci_report import SUMMARY_FILE, run_markdown, write_ci_files
-from ssd_eval.config import ExpectedConfig, ProviderConfig, RunConfig, load_config
-from ssd_eval.dataset import Shard
+from ssd_eval.config.run import ExpectedConfig, ProviderConfig, RunConfig, load_config
+from ssd_eval.data.dataset import Shard
+from ssd_eval.engine.run_folder import load_run_config
+from ssd_eval.engine.runner import Progress, RunOptions, run_evaluation
 from ssd_eval.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
-from ssd_eval.gate import check_run
-from ssd_eval.report import gate_lines, summary
-from ssd_eval.results import gate_facts, record_gate
-from ssd_eval.runner import Progress, RunOptions, load_run_config, run_evaluation
+from ssd_eval.reports.baseline import load_gate_baseline
+from ssd_eval.reports.ci_report import SUMMARY_FILE, run_markdown, write_ci_files
+from ssd_eval.reports.gate import check_run
+from ssd_eval.reports.report import gate_lines, summary
+from ssd_eval.reports.results import gate_facts, record_gate
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -89,7 +90,7 @@ def _shard(text: str) -> Shard:
 
 def _is_model_name(text: str) -> bool:
     """`--model ssd-12` names a known model unless a file of that name exists here."""
-    from ssd_eval.assets import MODELS
+    from ssd_eval.assets.fetch import MODELS
 
     return not Path(text).exists() and (text in MODELS or re.fullmatch(r"twin-\d+", text) is not None)
 

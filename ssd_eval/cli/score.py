@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ssd_eval.engine.rescore import rescore_run
 from ssd_eval.errors import EXIT_OK
-from ssd_eval.report import summary
-from ssd_eval.rescore import rescore_run
+from ssd_eval.reports.report import summary
 
 SCORERS = ("pycocotools", "faster-coco-eval")
 

@@ -1,0 +1,1 @@
+"""Assets: the known model and data sources, verified resumable downloads and the cache."""

@@ -1,0 +1,1 @@
+"""Configuration: strict YAML schemas as frozen dataclasses (run and comparison configs)."""

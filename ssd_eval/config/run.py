@@ -1,0 +1,239 @@
+"""The run configuration: a tree of frozen dataclasses, loaded strictly from YAML.
+
+Every unknown key, wrong type or impossible value is a `ConfigError` naming the config file and
+the dotted key path (`providers[1].name`), raised before any model or image is loaded. Relative
+paths resolve against the folder of the config file; a bare config name also finds the configs
+bundled with the package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ssd_eval.coco_stats import STAT_NAMES
+from ssd_eval.config.schema import parse_section, raise_first_problem, read_yaml_config
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class OutputNames:
+    """Names of the model's three outputs."""
+
+    boxes: str = "bboxes"
+    labels: str = "labels"
+    scores: str = "scores"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which ONNX file to evaluate: an explicit `path`, or a known `source` fetched into the cache."""
+
+    path: Path | None = None
+    source: str | None = "ssd-10"
+    input: str = "image"
+    outputs: OutputNames = field(default_factory=OutputNames)
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where COCO lives and which of its images are evaluated."""
+
+    root: Path | None = None
+    source: str | None = "coco-val2017"
+    annotations: str = "annotations/instances_val2017.json"
+    images: str = "val2017"
+    # `annotated`: the 4952 images with annotations (the protocol of the published 0.195);
+    # `all`: all 5000 (detectron2 / mmdet practice).
+    selection: Literal["annotated", "all"] = "annotated"
+    limit: int | None = None
+    on_bad_image: Literal["stop", "skip"] = "stop"
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How an image becomes the model's input tensor."""
+
+    # pillow: the model card's code (the reference); opencv: cv2 INTER_LINEAR on uint8 (needs
+    # opencv); onnx-normalize: Pillow resize on uint8, /255 and mean/std in a small ONNX graph run
+    # on the same provider; onnx-resize: the resize too in that graph (opset 18 antialiased linear).
+    backend: Literal["pillow", "opencv", "onnx-normalize", "onnx-resize"] = "pillow"
+    size: int | None = None  # None: the model's own input size
+    # Threads decoding and preprocessing ahead of inference; null: automatic (min(4, CPUs));
+    # 0: none (everything in the main thread, one image at a time).
+    workers: int | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One onnxruntime execution provider and its provider options."""
+
+    name: str = "cpu"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """onnxruntime session options."""
+
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    intra_op_threads: int = 0  # 0: onnxruntime's default (one per physical core)
+    inter_op_threads: int = 0
+    # A provider that fails to load makes onnxruntime fall back to CPU silently; that is an error
+    # here unless this is true.
+    allow_cpu_fallback: bool = False
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How raw model outputs become COCO detections."""
+
+    score_threshold: float = 0.0  # keep everything the graph emits (it already cuts at 0.05)
+    clip_boxes: bool = False  # the published protocol does not clip; clipping raises IoU
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Which COCOeval implementation scores the detections."""
+
+    # pycocotools: the reference; faster-coco-eval: same 12 stats, ~5x faster, less memory
+    # (pip install 'ssd_eval[fast]').
+    backend: Literal["pycocotools", "faster-coco-eval"] = "pycocotools"
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where a run's files go: `<dir>/<run_name>/`."""
+
+    dir: Path | None = None  # None: ./results in the current folder
+    run_name: str | None = None  # None: <config name>-<provider>-<timestamp>
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class ExpectedConfig:
+    """The reference result: the gate fails when |metric - value| > tolerance."""
+
+    value: float
+    tolerance: float
+    metric: str = "AP"
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Accuracy rules beside `expected`; each is off when null. Failed rules make the run exit 1."""
+
+    metric: str = "AP"  # the COCO stat the rules below read (one of AP AP50 ... ARl)
+    min_ap: float | None = None  # fail when metric < min_ap
+    baseline: Path | None = None  # a baseline file (results/baselines/*.json; see `ssd-eval baseline`)
+    max_baseline_drop: float | None = None  # fail when baseline[metric] - metric > this
+    # Fail when a category's AP is lower than in the baseline by more than this (measured baselines only).
+    max_class_baseline_drop: float | None = None
+    class_min_gt: int = 1  # categories with fewer ground-truth boxes are not gated per class
+
+
+@dataclass(frozen=True)
+class AssetsConfig:
+    """Where fetched models and data are cached, and whether fetching is allowed."""
+
+    cache: Path | None = None  # None: $SSD_EVAL_HOME, else $XDG_CACHE_HOME/ssd_eval, else ~/.cache/ssd_eval
+    mirror: str | None = None
+    download: bool = True
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one evaluation run needs, resolved and validated."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    providers: tuple[ProviderConfig, ...] = (ProviderConfig(),)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    expected: ExpectedConfig | None = None
+    gate: GateConfig = field(default_factory=GateConfig)
+    assets: AssetsConfig = field(default_factory=AssetsConfig)
+    # Where this config came from; not a YAML key.
+    source_file: Path | None = field(default=None, metadata={"yaml": False})
+
+
+def load_config(name: str | Path) -> RunConfig:
+    """Read, validate and resolve a YAML config file."""
+    raw, path = read_yaml_config(name)
+    return config_from_dict(raw, base_dir=path.absolute().parent, source=path)
+
+
+def config_from_dict(raw: object, *, base_dir: Path, source: Path | None = None) -> RunConfig:
+    """Validate a parsed YAML tree into a `RunConfig`; relative paths resolve against `base_dir`."""
+    where = str(source) if source is not None else "config"
+    config = parse_section(raw, RunConfig, base_dir=base_dir, where=where)
+    config = dataclasses.replace(config, source_file=source)
+    _check_values(config, where)
+    return config
+
+
+def _check_values(config: RunConfig, where: str) -> None:
+    """Checks that span more than one value's type."""
+    problems: list[tuple[str, str]] = []
+    if config.model.path is None and config.model.source is None:
+        problems.append(("model", "set `path` (an ONNX file) or `source` (a known model, e.g. ssd-10)"))
+    if config.dataset.root is None and config.dataset.source is None:
+        problems.append(("dataset", "set `root` (a COCO folder) or `source` (e.g. coco-val2017)"))
+    if config.dataset.limit is not None and config.dataset.limit < 1:
+        problems.append(("dataset.limit", f"must be >= 1 or null, got {config.dataset.limit}"))
+    if config.preprocess.size is not None and config.preprocess.size < 32:
+        problems.append(("preprocess.size", f"must be >= 32 or null, got {config.preprocess.size}"))
+    if config.preprocess.workers is not None and config.preprocess.workers < 0:
+        problems.append(("preprocess.workers", f"must be >= 0 or null, got {config.preprocess.workers}"))
+    if any(s <= 0 for s in config.preprocess.std):
+        problems.append(("preprocess.std", "every value must be > 0"))
+    if not config.providers:
+        problems.append(("providers", "list at least one execution provider, e.g. [{name: cpu}]"))
+    for key in ("intra_op_threads", "inter_op_threads"):
+        if getattr(config.session, key) < 0:
+            problems.append((f"session.{key}", "must be >= 0 (0: onnxruntime's default)"))
+    if not 0.0 <= config.decode.score_threshold < 1.0:
+        problems.append(("decode.score_threshold", "must be in [0, 1)"))
+    if config.expected is not None and config.expected.tolerance < 0:
+        problems.append(("expected.tolerance", "must be >= 0"))
+    problems.extend(check_gate_values(config.gate, "gate"))
+    problems.extend(check_output_values(config.output))
+    raise_first_problem(problems, where)
+
+
+def check_output_values(output: OutputConfig) -> list[tuple[str, str]]:
+    """Impossible output settings as (dotted key, message) pairs; shared with the compare config."""
+    name = output.run_name
+    if name is not None and ("/" in name or name in ("", ".", "..")):
+        return [("output.run_name", "must be a plain folder name")]
+    return []
+
+
+def check_gate_values(gate: GateConfig, key: str) -> list[tuple[str, str]]:
+    """Impossible gate settings as (dotted key, message) pairs; shared with the compare config."""
+    problems: list[tuple[str, str]] = []
+    if gate.metric not in STAT_NAMES:
+        problems.append((f"{key}.metric", f"must be one of {' '.join(STAT_NAMES)}, got {gate.metric!r}"))
+    for name in ("min_ap", "max_baseline_drop", "max_class_baseline_drop"):
+        value = getattr(gate, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            problems.append((f"{key}.{name}", f"must be in [0, 1] or null, got {value}"))
+    needs_baseline = gate.max_baseline_drop is not None or gate.max_class_baseline_drop is not None
+    if needs_baseline and gate.baseline is None:
+        problems.append(
+            (f"{key}.baseline", "set a baseline file for max_baseline_drop / max_class_baseline_drop")
+        )
+    if gate.baseline is not None and not needs_baseline:
+        problems.append((f"{key}.max_baseline_drop", "set it (e.g. 0.003) to gate against the baseline"))
+    if gate.class_min_gt < 0:
+        problems.append((f"{key}.class_min_gt", "must be >= 0"))
+    return problems

@@ -1,0 +1,233 @@
+"""COCO ground truth and images: which images are evaluated, and their pixels as RGB.
+
+Images are evaluated in ascending id order. The annotation file is read once; the evaluator reuses
+the same parsed tree, so val2017's 25 MB JSON is never parsed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ssd_eval.data.categories import LabelMap, check_categories
+from ssd_eval.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+Selection = Literal["annotated", "all"]
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of the annotation file."""
+
+    image_id: int
+    file_name: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part `index` (0-based) of `count` disjoint parts of the image list."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not (self.count >= 1 and 0 <= self.index < self.count):
+            raise ValueError(f"shard index must be in [0, {self.count}), got {self.index}")
+
+    def __str__(self) -> str:
+        return f"{self.index + 1}/{self.count}"
+
+
+@dataclass(frozen=True)
+class CocoGroundTruth:
+    """A parsed COCO instances file and the image selection under evaluation."""
+
+    annotation_file: Path
+    image_dir: Path
+    coco_json: Mapping[str, Any] = field(repr=False)
+    images: tuple[ImageRecord, ...]  # the evaluated images, ascending id
+    label_map: LabelMap = field(repr=False)
+    selection: Selection
+    total_images: int  # images in the file
+    annotated_images: int  # images in the file with at least one annotation
+
+    @property
+    def image_ids(self) -> list[int]:
+        return [record.image_id for record in self.images]
+
+    def image_path(self, record: ImageRecord) -> Path:
+        return self.image_dir / record.file_name
+
+
+def read_annotation_file(path: Path) -> dict[str, Any]:
+    """Parse a COCO instances JSON file, with one clear error if it is not one."""
+    if not path.is_file():
+        raise DatasetError(
+            f"annotation file {path} not found: set dataset.root / dataset.annotations in the config "
+            "(or --data), or fetch COCO with `ssd-eval fetch data`"
+        )
+    try:
+        with path.open("rb") as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"annotation file {path} is not readable JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise DatasetError(
+            f"annotation file {path} is not a COCO instances file (top level is not an object)"
+        )
+    missing = [key for key in ("images", "annotations", "categories") if not isinstance(data.get(key), list)]
+    if missing:
+        raise DatasetError(
+            f"annotation file {path} is not a COCO instances file: no {', '.join(repr(k) for k in missing)} "
+            "list (use annotations/instances_val2017.json, not captions or keypoints)"
+        )
+    for index, ann in enumerate(data["annotations"][:1]):
+        if not isinstance(ann, dict) or "bbox" not in ann or "category_id" not in ann:
+            raise DatasetError(
+                f"annotation file {path}: annotations[{index}] has no bbox/category_id: "
+                "not a COCO instances (detection) file"
+            )
+    return data
+
+
+def _image_records(data: Mapping[str, Any], path: Path) -> list[ImageRecord]:
+    records = []
+    for index, image in enumerate(data["images"]):
+        try:
+            records.append(
+                ImageRecord(
+                    image_id=int(image["id"]),
+                    file_name=str(image["file_name"]),
+                    width=int(image["width"]),
+                    height=int(image["height"]),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            raise DatasetError(
+                f"annotation file {path}: images[{index}] lacks id/file_name/width/height"
+            ) from None
+    return records
+
+
+def select_images(
+    records: Sequence[ImageRecord],
+    annotated_ids: set[int],
+    *,
+    selection: Selection,
+    limit: int | None = None,
+    shard: Shard | None = None,
+) -> tuple[ImageRecord, ...]:
+    """The evaluated images: by protocol, ascending id, first `limit`, then this shard's part."""
+    chosen = sorted(
+        (r for r in records if selection == "all" or r.image_id in annotated_ids), key=lambda r: r.image_id
+    )
+    if limit is not None:
+        chosen = chosen[:limit]
+    if shard is not None:
+        # Round robin over the sorted ids: deterministic, and every shard gets a similar mix.
+        chosen = chosen[shard.index :: shard.count]
+    return tuple(chosen)
+
+
+def open_ground_truth(
+    annotation_file: Path,
+    image_dir: Path,
+    *,
+    selection: Selection = "annotated",
+    limit: int | None = None,
+    shard: Shard | None = None,
+) -> CocoGroundTruth:
+    """Read the annotation file, check its categories and choose the evaluated images."""
+    data = read_annotation_file(annotation_file)
+    label_map = check_categories(data["categories"], source=str(annotation_file))
+    records = _image_records(data, annotation_file)
+    annotated_ids = {int(ann["image_id"]) for ann in data["annotations"]}
+    if not image_dir.is_dir():
+        raise DatasetError(
+            f"image folder {image_dir} not found: set dataset.root / dataset.images in the config (or --data)"
+        )
+    images = select_images(records, annotated_ids, selection=selection, limit=limit, shard=shard)
+    if not images:
+        raise DatasetError(
+            f"annotation file {annotation_file}: no images to evaluate (selection {selection!r})"
+        )
+    return CocoGroundTruth(
+        annotation_file=annotation_file,
+        image_dir=image_dir,
+        coco_json=data,
+        images=images,
+        label_map=label_map,
+        selection=selection,
+        total_images=len(records),
+        annotated_images=len(annotated_ids & {r.image_id for r in records}),
+    )
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to uint8 RGB pixels `[H, W, 3]` in stored-pixel orientation.
+
+    EXIF orientation is deliberately NOT applied: COCO's boxes are in the stored pixel frame, and
+    rotating the image would misplace every box of a rotated photo.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return to_rgb(image)
+    except FileNotFoundError:
+        raise DatasetError(f"image {path} not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DatasetError(f"image {path} is corrupt or not an image: {exc}") from None
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode (L, LA, P, RGBA, CMYK, I;16, ...) as uint8 RGB `[H, W, 3]`."""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        # Pillow's own convert("RGB") clips 16-bit and float values at 255 instead of scaling them.
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I") else 1.0
+        gray = np.clip(np.rint(values * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # avoids Pillow's warning; alpha is dropped below
+    if image.mode != "RGB":
+        image = image.convert("RGB")  # drops alpha as the reference evaluation's convert("RGB") does
+    return np.asarray(image, dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image's pixels with the record that names it."""
+
+    record: ImageRecord
+    pixels: np.ndarray  # uint8 [H, W, 3] RGB
+
+
+def load_checked(gt: CocoGroundTruth, record: ImageRecord) -> LoadedImage:
+    """Decode one evaluated image and check its size against the annotation file."""
+    path = gt.image_path(record)
+    pixels = load_rgb(path)
+    height, width = pixels.shape[:2]
+    if (width, height) != (record.width, record.height):
+        # A re-encoded or EXIF-rotated copy: its boxes would not line up with the ground truth.
+        raise DatasetError(
+            f"image {path} is {width}x{height} but {gt.annotation_file.name} says "
+            f"{record.width}x{record.height}: use the original COCO files (not a resized or rotated copy)"
+        )
+    return LoadedImage(record=record, pixels=pixels)
+
+
+def iter_images(gt: CocoGroundTruth, records: Sequence[ImageRecord] | None = None) -> Iterator[LoadedImage]:
+    """Decode the evaluated images in order (errors raised as `DatasetError`)."""
+    for record in gt.images if records is None else records:
+        yield load_checked(gt, record)

@@ -1,0 +1,148 @@
+"""A run folder on disk: its files, its recorded config and run info, the skipped-image log.
+
+Everything that reads or writes a run folder (run, resume, score, merge, compare) goes through here,
+so the layout is defined once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ssd_eval.config.run import RunConfig, config_from_dict
+from ssd_eval.config.schema import config_to_dict
+from ssd_eval.data.dataset import Shard
+from ssd_eval.errors import OutputError
+from ssd_eval.reports.results import METRICS_FILE, ModelInfo, SkippedImage
+
+CONFIG_FILE = "config.yaml"
+DETECTION_LOG = "detections.jsonl"
+RESULTS_FILE = "detections.json"
+SKIPPED_LOG = "skipped.jsonl"
+COCOEVAL_LOG = "cocoeval.txt"
+RUN_INFO_FILE = "run_info.json"
+
+
+def check_writable(folder: Path) -> None:
+    """Fail early, before any model loads, if the run folder cannot be created."""
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"output folder {folder} cannot be created: {existing} is not a writable folder; "
+            "set output.dir in the config or --output"
+        )
+
+
+def prepare_run_folder(folder: Path, config: RunConfig, *, resume: bool) -> None:
+    """Create the run folder and record its config; never overwrite a finished run silently."""
+    if folder.exists() and any(folder.iterdir()) and not resume:
+        if not config.output.overwrite:
+            raise OutputError(
+                f"run folder {folder} already exists: continue it with --resume {folder}, "
+                "choose another --run-name, or set output.overwrite: true"
+            )
+        for name in (
+            CONFIG_FILE,
+            DETECTION_LOG,
+            RESULTS_FILE,
+            SKIPPED_LOG,
+            METRICS_FILE,
+            COCOEVAL_LOG,
+            RUN_INFO_FILE,
+        ):
+            (folder / name).unlink(missing_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        config_text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+        (folder / CONFIG_FILE).write_text(config_text, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write the run folder {folder}: {exc.strerror}") from None
+
+
+def load_run_config(folder: Path) -> RunConfig:
+    """The resolved config a run folder was started with (for --resume and re-scoring)."""
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise OutputError(f"{folder} is not a run folder: it has no {CONFIG_FILE}")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config = config_from_dict(raw, base_dir=folder, source=path)
+    return replace(config, output=replace(config.output, dir=folder.parent, run_name=folder.name))
+
+
+def append_skipped(path: Path, item: SkippedImage) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"image_id": item.image_id, "file": item.file, "reason": item.reason}) + "\n")
+
+
+def read_skipped(path: Path) -> dict[int, SkippedImage]:
+    """The images a run skipped (`skipped.jsonl`)."""
+    found: dict[int, SkippedImage] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                record = json.loads(line)
+                found[int(record["image_id"])] = SkippedImage(
+                    int(record["image_id"]), str(record["file"]), str(record["reason"])
+                )
+    return found
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run folder was produced with, written before the first image (`run_info.json`).
+
+    `ssd-eval score` and `ssd-eval merge` read it: they need no model session to know what ran.
+    """
+
+    model: ModelInfo
+    input_size: tuple[int, int]
+    shard: str | None
+    providers_requested: tuple[str, ...]
+    providers_used: tuple[str, ...]
+    provider_options: tuple[dict[str, Any], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunInfo:
+        return cls(
+            model=ModelInfo(**data["model"]),
+            input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
+            shard=data.get("shard"),
+            providers_requested=tuple(data["providers_requested"]),
+            providers_used=tuple(data["providers_used"]),
+            provider_options=tuple(data["provider_options"]),
+        )
+
+
+def read_run_info(folder: Path) -> RunInfo | None:
+    path = folder / RUN_INFO_FILE
+    if not path.is_file():
+        return None
+    try:
+        return RunInfo.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+        raise OutputError(
+            f"{path} is damaged; it is written by `ssd-eval run` and should not be edited"
+        ) from None
+
+
+def write_run_info(folder: Path, info: RunInfo) -> None:
+    path = folder / RUN_INFO_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(info.to_json(), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def parse_shard(text: str) -> Shard:
+    """`K/N` (1-based, as on the command line) -> Shard."""
+    k, _, n = text.partition("/")
+    return Shard(index=int(k) - 1, count=int(n))

@@ -1,0 +1,1 @@
+"""Evaluation: COCOeval scoring, the detection log, agreement between runs."""

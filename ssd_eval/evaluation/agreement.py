@@ -1,0 +1,233 @@
+"""Detection-level agreement between two runs on the same images (pure functions).
+
+Per image, a run's detections are matched to the reference's: same category, IoU >= a threshold
+(0.5 by default), greedily in order of descending reference score, each reference detection taking
+the unmatched run detection with the highest IoU (ties: the lower index). Matched pairs give score
+and box differences; unmatched reference detections are *missing*, unmatched run detections *extra*.
+
+Raw-output differences follow Polygraphy's comparator: over the matched pairs' raw values (scores,
+normalized x1, y1, x2, y2 box corners), absolute difference |run - ref| and relative difference
+|run - ref| / |ref| (a reference value of 0 gets a tiny epsilon), each summarised by max, mean and p99.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ssd_eval.pipeline.decode import Detections
+
+EPSILON = float(np.finfo(np.float64).eps)  # Polygraphy's epsilon for zero reference values
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in `a` [N, 4] with every box in `b` [M, 4], both pixel x, y, w, h."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    ax1, ay1 = a[:, 0:1], a[:, 1:2]
+    ax2, ay2 = ax1 + a[:, 2:3], ay1 + a[:, 3:4]
+    bx1, by1 = b[:, 0], b[:, 1]
+    bx2, by2 = bx1 + b[:, 2], by1 + b[:, 3]
+    inter_w = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0.0, None)
+    inter_h = np.clip(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0.0, None)
+    inter = inter_w * inter_h
+    area_a = np.clip(a[:, 2:3], 0, None) * np.clip(a[:, 3:4], 0, None)
+    area_b = np.clip(b[:, 2], 0, None) * np.clip(b[:, 3], 0, None)
+    union = area_a + area_b - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    # Two identical zero-area boxes agree perfectly even though their IoU is 0/0.
+    same = np.all(a[:, None, :] == b[None, :, :], axis=2)
+    return np.where(same, 1.0, iou)
+
+
+@dataclass(frozen=True)
+class ImageAgreement:
+    """How one image's detections of a run line up with the reference's."""
+
+    image_id: int
+    pairs: np.ndarray  # int64 [K, 2]: (reference index, run index) of each matched pair
+    missing: np.ndarray  # int64: reference indices without a match
+    extra: np.ndarray  # int64: run indices without a match
+    num_reference: int
+    num_run: int
+
+    @property
+    def matched(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def full(self) -> bool:
+        """True when every detection on both sides is matched."""
+        return len(self.missing) == 0 and len(self.extra) == 0
+
+
+def match_detections(reference: Detections, run: Detections, *, iou_threshold: float = 0.5) -> ImageAgreement:
+    """Match `run`'s detections to `reference`'s: same category, IoU >= threshold, greedy by score."""
+    if reference.image_id != run.image_id:
+        raise ValueError(f"cannot match image {reference.image_id} with image {run.image_id}")
+    ious = iou_matrix(reference.boxes, run.boxes)
+    same_label = reference.category_ids[:, None] == run.category_ids[None, :]
+    candidates = np.where(same_label & (ious >= iou_threshold), ious, -1.0)
+    taken = np.zeros(len(run), dtype=bool)
+    pairs: list[tuple[int, int]] = []
+    # Stable sort: equal scores keep their emitted order.
+    for ref_index in np.argsort(-reference.scores, kind="stable"):
+        row = np.where(taken, -1.0, candidates[ref_index]) if len(run) else np.zeros(0)
+        if row.size == 0 or row.max() < 0:
+            continue
+        run_index = int(np.argmax(row))  # argmax picks the lowest index among ties
+        taken[run_index] = True
+        pairs.append((int(ref_index), run_index))
+    pairs.sort()
+    pair_array = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    matched_ref = set(pair_array[:, 0].tolist())
+    return ImageAgreement(
+        image_id=reference.image_id,
+        pairs=pair_array,
+        missing=np.asarray([i for i in range(len(reference)) if i not in matched_ref], dtype=np.int64),
+        extra=np.flatnonzero(~taken).astype(np.int64),
+        num_reference=len(reference),
+        num_run=len(run),
+    )
+
+
+def corners(boxes: np.ndarray) -> np.ndarray:
+    """Pixel x, y, w, h -> x1, y1, x2, y2."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+
+
+@dataclass(frozen=True)
+class PairDifferences:
+    """One image's matched pairs: score and box differences (arrays of length K)."""
+
+    ref_scores: np.ndarray  # [K]
+    run_scores: np.ndarray  # [K]
+    ref_corners: np.ndarray  # [K, 4] normalized x1, y1, x2, y2 (the model's raw box output)
+    run_corners: np.ndarray  # [K, 4]
+    box_px: np.ndarray  # [K]: the largest |corner difference| of each pair, in pixels
+
+
+def pair_differences(
+    reference: Detections, run: Detections, agreement: ImageAgreement, *, width: int, height: int
+) -> PairDifferences:
+    """Differences of the matched pairs; boxes back in the model's normalized corner form."""
+    ref_i, run_i = agreement.pairs[:, 0], agreement.pairs[:, 1]
+    ref_px, run_px = corners(reference.boxes[ref_i]), corners(run.boxes[run_i])
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    return PairDifferences(
+        ref_scores=reference.scores[ref_i],
+        run_scores=run.scores[run_i],
+        ref_corners=ref_px / scale,
+        run_corners=run_px / scale,
+        box_px=np.abs(run_px - ref_px).max(axis=1) if len(ref_i) else np.zeros(0),
+    )
+
+
+@dataclass(frozen=True)
+class DiffStats:
+    """Polygraphy-style summary of absolute and relative differences of one output."""
+
+    count: int
+    abs_max: float
+    abs_mean: float
+    abs_p99: float
+    rel_max: float
+    rel_mean: float
+    rel_p99: float
+
+    @classmethod
+    def of(cls, reference: np.ndarray, run: np.ndarray) -> DiffStats:
+        ref = np.asarray(reference, dtype=np.float64).ravel()
+        out = np.asarray(run, dtype=np.float64).ravel()
+        if ref.size == 0:
+            return cls(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        absdiff = np.abs(out - ref)
+        denom = np.abs(ref)
+        denom[denom == 0] = EPSILON
+        reldiff = absdiff / denom
+        return cls(
+            count=int(ref.size),
+            abs_max=float(absdiff.max()),
+            abs_mean=float(absdiff.mean()),
+            abs_p99=float(np.percentile(absdiff, 99)),
+            rel_max=float(reldiff.max()),
+            rel_mean=float(reldiff.mean()),
+            rel_p99=float(np.percentile(reldiff, 99)),
+        )
+
+
+@dataclass(frozen=True)
+class AgreementSummary:
+    """Agreement of one run with the reference over all compared images."""
+
+    iou_threshold: float
+    images: int
+    images_full_agreement: int  # images where every detection on both sides is matched
+    reference_detections: int
+    run_detections: int
+    matched: int
+    missing: int  # reference detections the run does not have
+    extra: int  # run detections the reference does not have
+    score_diff_mean: float  # |run score - reference score| over matched pairs
+    score_diff_max: float
+    box_diff_px_mean: float  # largest |corner difference| of a matched pair, in pixels
+    box_diff_px_max: float
+    raw_scores: DiffStats  # Polygraphy-style, matched scores
+    raw_boxes: DiffStats  # Polygraphy-style, matched normalized x1, y1, x2, y2
+
+    @property
+    def match_rate(self) -> float:
+        """Matched pairs over the larger side's detections (1.0: full agreement)."""
+        larger = max(self.reference_detections, self.run_detections)
+        return self.matched / larger if larger else 1.0
+
+
+def summarize_agreement(
+    items: Iterable[tuple[ImageAgreement, PairDifferences]], *, iou_threshold: float
+) -> AgreementSummary:
+    """Fold per-image agreements and pair differences into one summary."""
+    agreements: list[ImageAgreement] = []
+    diffs: list[PairDifferences] = []
+    for agreement, diff in items:
+        agreements.append(agreement)
+        diffs.append(diff)
+
+    def cat(arrays: Sequence[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+        return np.concatenate(arrays) if arrays else np.zeros(shape)
+
+    ref_scores = cat([d.ref_scores for d in diffs], (0,))
+    run_scores = cat([d.run_scores for d in diffs], (0,))
+    box_px = cat([d.box_px for d in diffs], (0,))
+    score_diff = np.abs(run_scores - ref_scores)
+    return AgreementSummary(
+        iou_threshold=iou_threshold,
+        images=len(agreements),
+        images_full_agreement=sum(a.full for a in agreements),
+        reference_detections=sum(a.num_reference for a in agreements),
+        run_detections=sum(a.num_run for a in agreements),
+        matched=sum(a.matched for a in agreements),
+        missing=sum(len(a.missing) for a in agreements),
+        extra=sum(len(a.extra) for a in agreements),
+        score_diff_mean=float(score_diff.mean()) if score_diff.size else 0.0,
+        score_diff_max=float(score_diff.max()) if score_diff.size else 0.0,
+        box_diff_px_mean=float(box_px.mean()) if box_px.size else 0.0,
+        box_diff_px_max=float(box_px.max()) if box_px.size else 0.0,
+        raw_scores=DiffStats.of(ref_scores, run_scores),
+        raw_boxes=DiffStats.of(
+            cat([d.ref_corners for d in diffs], (0, 4)), cat([d.run_corners for d in diffs], (0, 4))
+        ),
+    )
+
+
+def disagreement(reference: Detections, run: Detections, agreement: ImageAgreement) -> float:
+    """How much one image disagrees: scores of unmatched detections plus |score difference| of pairs.
+
+    Confident disagreements weigh most; used to pick the images worth looking at.
+    """
+    unmatched = float(reference.scores[agreement.missing].sum() + run.scores[agreement.extra].sum())
+    ref_i, run_i = agreement.pairs[:, 0], agreement.pairs[:, 1]
+    return unmatched + float(np.abs(reference.scores[ref_i] - run.scores[run_i]).sum())

@@ -1,0 +1,1 @@
+"""The run pipeline per image: preprocess -> session -> decode, and the feeder threads."""

@@ -1,0 +1,242 @@
+"""One onnxruntime session on one execution provider: resolution, signature check, timed run.
+
+Like a Polygraphy runner it has a lifecycle (a context manager), resolves forgiving provider names
+with an error that lists what *is* available, and refuses a silent fallback to CPU: onnxruntime
+quietly drops a provider that fails to load (microsoft/onnxruntime#23372), so the providers the
+session really uses are checked after creation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from ssd_eval.config.run import OutputNames, ProviderConfig, SessionConfig
+from ssd_eval.errors import ModelError, ProviderError
+
+log = logging.getLogger(__name__)
+
+# Short names users type -> onnxruntime's provider names.
+PROVIDER_ALIASES: Mapping[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "gpu": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "ov": "OpenVINOExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "migraphx": "MIGraphXExecutionProvider",
+    "dnnl": "DnnlExecutionProvider",
+    "onednn": "DnnlExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+    "webgpu": "WebGpuExecutionProvider",
+    "cann": "CANNExecutionProvider",
+    "nnapi": "NnapiExecutionProvider",
+    "vitisai": "VitisAIExecutionProvider",
+}
+
+_OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def canonical_provider_name(name: str, known: Sequence[str]) -> str | None:
+    """`cuda`, `CUDA`, `CUDAExecutionProvider` -> `CUDAExecutionProvider`; None if unrecognised."""
+    key = name.strip().lower()
+    if key in PROVIDER_ALIASES:
+        return PROVIDER_ALIASES[key]
+    for full in [*known, *PROVIDER_ALIASES.values()]:
+        lowered = full.lower()
+        if key in (lowered, lowered.removesuffix("executionprovider")):
+            return full
+    return None
+
+
+def resolve_provider(name: str, *, available: Sequence[str], all_known: Sequence[str]) -> str:
+    """The full provider name, checked against the providers this onnxruntime build has."""
+    full = canonical_provider_name(name, all_known)
+    shown = ", ".join(available)
+    if full is None:
+        aliases = ", ".join(sorted(PROVIDER_ALIASES))
+        raise ProviderError(
+            f"unknown execution provider {name!r}; short names: {aliases}; available here: {shown}"
+        )
+    if full not in available:
+        hint = {
+            "CUDAExecutionProvider": "pip install onnxruntime-gpu (in place of onnxruntime)",
+            "TensorrtExecutionProvider": "pip install onnxruntime-gpu and TensorRT",
+            "OpenVINOExecutionProvider": "pip install onnxruntime-openvino (in place of onnxruntime)",
+            "DmlExecutionProvider": "pip install onnxruntime-directml (Windows)",
+        }.get(full, "install an onnxruntime build that includes it")
+        raise ProviderError(
+            f"execution provider {full} is not available in this onnxruntime (available: {shown}); {hint}"
+        )
+    return full
+
+
+@dataclass(frozen=True)
+class ModelSignature:
+    """What the session found in the model: input name and size, output names."""
+
+    input_name: str
+    input_height: int | None  # None when the model's input size is symbolic
+    input_width: int | None
+    outputs: OutputNames
+
+
+def check_signature(
+    inputs: Sequence[Any], outputs: Sequence[Any], *, model: Path, input_name: str, output_names: OutputNames
+) -> ModelSignature:
+    """One float input `[1, 3, H, W]` and the three detection outputs, or a ModelError saying what differs."""
+    described = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
+    if len(inputs) != 1:
+        raise ModelError(f"model {model} has {len(inputs)} inputs ({described}); expected one image input")
+    (tensor,) = inputs
+    if tensor.name != input_name:
+        raise ModelError(
+            f"model {model} input is named {tensor.name!r}, not {input_name!r}: set model.input in the config"
+        )
+    shape = list(tensor.shape)
+    batch_ok = len(shape) == 4 and (shape[0] in (1, None) or isinstance(shape[0], str))
+    if tensor.type != "tensor(float)" or not batch_ok or shape[1] != 3:
+        raise ModelError(f"model {model} input is {described}; expected float32 [1, 3, H, W]")
+    height = shape[2] if isinstance(shape[2], int) else None
+    width = shape[3] if isinstance(shape[3], int) else None
+    found = {o.name for o in outputs}
+    wanted = (output_names.boxes, output_names.labels, output_names.scores)
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        raise ModelError(
+            f"model {model} has no output {', '.join(repr(m) for m in missing)} "
+            f"(outputs: {', '.join(sorted(found))});"
+            " set model.outputs in the config"
+        )
+    return ModelSignature(
+        input_name=tensor.name, input_height=height, input_width=width, outputs=output_names
+    )
+
+
+@dataclass(frozen=True)
+class RawOutputs:
+    """The model's three outputs for one image, batch dimension removed."""
+
+    boxes: np.ndarray  # float32 [N, 4] normalized x1, y1, x2, y2
+    labels: np.ndarray  # int64 [N]
+    scores: np.ndarray  # float32 [N]
+
+
+class ProviderSession:
+    """An onnxruntime InferenceSession on the requested providers (first = the one under test)."""
+
+    def __init__(
+        self,
+        model: Path,
+        providers: Sequence[ProviderConfig],
+        session: SessionConfig,
+        *,
+        input_name: str = "image",
+        outputs: OutputNames | None = None,
+    ) -> None:
+        self.model = model
+        self.provider_configs = tuple(providers)
+        self.session_config = session
+        self._input_name = input_name
+        self._output_names = outputs or OutputNames()
+        self._session: Any = None
+        self.signature: ModelSignature | None = None
+        self.providers_used: tuple[str, ...] = ()
+        self.provider_options_used: tuple[dict[str, Any], ...] = ()
+
+    def __enter__(self) -> ProviderSession:
+        self.activate()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.deactivate()
+
+    def activate(self) -> None:
+        """Create the session and check providers and signature."""
+        import onnxruntime as ort
+
+        if not self.model.is_file():
+            raise ModelError(
+                f"model {self.model} not found: set model.path in the config (or --model), "
+                "or use model.source to fetch a known model"
+            )
+        available = ort.get_available_providers()
+        names = [
+            resolve_provider(p.name, available=available, all_known=ort.get_all_providers())
+            for p in self.provider_configs
+        ]
+        options = ort.SessionOptions()
+        options.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, _OPT_LEVELS[self.session_config.graph_optimization_level]
+        )
+        options.intra_op_num_threads = self.session_config.intra_op_threads
+        options.inter_op_num_threads = self.session_config.inter_op_threads
+        options.log_severity_level = 3  # onnxruntime's own warnings would interleave with the progress bar
+        provider_options = [{k: str(v) for k, v in p.options.items()} for p in self.provider_configs]
+        try:
+            self._session = ort.InferenceSession(
+                str(self.model), sess_options=options, providers=names, provider_options=provider_options
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "protobuf" in text.lower() or "load model" in text.lower() or "model_path" in text.lower():
+                raise ModelError(f"model {self.model} is not a valid ONNX model: {text}") from None
+            raise ProviderError(
+                f"cannot create an onnxruntime session for {self.model} on {names[0]}: {text}"
+            ) from None
+        self.providers_used = tuple(self._session.get_providers())
+        all_options = self._session.get_provider_options()
+        self.provider_options_used = tuple(dict(all_options.get(p, {})) for p in self.providers_used)
+        if self.providers_used[0] != names[0] and not self.session_config.allow_cpu_fallback:
+            raise ProviderError(
+                f"{names[0]} was requested but onnxruntime fell back to {', '.join(self.providers_used)} "
+                "(the provider failed to load: check its libraries); set session.allow_cpu_fallback: true "
+                "to accept this"
+            )
+        self.signature = check_signature(
+            self._session.get_inputs(),
+            self._session.get_outputs(),
+            model=self.model,
+            input_name=self._input_name,
+            output_names=self._output_names,
+        )
+
+    def deactivate(self) -> None:
+        self._session = None
+
+    def infer(self, tensor: np.ndarray) -> tuple[RawOutputs, float]:
+        """Run one image; returns the outputs and the seconds `run` alone took."""
+        if self._session is None or self.signature is None:
+            raise RuntimeError("ProviderSession.infer called before activate()")
+        names = [self.signature.outputs.boxes, self.signature.outputs.labels, self.signature.outputs.scores]
+        start = time.perf_counter()
+        boxes, labels, scores = self._session.run(names, {self.signature.input_name: tensor})
+        elapsed = time.perf_counter() - start
+        return RawOutputs(
+            boxes=_squeeze_batch(boxes), labels=_squeeze_batch(labels), scores=_squeeze_batch(scores)
+        ), elapsed
+
+
+def _squeeze_batch(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    return array[0] if array.ndim >= 1 and array.shape[0] == 1 else array

@@ -1,0 +1,1 @@
+"""Results, gates and reports: what a run or comparison concluded, and how it is written."""

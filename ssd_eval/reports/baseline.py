@@ -1,0 +1,168 @@
+"""Baseline files: the stored figures a gate compares a run against.
+
+A baseline is either *published* (figures copied from a model card or paper, only what it states)
+or *measured* (made from a run's metrics.json with `ssd-eval baseline`, with all 12 COCO stats and
+per-category AP). Either way it records the protocol (which images) and the model's sha256, so a
+comparison with a run of another protocol is refused instead of silently meaningless.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from ssd_eval.coco_stats import STAT_NAMES
+from ssd_eval.config.run import GateConfig
+from ssd_eval.errors import ConfigError, OutputError
+from ssd_eval.evaluation.scoring import CategoryScore
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "ssd_eval.baseline/1"
+Kind = Literal["published", "measured"]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Reference figures with the protocol and model they belong to."""
+
+    name: str
+    kind: Kind
+    source: str  # where the figures come from: a URL, or the run folder they were made from
+    stats: dict[str, float]  # a subset of the 12 COCO stats (published: only what the card states)
+    protocol: dict[str, Any]  # selection, num_images, dataset, input_size, ...
+    model: dict[str, Any]  # name, sha256, size_bytes
+    per_category: tuple[CategoryScore, ...] = ()
+    created: str = ""
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # providers, versions: context, never gated
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"schema": SCHEMA, **asdict(self)}
+        data["per_category"] = [asdict(c) for c in self.per_category]
+        return data
+
+
+def read_baseline(path: Path) -> Baseline:
+    """Read and check a baseline file; a bad one is a ConfigError naming the file and the key."""
+    if not path.is_file():
+        raise ConfigError(
+            f"baseline file {path} not found: set gate.baseline to a file made with "
+            "`ssd-eval baseline RUN_DIR --output FILE` (committed ones are in results/baselines/)"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"baseline file {path} is not readable JSON: {exc}") from None
+    return baseline_from_json(data, where=str(path))
+
+
+def baseline_from_json(data: object, *, where: str) -> Baseline:
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ConfigError(f'{where}: not an ssd_eval baseline (expected "schema": "{SCHEMA}")')
+    for key, kind in (("name", str), ("kind", str), ("source", str), ("stats", dict), ("protocol", dict)):
+        if not isinstance(data.get(key), kind):
+            raise ConfigError(f"{where}: {key}: missing or not a {kind.__name__}")
+    if data["kind"] not in ("published", "measured"):
+        raise ConfigError(f"{where}: kind: must be 'published' or 'measured', got {data['kind']!r}")
+    stats: dict[str, float] = {}
+    for name, value in data["stats"].items():
+        if name not in STAT_NAMES or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: stats.{name}: expected a COCO stat name with a number")
+        stats[name] = float(value)
+    try:
+        per_category = tuple(CategoryScore(**c) for c in data.get("per_category", []))
+    except TypeError as exc:
+        raise ConfigError(f"{where}: per_category: {exc}") from None
+    model = data.get("model", {})
+    if not isinstance(model, dict):
+        raise ConfigError(f"{where}: model: expected a mapping")
+    return Baseline(
+        name=data["name"],
+        kind=data["kind"],
+        source=data["source"],
+        stats=stats,
+        protocol=dict(data["protocol"]),
+        model=dict(model),
+        per_category=per_category,
+        created=str(data.get("created", "")),
+        note=str(data.get("note", "")),
+        extra=dict(data.get("extra", {})),
+    )
+
+
+def baseline_from_metrics(metrics: Mapping[str, Any], *, name: str, source: str, note: str = "") -> Baseline:
+    """A measured baseline from a run's metrics.json (or one run of a comparison's)."""
+    protocol = metrics["protocol"]
+    if protocol.get("limit") is not None or protocol.get("shard"):
+        raise ConfigError(
+            f"{source}: the run is partial (limit/shard); a baseline must cover the whole image selection"
+        )
+    model = metrics["model"]
+    return Baseline(
+        name=name,
+        kind="measured",
+        source=source,
+        stats={k: float(metrics["stats"][k]) for k in STAT_NAMES},
+        protocol={
+            "selection": protocol["selection"],
+            "num_images": protocol["num_images"],
+            "input_size": list(protocol["input_size"]),
+            "preprocess": protocol.get("preprocess"),
+            "clip_boxes": protocol.get("clip_boxes"),
+            "score_threshold": protocol.get("score_threshold"),
+        },
+        model={
+            "name": Path(str(model["path"])).name,
+            "sha256": model["sha256"],
+            "size_bytes": model.get("size_bytes"),
+        },
+        per_category=tuple(CategoryScore(**c) for c in metrics.get("per_category", [])),
+        created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        note=note,
+        extra={
+            "providers_used": list(metrics.get("providers_used", [])),
+            "versions": dict(metrics.get("versions", {})),
+        },
+    )
+
+
+def write_baseline(path: Path, baseline: Baseline, *, overwrite: bool = False) -> None:
+    """Write a baseline file atomically; an existing file is kept unless `overwrite`."""
+    if path.exists() and not overwrite:
+        raise OutputError(f"baseline file {path} already exists: choose another --output or pass --overwrite")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(baseline.to_json(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write baseline file {path}: {exc.strerror}") from None
+    log.info(
+        "wrote baseline %s (%s, %s %.4f)", path, baseline.kind, "AP", baseline.stats.get("AP", float("nan"))
+    )
+
+
+def load_gate_baseline(gate: GateConfig, *, where: str, key: str = "gate") -> Baseline | None:
+    """The baseline a gate section names, read and checked before any model loads (None: no baseline)."""
+    if gate.baseline is None:
+        return None
+    baseline = read_baseline(gate.baseline)
+    if gate.max_class_baseline_drop is not None and not baseline.per_category:
+        raise ConfigError(
+            f"{where}: {key}.max_class_baseline_drop: baseline {gate.baseline} has no per-category AP "
+            f"({baseline.kind} figures); use a measured baseline (`ssd-eval baseline RUN_DIR`) "
+            "or remove the rule"
+        )
+    if gate.metric not in baseline.stats and gate.max_baseline_drop is not None:
+        raise ConfigError(
+            f"{where}: {key}.metric: baseline {gate.baseline} has no {gate.metric} "
+            f"(it has {', '.join(baseline.stats) or 'no stats'})"
+        )
+    return baseline

@@ -1,0 +1,287 @@
+"""CI files beside metrics.json: a JUnit XML of the gate's rules and a Markdown summary.
+
+The JUnit file has one test case per gate rule (a failed rule is a <failure> whose message is the
+rule's one-line verdict; a rule that did not apply is <skipped>), so a CI system lists exactly which
+rules failed. The Markdown is fit for a CI job summary (e.g. `cat summary.md >> $GITHUB_STEP_SUMMARY`).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+from ssd_eval.coco_stats import STAT_NAMES
+from ssd_eval.reports.comparison import CompareResult
+from ssd_eval.reports.gate import GateCheck, GateReport
+from ssd_eval.reports.results import RunResult
+
+JUNIT_FILE = "junit.xml"
+SUMMARY_FILE = "summary.md"
+
+
+def junit_xml(report: GateReport, *, suite: str, time_s: float = 0.0) -> str:
+    """The gate's verdicts as a JUnit XML document (one test case per rule)."""
+    checks = list(report)
+    suites = ET.Element(
+        "testsuites",
+        name="ssd-eval",
+        tests=str(len(checks)),
+        failures=str(len(report.failures)),
+        skipped=str(len(report.skipped)),
+    )
+    element = ET.SubElement(
+        suites,
+        "testsuite",
+        name=suite,
+        tests=str(len(checks)),
+        failures=str(len(report.failures)),
+        errors="0",
+        skipped=str(len(report.skipped)),
+        time=f"{time_s:.3f}",
+    )
+    for check in checks:
+        classname = f"ssd_eval.gate.{check.subject}" if check.subject else "ssd_eval.gate"
+        case = ET.SubElement(element, "testcase", classname=classname, name=check.rule, time="0")
+        if check.skipped:
+            ET.SubElement(case, "skipped", message=check.message)
+        elif not check.passed:
+            failure = ET.SubElement(case, "failure", message=check.message, type="GateFailure")
+            failure.text = check.message
+        else:
+            ET.SubElement(case, "system-out").text = check.message
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines.extend("| " + " | ".join(_escape(str(cell)) for cell in row) + " |" for row in rows)
+    return lines
+
+
+def gate_markdown(report: GateReport) -> list[str]:
+    """The gate as a verdict line and one line per rule."""
+    checks: list[GateCheck] = list(report)
+    if not checks:
+        return ["**Gate:** no rules set."]
+    verdict = "PASSED" if report else f"FAILED ({len(report.failures)} of {len(checks)} rules)"
+    lines = [f"**Gate: {verdict}**", ""]
+    for check in checks:
+        mark = "skipped" if check.skipped else ("pass" if check.passed else "**FAIL**")
+        lines.append(f"- {mark}: `{check.rule}` — {_escape(check.message)}")
+    return lines
+
+
+def run_markdown(result: RunResult, report: GateReport) -> str:
+    """A run's summary: gate verdict, protocol, the 12 stats, worst categories, timing."""
+    p = result.protocol
+    lines = [
+        f"## ssd-eval: {Path(result.model.path).name} on {', '.join(result.providers_used)}",
+        "",
+        *gate_markdown(report),
+        "",
+        f"Images: {p.num_images} ({p.selection}"
+        + (f", limit {p.limit}" if p.limit is not None else "")
+        + (f", shard {p.shard}" if p.shard else "")
+        + f"), input {p.input_size[0]}x{p.input_size[1]}, model sha256 `{result.model.sha256[:16]}…`",
+        "",
+        *table(STAT_NAMES, [[f"{result.stats[name]:.4f}" for name in STAT_NAMES]]),
+    ]
+    scored = sorted((c for c in result.per_category if c.ap is not None), key=lambda c: c.ap or 0.0)
+    if scored:
+        lines += ["", "Lowest per-category AP:", ""]
+        lines += table(
+            ["category", "AP", "AP50", "gt boxes"],
+            [[c.name, f"{c.ap:.4f}", f"{c.ap50:.4f}", c.num_gt] for c in scored[:5]],
+        )
+    infer = result.timings.get("infer_steady") or result.timings.get("infer")
+    if infer is not None:
+        lines += [
+            "",
+            f"Inference per image: median {infer.median_ms:.1f} ms, p90 {infer.p90_ms:.1f} ms; "
+            f"wall {result.wall_s:.1f} s.",
+        ]
+    if result.skipped_images:
+        lines += [
+            "",
+            f"**{len(result.skipped_images)} image(s) skipped**; their ground truth counted as missed.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_ci_files(
+    folder: Path, report: GateReport, markdown: str, *, suite: str, time_s: float = 0.0
+) -> None:
+    """junit.xml and summary.md in `folder`."""
+    (folder / JUNIT_FILE).write_text(junit_xml(report, suite=suite, time_s=time_s), encoding="utf-8")
+    (folder / SUMMARY_FILE).write_text(markdown, encoding="utf-8")
+
+
+def _signed(value: float) -> str:
+    """A delta; one too small for 4 decimals is shown in scientific notation, never as -0.0000."""
+    return f"{value:+.1e}" if 0 < abs(value) < 5e-5 else f"{value:+.4f}"
+
+
+def _g(value: float) -> str:
+    """Differences span 0 to ~1e2: fixed notation where readable, else scientific."""
+    if value == 0:
+        return "0"
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    return f"{value:.4f}" if 1e-3 <= abs(value) < 1e4 else f"{value:.2e}"
+
+
+def compare_markdown(result: CompareResult, report: GateReport, *, worst_categories: int = 5) -> str:
+    """A comparison's summary: gate, accuracy with deltas, agreement, raw differences, latency, pictures."""
+    p = result.protocol
+    ran = [r for r in result.runs if r.ran]
+    skipped = [r for r in result.runs if not r.ran]
+    lines = [
+        f"## ssd-eval compare: {len(ran)} run(s) on {p.num_images} images, reference `{result.reference}`",
+        "",
+        *gate_markdown(report),
+        "",
+        f"Images: {p.num_images} ({p.selection}"
+        + (f", limit {p.limit}" if p.limit is not None else "")
+        + f"), input {p.input_size[0]}x{p.input_size[1]}, preprocessing {p.preprocess} (once per image, "
+        f"the same tensor fed to every run); agreement: same category and IoU >= {result.iou_threshold}.",
+        "",
+        "### Accuracy and latency",
+        "",
+    ]
+    rows = []
+    for r in ran:
+        infer = r.latency.get("infer")
+        model = f"{Path(r.model.path).name} `{r.model.sha256[:12]}`" if r.model else ""
+        rows.append(
+            [
+                r.name + (" (reference)" if r.name == result.reference else ""),
+                ", ".join(r.providers_used),
+                model,
+                f"{r.stats['AP']:.4f}",
+                _signed(r.deltas["AP"]),
+                f"{r.stats['AP50']:.4f}",
+                _signed(r.deltas["AP50"]),
+                f"{infer.median_ms:.1f}" if infer else "",
+                f"{infer.p90_ms:.1f}" if infer else "",
+            ]
+        )
+    lines += table(
+        ["run", "providers that ran", "model", "AP", "ΔAP", "AP50", "ΔAP50", "median ms/img", "p90 ms/img"],
+        rows,
+    )
+    for r in skipped:
+        lines += ["", f"- **{r.name} skipped** ({r.provider}): {_escape(r.skip_reason)}"]
+    lines += ["", "All 12 COCO stats (Δ against the reference):", ""]
+    lines += table(
+        ["stat", *[r.name for r in ran]],
+        [
+            [name]
+            + [
+                f"{r.stats[name]:.4f}"
+                + ("" if r.name == result.reference else f" ({_signed(r.deltas[name])})")
+                for r in ran
+            ]
+            for name in STAT_NAMES
+        ],
+    )
+    others = [r for r in ran if r.agreement is not None]
+    if others:
+        lines += ["", "### Detection agreement with the reference", ""]
+        agreement_rows = []
+        for r in others:
+            a = r.agreement
+            assert a is not None
+            agreement_rows.append(
+                [
+                    r.name,
+                    f"{a.matched} / {a.reference_detections} ref, {a.run_detections} run",
+                    a.missing,
+                    a.extra,
+                    f"{a.images_full_agreement} / {a.images}",
+                    f"{_g(a.score_diff_mean)} / {_g(a.score_diff_max)}",
+                    f"{_g(a.box_diff_px_mean)} / {_g(a.box_diff_px_max)}",
+                ]
+            )
+        lines += table(
+            [
+                "run",
+                "matched",
+                "missing",
+                "extra",
+                "images in full agreement",
+                "score diff mean / max",
+                "box diff px mean / max",
+            ],
+            agreement_rows,
+        )
+        lines += [
+            "",
+            "Raw output differences of matched detections (Polygraphy-style; rel = |run - ref| / |ref|):",
+            "",
+        ]
+        raw_rows = []
+        for r in others:
+            a = r.agreement
+            assert a is not None
+            for output, d in (("scores", a.raw_scores), ("boxes (normalized x1 y1 x2 y2)", a.raw_boxes)):
+                raw_rows.append(
+                    [
+                        r.name,
+                        output,
+                        d.count,
+                        _g(d.abs_max),
+                        _g(d.abs_mean),
+                        _g(d.abs_p99),
+                        _g(d.rel_max),
+                        _g(d.rel_mean),
+                        _g(d.rel_p99),
+                    ]
+                )
+        lines += table(
+            ["run", "output", "values", "abs max", "abs mean", "abs p99", "rel max", "rel mean", "rel p99"],
+            raw_rows,
+        )
+        lines += ["", "### Per-category AP, largest drops first", ""]
+        for r in others:
+            changed = [d for d in r.category_deltas if d.delta != 0.0]
+            worst = changed[:worst_categories]
+            listed = ", ".join(f"{d.name} {d.ap:.4f} ({d.delta:+.2g}, {d.num_gt} gt)" for d in worst)
+            if not r.category_deltas:
+                listed = "no category has an AP on both sides"
+            elif not changed:
+                listed = f"no category's AP changed ({len(r.category_deltas)} compared)"
+            lines.append(f"- **{r.name}**: {listed}")
+    lines += ["", "### Pictures", ""]
+    pr = result.pictures.get("pr_curves", "off")
+    if pr == "off":
+        lines.append("- PR curves: off (pictures.pr_curves: false)")
+    elif pr is None:
+        lines.append(f"- PR curves: not drawn: {result.pictures.get('pr_curves_absent', '')}")
+    else:
+        lines.append(f"- PR curves: `{pr}`")
+    for name, files in result.pictures.get("disagreements", {}).items():
+        lines.append(
+            f"- where {name} disagrees most with {result.reference}: "
+            + (", ".join(f"`{f}`" for f in files) or "nowhere")
+        )
+    first = [
+        f"{r.name} {r.latency['infer_first'].median_ms:.0f} ms" for r in ran if "infer_first" in r.latency
+    ]
+    lines += [
+        "",
+        f"First inference (warm-up, not in the latency above): {', '.join(first)}. "
+        f"Wall {result.wall_s:.1f} s.",
+    ]
+    if result.skipped_images:
+        lines += [
+            "",
+            f"**{len(result.skipped_images)} image(s) skipped**; their ground truth counted as missed.",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,76 @@
+"""What a comparison concluded: per-run stats and deltas, agreement, latency; what reports and gates read."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from ssd_eval.evaluation.agreement import AgreementSummary
+from ssd_eval.evaluation.scoring import CategoryScore
+from ssd_eval.reports.results import ModelInfo, Protocol, SkippedImage, StageTiming
+
+
+@dataclass(frozen=True)
+class CategoryDelta:
+    """One category's AP in a run against the reference's."""
+
+    category_id: int
+    name: str
+    num_gt: int
+    reference_ap: float
+    ap: float
+    delta: float  # ap - reference_ap
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """One run of a comparison (the reference included), or why it was skipped."""
+
+    name: str
+    status: Literal["ran", "skipped"]
+    provider: str  # as requested
+    provider_options: dict[str, Any]
+    note: str = ""
+    skip_reason: str = ""
+    providers_used: tuple[str, ...] = ()
+    provider_options_used: tuple[dict[str, Any], ...] = ()
+    model: ModelInfo | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+    deltas: dict[str, float] = field(default_factory=dict)  # stats - reference stats
+    per_category: tuple[CategoryScore, ...] = ()
+    category_deltas: tuple[CategoryDelta, ...] = ()  # worst first
+    agreement: AgreementSummary | None = None  # None for the reference
+    latency: dict[str, StageTiming] = field(default_factory=dict)  # infer (steady), infer_first, decode
+    num_detections: int = 0
+    worst_images: tuple[tuple[int, float], ...] = ()  # (image id, disagreement), worst first
+
+    @property
+    def ran(self) -> bool:
+        return self.status == "ran"
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """A whole comparison: what every report, gate and picture reads."""
+
+    out_dir: str
+    reference: str
+    runs: tuple[RunReport, ...]  # the reference first
+    protocol: Protocol
+    iou_threshold: float
+    skipped_images: tuple[SkippedImage, ...] = ()
+    wall_s: float = 0.0
+    pictures: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+    gate: list[dict[str, Any]] = field(default_factory=list)
+
+    def run(self, name: str) -> RunReport:
+        for report in self.runs:
+            if report.name == name:
+                return report
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

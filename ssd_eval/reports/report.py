@@ -1,0 +1,77 @@
+"""Human-readable summaries of a run (pure: returns text; the CLI prints it)."""
+
+from __future__ import annotations
+
+from ssd_eval.coco_stats import STAT_NAMES
+from ssd_eval.reports.gate import GateReport
+from ssd_eval.reports.results import RunResult
+
+_STAT_LABELS = {
+    "AP": "AP @[IoU=0.50:0.95 | area=all | maxDets=100]",
+    "AP50": "AP @[IoU=0.50 | area=all | maxDets=100]",
+    "AP75": "AP @[IoU=0.75 | area=all | maxDets=100]",
+    "APs": "AP @[IoU=0.50:0.95 | area=small | maxDets=100]",
+    "APm": "AP @[IoU=0.50:0.95 | area=medium | maxDets=100]",
+    "APl": "AP @[IoU=0.50:0.95 | area=large | maxDets=100]",
+    "AR1": "AR @[IoU=0.50:0.95 | area=all | maxDets=1]",
+    "AR10": "AR @[IoU=0.50:0.95 | area=all | maxDets=10]",
+    "AR100": "AR @[IoU=0.50:0.95 | area=all | maxDets=100]",
+    "ARs": "AR @[IoU=0.50:0.95 | area=small | maxDets=100]",
+    "ARm": "AR @[IoU=0.50:0.95 | area=medium | maxDets=100]",
+    "ARl": "AR @[IoU=0.50:0.95 | area=large | maxDets=100]",
+}
+
+
+def summary(result: RunResult, *, categories: int = 5) -> str:
+    """The table printed at the end of a run."""
+    p = result.protocol
+    model = result.model
+    per_image = result.num_detections / max(p.num_images, 1)
+    lines = [
+        f"model      {model.path}  (sha256 {model.sha256[:12]}…, {model.size_bytes:,} bytes)",
+        f"providers  {', '.join(result.providers_used)}",
+        f"images     {p.num_images} ({p.selection}"
+        + (", limit " + str(p.limit) if p.limit is not None else "")
+        + (", shard " + p.shard if p.shard else "")
+        + f"; {p.annotated_images} of {p.total_images} in the file are annotated)"
+        + f"  input {p.input_size[0]}x{p.input_size[1]}  clip_boxes={p.clip_boxes}",
+        f"detections {result.num_detections:,} ({per_image:.1f} per image)",
+        "",
+    ]
+    for name in STAT_NAMES:
+        lines.append(f"  {name:<6} {result.stats[name]:7.4f}   {_STAT_LABELS[name]}")
+    scored = sorted((c for c in result.per_category if c.ap is not None), key=lambda c: c.ap or 0.0)
+    if scored and categories:
+        lines.append("")
+        worst = ", ".join(f"{c.name} {c.ap:.3f}" for c in scored[:categories])
+        best = ", ".join(f"{c.name} {c.ap:.3f}" for c in reversed(scored[-categories:]))
+        lines.append(f"best AP    {best}")
+        lines.append(f"worst AP   {worst}")
+    t = result.timings
+    lines.append("")
+    lines.append(
+        f"time       {result.wall_s:.1f} s wall, {result.images_per_s:.2f} img/s; per image (median ms): "
+        + ", ".join(
+            f"{stage} {t[stage].median_ms:.1f}"
+            for stage in ("read", "preprocess", "infer", "decode")
+            if stage in t
+        )
+        + (f"; scoring {t['score'].total_s:.1f} s" if "score" in t else "")
+    )
+    if result.skipped_images:
+        lines.append(
+            f"SKIPPED    {len(result.skipped_images)} image(s); their ground truth counted as missed:"
+        )
+        lines.extend(f"           {s.image_id} {s.file}: {s.reason}" for s in result.skipped_images[:10])
+    lines.append(f"results    {result.run_dir}")
+    return "\n".join(lines)
+
+
+def gate_lines(report: GateReport) -> list[str]:
+    """One line per gate rule."""
+    return [
+        f"gate skipped: {check.rule}: {check.message}"
+        if check.skipped
+        else f"gate {'PASS' if check.passed else 'FAIL'}: {check.message}"
+        for check in report
+    ]

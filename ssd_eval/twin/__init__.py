@@ -1,0 +1,1 @@
+"""The architecture twin of SSD-ResNet34 and generated data with known answers."""
