@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from ssd_eval.twin.graph_stats import count_macs, count_parameters
 
 from ssd_eval.config.run import IMAGENET_MEAN, IMAGENET_STD
 from ssd_eval.errors import SsdEvalError
 from ssd_eval.pipeline.preprocess import Normalization, normalize_to_nchw
+from ssd_eval.twin.graph_stats import count_macs, count_parameters
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
