@@ -19,7 +19,6 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from ssd_eval.config.run import IMAGENET_MEAN, IMAGENET_STD
 from ssd_eval.data.categories import COCO_CATEGORIES
 from ssd_eval.data.dataset import load_rgb
 from ssd_eval.pipeline.preprocess import Normalization, preprocess
@@ -109,10 +108,15 @@ def make_coco(
     return root
 
 
-def image_key(path: Path, size: int) -> float:
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    """A model input size as (height, width); an int means a square."""
+    return (size, size) if isinstance(size, int) else size
+
+
+def image_key(path: Path, size: int | tuple[int, int]) -> float:
     """The key the table detector computes in-graph: the mean of the preprocessed tensor."""
-    norm = Normalization.from_mean_std(IMAGENET_MEAN, IMAGENET_STD)
-    return float(preprocess(load_rgb(path), (size, size), norm).astype(np.float64).mean())
+    norm = Normalization.from_mean_std((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # the card's
+    return float(preprocess(load_rgb(path), _hw(size), norm).astype(np.float64).mean())
 
 
 def table_detector(
@@ -120,7 +124,7 @@ def table_detector(
     detections: Sequence[Sequence[Det]],
     sizes: Sequence[tuple[int, int]],
     *,
-    input_size: int = 32,
+    input_size: int | tuple[int, int] = 32,
     label_offset: int = 0,
     max_dets: int | None = None,
     names: tuple[str, str, str, str] = ("image", "bboxes", "labels", "scores"),
@@ -164,7 +168,7 @@ def table_detector(
     graph = helper.make_graph(
         nodes,
         "table_detector",
-        [helper.make_tensor_value_info(image_name, TensorProto.FLOAT, [1, 3, input_size, input_size])],
+        [helper.make_tensor_value_info(image_name, TensorProto.FLOAT, [1, 3, *_hw(input_size)])],
         [
             helper.make_tensor_value_info(boxes_name, TensorProto.FLOAT, [1, "n", 4]),
             helper.make_tensor_value_info(labels_name, TensorProto.INT64, [1, "n"]),
@@ -185,7 +189,7 @@ def save_table_detector(
     root: Path,
     detections_by_image: dict[int, Sequence[Det]],
     *,
-    input_size: int = 32,
+    input_size: int | tuple[int, int] = 32,
     **kwargs: object,
 ) -> Path:
     """Key every image of a COCO folder and save a table detector emitting the given detections."""

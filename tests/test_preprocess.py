@@ -5,17 +5,19 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ssd_eval.config.run import IMAGENET_MEAN, IMAGENET_STD
 from ssd_eval.pipeline.preprocess import Normalization, normalize_to_nchw, preprocess, resize_bilinear
 
-NORM = Normalization.from_mean_std(IMAGENET_MEAN, IMAGENET_STD)
+# The model card's numbers, written here (not imported): RGB order.
+CARD_MEAN = (0.485, 0.456, 0.406)
+CARD_STD = (0.229, 0.224, 0.225)
+NORM = Normalization.from_mean_std(CARD_MEAN, CARD_STD)
 
 
-def _card_preprocess(image: Image.Image, size: int) -> np.ndarray:
+def _card_preprocess(image: Image.Image, width: int, height: int) -> np.ndarray:
     """The model card's sample code (float64 loop), with the RGB conversion it forgot."""
-    img = image.convert("RGB").resize((size, size), Image.BILINEAR)
+    img = image.convert("RGB").resize((width, height), Image.BILINEAR)
     data = np.transpose(np.array(img), [2, 0, 1])[None]
-    mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     out = np.zeros(data.shape).astype("float32")
     for i in range(3):
         out[:, i, :, :] = (data[:, i, :, :] / 255 - mean[i]) / std[i]
@@ -25,9 +27,9 @@ def _card_preprocess(image: Image.Image, size: int) -> np.ndarray:
 def test_matches_the_model_card_code():
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(75, 103, 3), dtype=np.uint8)
-    ours = preprocess(pixels, (120, 120), NORM)
-    card = _card_preprocess(Image.fromarray(pixels), 120)
-    assert ours.dtype == np.float32 and ours.shape == (1, 3, 120, 120)
+    ours = preprocess(pixels, (120, 136), NORM)  # (height, width): not square, so a swap shows
+    card = _card_preprocess(Image.fromarray(pixels), width=136, height=120)
+    assert ours.dtype == np.float32 and ours.shape == (1, 3, 120, 136)
     assert ours.flags["C_CONTIGUOUS"]
     np.testing.assert_allclose(ours, card, rtol=0, atol=2e-6)
 
@@ -35,14 +37,15 @@ def test_matches_the_model_card_code():
 def test_resize_is_pillow_bilinear_and_keeps_no_aspect_ratio():
     pixels = np.zeros((10, 40, 3), np.uint8)
     pixels[:, 20:] = 255
-    resized = resize_bilinear(pixels, (30, 30))
-    assert resized.shape == (30, 30, 3)
-    expected = np.asarray(Image.fromarray(pixels).resize((30, 30), Image.BILINEAR))
+    resized = resize_bilinear(pixels, (30, 24))  # 30 high, 24 wide: the 4:1 image gets taller than wide
+    assert resized.shape == (30, 24, 3)
+    expected = np.asarray(Image.fromarray(pixels).resize((24, 30), Image.BILINEAR))
     np.testing.assert_array_equal(resized, expected)
 
 
 def test_normalization_values():
     pixels = np.array([[[0, 128, 255]]], np.uint8)
     out = normalize_to_nchw(pixels, NORM)[0, :, 0, 0]
-    expected = (np.array([0, 128, 255]) / 255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    # By hand from the card: (0 - 0.485) / 0.229, (128 / 255 - 0.456) / 0.224, (1 - 0.406) / 0.225.
+    expected = [-2.117904, 0.2051821, 2.64]
     np.testing.assert_allclose(out, expected, atol=1e-6)

@@ -35,4 +35,4 @@ def test_both_backends_score_zero_detections_as_zero():
     label_map = check_categories(fake.coco_json["categories"], source="generated")
     for backend in ("pycocotools", "faster-coco-eval"):
         result = score(fake.coco_json, [], image_ids=fake.image_ids, label_map=label_map, backend=backend)
-        assert result.stats["AP"] <= 0.0 and result.num_detections == 0
+        assert result.stats["AP"] == 0.0 and result.stats["AR100"] == 0.0 and result.num_detections == 0
