@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ssd_eval.data.annotation_checks import check_annotation_data
 from ssd_eval.data.categories import LabelMap, check_categories
 from ssd_eval.errors import DatasetError
 
@@ -98,6 +99,7 @@ def read_annotation_file(path: Path) -> dict[str, Any]:
                 f"annotation file {path}: annotations[{index}] has no bbox/category_id: "
                 "not a COCO instances (detection) file"
             )
+    check_annotation_data(data, source=str(path))
     return data
 
 

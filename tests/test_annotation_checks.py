@@ -1,0 +1,149 @@
+"""The annotation file's checks: each fault named by JSON path and value, offences counted, in file order."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from helpers import coco_categories
+
+from ssd_eval.data.annotation_checks import check_annotation_data, find_offences
+from ssd_eval.errors import DatasetError
+
+
+def _valid() -> dict:
+    images = [
+        {"id": 1, "file_name": "1.jpg", "width": 640, "height": 480},
+        {"id": 2, "file_name": "2.jpg", "width": 500, "height": 375},
+        {"id": 3, "file_name": "3.jpg", "width": 427, "height": 640},  # no annotation
+    ]
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 20, 30, 40], "area": 1200, "iscrowd": 0},
+        {"id": 2, "image_id": 1, "category_id": 18, "bbox": [0.5, 1.5, 0.0, 2.0], "area": 0.0, "iscrowd": 1},
+        {"id": 3, "image_id": 2, "category_id": 90, "bbox": [-1, -2, 3, 4], "area": 12.0, "iscrowd": 0},
+    ]
+    return {"images": images, "annotations": anns, "categories": coco_categories()}
+
+
+def _paths(data: dict) -> list[str]:
+    return [o.path for o in find_offences(data)]
+
+
+def test_a_valid_file_has_no_offence():
+    data = _valid()
+    assert find_offences(data) == []
+    check_annotation_data(data, source="ann.json")
+    # An empty but well-formed file is valid too (selection then finds no image; that is another error).
+    assert find_offences({"images": [], "annotations": [], "categories": []}) == []
+
+
+def _set(path: str, value):
+    """A copy of the valid file with `section[index].key` set (value None: key removed)."""
+    section, rest = path.split("[")
+    index, key = rest.split("].")
+    data = copy.deepcopy(_valid())
+    item = data[section][int(index)]
+    if value is None:
+        del item[key]
+    else:
+        item[key] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        ("images[2].id", 1, "listed twice (also images[0].id)"),
+        ("images[2].id", "3", "an image id must be an integer"),
+        ("images[2].id", 3.0, "an image id must be an integer"),
+        ("images[0].width", "640", "expected a positive integer"),
+        ("images[1].height", 0, "expected a positive integer"),
+        ("images[0].file_name", None, "expected a file name"),
+        ("annotations[2].id", 1, "listed twice (also annotations[0].id)"),
+        ("annotations[0].id", 0, "integer >= 1"),
+        ("annotations[1].image_id", "1", "an image listed in `images`"),
+        ("annotations[1].image_id", 4, "an image listed in `images`"),
+        ("annotations[2].category_id", 12, "a category listed in `categories`"),  # 12 is a gap in COCO
+        ("annotations[2].category_id", True, "a category listed in `categories`"),
+        ("annotations[0].bbox", [10, 20, 30], "expected four numbers"),
+        ("annotations[0].bbox", [10, 20, "30", 40], "expected four numbers"),
+        ("annotations[0].bbox", [10, 20, float("nan"), 40], "expected finite numbers"),
+        ("annotations[0].bbox", [10, 20, 30, float("inf")], "expected finite numbers"),
+        ("annotations[1].bbox", [10, 20, -1, 40], "width and height must be >= 0"),
+        ("annotations[1].bbox", [10, 20, 1, -0.5], "width and height must be >= 0"),
+        ("annotations[0].iscrowd", None, "expected 0 or 1"),
+        ("annotations[0].iscrowd", 2, "expected 0 or 1"),
+        ("annotations[0].area", None, "expected a finite number >= 0"),
+        ("annotations[0].area", -3, "expected a finite number >= 0"),
+        ("annotations[0].area", "1200", "expected a finite number >= 0"),
+    ],
+)
+def test_each_fault_is_named_by_path_and_value(path, value, problem):
+    data = _set(path, value)
+    offences = find_offences(data)
+    assert [o.path for o in offences] == [path]
+    with pytest.raises(DatasetError) as caught:
+        check_annotation_data(data, source="ann.json")
+    message = str(caught.value)
+    shown = "is missing" if value is None else f"= {value!r}"
+    assert message.startswith(f"annotation file ann.json: {path} {shown}: "), message
+    assert problem in message and "(the only offence)" in message
+    assert "\n" not in message
+
+
+def test_duplicate_category_id_and_non_object_entries():
+    data = _valid()
+    data["categories"].append(dict(data["categories"][0]))  # person again, as entry 80
+    data["annotations"].append("not an annotation")
+    assert _paths(data) == ["annotations[3]", "categories[80].id"]
+
+
+def test_all_ids_as_strings_counts_every_offence_and_names_the_first():
+    data = json.loads(json.dumps(_valid()))
+    for image in data["images"]:
+        image["id"] = str(image["id"])
+    for ann in data["annotations"]:
+        ann["image_id"] = str(ann["image_id"])
+    # 3 image ids and 3 annotation image ids: 6 offences, the first in file order is images[0].id.
+    with pytest.raises(DatasetError, match=r"images\[0\]\.id = '1': .* \(6 offences in all\)"):
+        check_annotation_data(data, source="ann.json")
+
+
+def test_offences_come_in_file_order_images_annotations_categories():
+    data = _valid()
+    data["categories"][5]["id"] = "6"
+    data["annotations"][2]["bbox"] = [1, 2, 3]
+    data["annotations"][0]["area"] = None
+    data["images"][1]["width"] = -5
+    assert _paths(data) == [
+        "images[1].width",
+        "annotations[0].area",
+        "annotations[2].bbox",
+        "categories[5].id",
+        # category 6 (bus) is no longer listed as an integer; no annotation refers to it here.
+    ]
+
+
+def test_values_beyond_int64_and_float64_are_offences_not_crashes():
+    data = _valid()
+    data["annotations"][0]["bbox"] = [10, 20, 10**400, 40]
+    data["annotations"][1]["area"] = 10**400
+    data["images"][0]["id"] = 2**70
+    paths = _paths(data)
+    # Image 1 is no longer listed, so the two annotations on it now refer to a missing image.
+    assert paths == [
+        "annotations[0].bbox",
+        "annotations[0].image_id",
+        "annotations[1].area",
+        "annotations[1].image_id",
+    ]
+
+
+def test_long_values_are_shortened_in_the_message():
+    data = _valid()
+    data["annotations"][0]["bbox"] = list(range(100))
+    with pytest.raises(DatasetError) as caught:
+        check_annotation_data(data, source="ann.json")
+    assert "annotations[0].bbox = [0, 1, 2, 3" in str(caught.value)
+    assert "99" not in str(caught.value) and "..." in str(caught.value)
