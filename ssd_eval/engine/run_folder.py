@@ -18,6 +18,7 @@ from ssd_eval.config.run import RunConfig, config_from_dict
 from ssd_eval.config.schema import config_to_dict
 from ssd_eval.data.dataset import Shard
 from ssd_eval.errors import OutputError
+from ssd_eval.evaluation.detection_log import store_path
 from ssd_eval.reports.results import METRICS_FILE, ModelInfo, SkippedImage
 
 CONFIG_FILE = "config.yaml"
@@ -58,6 +59,7 @@ def prepare_run_folder(folder: Path, config: RunConfig, *, resume: bool) -> None
             RUN_INFO_FILE,
         ):
             (folder / name).unlink(missing_ok=True)
+        store_path(folder / DETECTION_LOG).unlink(missing_ok=True)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         config_text = yaml.safe_dump(config_to_dict(config), sort_keys=False)

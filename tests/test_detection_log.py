@@ -1,0 +1,197 @@
+"""The detection log and its columnar store: the log is the truth, the store is rebuilt when stale."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssd_eval.errors import OutputError
+from ssd_eval.evaluation.detection_log import (
+    DetectionColumns,
+    DetectionLog,
+    read_detection_log,
+    store_path,
+)
+from ssd_eval.pipeline.decode import Detections
+
+# Floats that a decimal round trip with fewer than 17 digits would change.
+A = Detections(
+    7,
+    np.array([[0.1, 0.2, 10.000000000000002, 3.3], [1 / 3, 2 / 3, 5e-324, 1e300]]),
+    np.array([0.9, 0.30000000000000004]),
+    np.array([1, 90], dtype=np.int64),
+)
+B = Detections.empty(3)  # an image where nothing was detected still counts as done
+C = Detections(12, np.array([[4.0, 5.0, 6.0, 7.0]]), np.array([0.5]), np.array([18], dtype=np.int64))
+
+
+def _write(path: Path, *records: Detections) -> None:
+    with DetectionLog(path) as det_log:
+        for record in records:
+            det_log.append(record)
+
+
+def _same(got: Detections, want: Detections) -> None:
+    assert got.image_id == want.image_id
+    for name in ("boxes", "scores", "category_ids"):
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        assert a.tobytes() == b.tobytes(), name  # bit-identical, not approximately equal
+
+
+def _check(found: dict[int, Detections], *want: Detections) -> None:
+    assert sorted(found) == sorted(d.image_id for d in want)
+    for record in want:
+        _same(found[record.image_id], record)
+
+
+def _make_newer(path: Path) -> None:
+    """Give `path` a modification time surely after the store's (coarse file-system clocks)."""
+    stamp = path.stat().st_mtime_ns + 2_000_000_000
+    os.utime(path, ns=(stamp, stamp))
+
+
+def test_closing_the_log_writes_a_store_that_reads_back_bit_identical(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    _write(path, A, B, C)
+    assert store_path(path) == tmp_path / "detections.npz"
+    assert store_path(path).is_file()
+    assert len(path.read_text().splitlines()) == 3  # the log itself: one line per image
+    _check(read_detection_log(path), A, B, C)
+
+
+def test_a_fresh_store_is_what_is_read(tmp_path):
+    """Proof that the store, not the log, is read when it is up to date: give it other content."""
+    path = tmp_path / "detections.jsonl"
+    _write(path, A, B)
+    with np.load(store_path(path)) as data:
+        stamp = data["log_stamp"].copy()
+    other = DetectionColumns.of([C])
+    with store_path(path).open("wb") as handle:
+        np.savez(
+            handle,
+            log_stamp=stamp,
+            image_ids=other.image_ids,
+            counts=other.counts,
+            boxes=other.boxes,
+            scores=other.scores,
+            category_ids=other.category_ids,
+        )
+    _check(read_detection_log(path), C)
+
+
+def test_a_missing_store_is_rebuilt_from_the_log(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    _write(path, A, C)
+    store_path(path).unlink()
+    _check(read_detection_log(path), A, C)
+    assert store_path(path).is_file()
+
+
+def test_a_log_newer_than_its_store_is_read_again_and_the_store_rebuilt(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    _write(path, A)
+    # Another process (a resumed run killed before it closed the log) appended an image.
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write('{"image_id":12,"boxes":[4.0,5.0,6.0,7.0],"scores":[0.5],"category_ids":[18]}\n')
+    _make_newer(path)
+    _check(read_detection_log(path), A, C)
+    with np.load(store_path(path)) as data:  # the rebuilt store now mirrors the log as it is
+        assert data["log_stamp"].tolist() == [path.stat().st_size, path.stat().st_mtime_ns]
+        assert data["image_ids"].tolist() == [7, 12]
+    _check(read_detection_log(path), A, C)
+
+
+def test_a_log_rewritten_to_the_same_size_is_not_hidden_by_the_store(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    _write(path, C)
+    text = path.read_text()
+    path.write_text(text.replace('"image_id":12', '"image_id":13'))  # same size, other content
+    _make_newer(path)
+    assert list(read_detection_log(path)) == [13]
+
+
+def test_a_torn_last_line_is_dropped_and_resuming_continues_on_a_clean_line(tmp_path, caplog):
+    path = tmp_path / "detections.jsonl"
+    _write(path, A, B)
+    store_path(path).unlink()
+    with path.open("a", encoding="utf-8") as handle:  # what SIGKILL mid-write leaves
+        handle.write('{"image_id":12,"boxes":[4.0,5.0')
+    with caplog.at_level(logging.WARNING):
+        found = read_detection_log(path)
+    _check(found, A, B)
+    assert "torn last line" in caplog.text
+    _write(path, C)  # what --resume does: append after the torn line is cut
+    assert len(path.read_text().splitlines()) == 3
+    store_path(path).unlink()
+    _check(read_detection_log(path), A, B, C)
+
+
+def test_a_damaged_line_before_the_end_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    _write(path, A, B, C)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + "garbage\n" + lines[2])
+    _make_newer(path)
+    with pytest.raises(OutputError, match=r"detections\.jsonl: line 2 is not a detections record"):
+        read_detection_log(path)
+
+
+def test_a_damaged_store_is_rebuilt(tmp_path, caplog):
+    path = tmp_path / "detections.jsonl"
+    _write(path, A, C)
+    store_path(path).write_bytes(b"PK\x03\x04 not really a zip")
+    with caplog.at_level(logging.WARNING):
+        _check(read_detection_log(path), A, C)
+    assert "damaged" in caplog.text
+    with np.load(store_path(path)) as data:
+        assert data["image_ids"].tolist() == [7, 12]
+
+
+def test_an_interrupted_writer_leaves_no_store_and_the_log_is_read(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    with pytest.raises(KeyboardInterrupt), DetectionLog(path) as det_log:
+        det_log.append(A)
+        det_log.append(C)
+        raise KeyboardInterrupt
+    assert not store_path(path).exists()
+    _check(read_detection_log(path), A, C)
+
+
+def test_resuming_a_log_extends_its_store(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    _write(path, A)
+    _write(path, B, C)
+    with np.load(store_path(path)) as data:
+        assert data["image_ids"].tolist() == [7, 3, 12]
+        assert data["counts"].tolist() == [2, 0, 1]
+    _check(read_detection_log(path), A, B, C)
+
+
+def test_a_later_record_of_an_image_wins(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    again = Detections(7, np.array([[1.0, 1.0, 2.0, 2.0]]), np.array([0.25]), np.array([3], dtype=np.int64))
+    _write(path, A, C, again)
+    _check(read_detection_log(path), again, C)
+    store_path(path).unlink()
+    _check(read_detection_log(path), again, C)
+
+
+def test_no_log_means_no_detections(tmp_path):
+    assert read_detection_log(tmp_path / "detections.jsonl") == {}
+    assert not store_path(tmp_path / "detections.jsonl").exists()
+
+
+def test_columns_refuse_inconsistent_shapes():
+    with pytest.raises(ValueError, match="inconsistent detection columns"):
+        DetectionColumns(
+            image_ids=np.array([1, 2]),
+            counts=np.array([1, 1]),
+            boxes=np.zeros((3, 4)),
+            scores=np.zeros(3),
+            category_ids=np.zeros(3, dtype=np.int64),
+        )
