@@ -83,5 +83,8 @@ def test_invalid_yaml_names_the_line(tmp_path):
         load_config(_write(tmp_path, "model:\n  path: [unclosed\n"))
 
 
-def test_empty_file_means_all_defaults(tmp_path):
-    assert load_config(_write(tmp_path, "")).model.source == "ssd-10"
+def test_empty_file_is_an_error_not_all_defaults(tmp_path):
+    """An empty file silently meaning "all defaults" would start an 80 MB download (issue 10)."""
+    for text in ("", "# only a comment\n"):
+        with pytest.raises(ConfigError, match=r"c\.yaml: the config is empty"):
+            load_config(_write(tmp_path, text))

@@ -155,12 +155,15 @@ def _download_locked(
         try:
             digests = _fetch_resuming(url, part, expected, progress=progress, timeout=timeout)
         except _TransferError as exc:
-            log.warning("%s: %s%s", url, exc, "; trying the next source" if number < len(urls) else "")
+            # Not a warning: when every source fails, the error line names each failure; when a
+            # later one works, the info line below does.
+            log.debug("%s: %s%s", url, exc, "; trying the next source" if number < len(urls) else "")
             failures.append(f"{url} ({exc})")
             continue
         _verify(part, digests, expected, url=url, dest=dest)
         os.replace(part, dest)
-        log.info("downloaded %s from %s", dest, url)
+        failed = f" (after {'; '.join(failures)})" if failures else ""
+        log.info("downloaded %s from %s%s", dest, url, failed)
         return dest
     raise AssetError(
         f"could not download {dest.name} to {dest}: every source failed: {'; '.join(failures)}. "

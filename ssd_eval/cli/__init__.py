@@ -8,13 +8,17 @@ function `(args) -> int` (the exit code).
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from ssd_eval import __version__
+from ssd_eval.cli.interrupts import Interrupts
 from ssd_eval.errors import EXIT_INTERNAL, SsdEvalError
 
 
@@ -22,7 +26,7 @@ def _subcommand_modules() -> list[ModuleType]:
     # Imported on demand so that a subcommand module missing from a partial install (or an optional
     # one) cannot take the main `run` path down with it.
     modules = [importlib.import_module("ssd_eval.cli.run")]
-    for name in ("fetch", "compare", "score", "merge", "baseline", "providers"):
+    for name in ("check", "fetch", "compare", "score", "merge", "baseline", "providers"):
         try:
             modules.append(importlib.import_module(f"ssd_eval.cli.{name}"))
         except ModuleNotFoundError as exc:
@@ -31,8 +35,24 @@ def _subcommand_modules() -> list[ModuleType]:
     return modules
 
 
+class CommandLineError(SsdEvalError):
+    """The command line itself is wrong: an unknown flag, a bad value, a missing argument (exit 2)."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse without its usage block: an error is raised, and `main` makes it one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandLineError(message, self.prog)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ssd-eval",
         description="COCO box mAP of the ONNX Model Zoo SSD-ResNet34 detector on onnxruntime.",
     )
@@ -41,6 +61,40 @@ def build_parser() -> argparse.ArgumentParser:
     for module in _subcommand_modules():
         module.add_parser(subparsers)
     return parser
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser | None = action.choices.get(name)
+            return found
+    return None
+
+
+def _did_you_mean(word: str, candidates: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def usage_line(error: CommandLineError, parser: argparse.ArgumentParser, command: str, implied: bool) -> str:
+    """One line for a command-line error: what is wrong, the likely intended word, where the help is."""
+    message = error.message
+    sub = _subparser(parser, command)
+    prog = sub.prog if sub is not None else error.prog
+    unknown = re.match(r"unrecognized arguments: (\S+)", message)
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    hint = ""
+    if unknown and unknown[1].startswith("-") and sub is not None:
+        options = [o for action in sub._actions for o in action.option_strings if o.startswith("--")]
+        hint = _did_you_mean(unknown[1].split("=")[0], options)
+    elif unknown and implied:
+        # `ssd-eval scroe RUN`: the word was taken as an argument of the implied `run` command.
+        hint = _did_you_mean(unknown[1], sorted(_subcommand_names(parser)))
+        hint = hint.replace("did you mean ", "did you mean ssd-eval ")
+        prog = parser.prog
+    elif choice:
+        hint = _did_you_mean(choice[1], re.findall(r"'([^']*)'", choice[2]))
+    return f"{error.prog}: error: {message}{hint} (see {prog} --help)"
 
 
 def _subcommand_names(parser: argparse.ArgumentParser) -> set[str]:
@@ -72,9 +126,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     known = _subcommand_names(parser)
     # `ssd-eval --config X` means `ssd-eval run --config X`: the everyday command needs no verb.
-    if not args_list or (args_list[0] not in known and args_list[0] not in ("-h", "--help", "--version")):
+    first = args_list[0] if args_list else ""
+    implied = first not in known and first not in ("-h", "--help", "--version")
+    if implied:
         args_list.insert(0, "run")
-    args = parser.parse_args(args_list)
+    try:
+        args = parser.parse_args(args_list)
+    except CommandLineError as exc:
+        print(usage_line(exc, parser, args_list[0], implied), file=sys.stderr)
+        return exc.exit_code
     debug = getattr(args, "debug", False)
     quiet = getattr(args, "quiet", False)
     logging.basicConfig(
@@ -82,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
         stream=sys.stderr,
     )
+    interrupts = Interrupts()
+    args.remember_run_dir = interrupts.remember_run_dir
+    interrupts.install()
     try:
         code: int = args.handler(args)
         return code
@@ -91,12 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ssd-eval: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(
-            "ssd-eval: interrupted; what was produced so far is kept (a run continues with --resume RUN_DIR, "
-            "a download resumes from its .part file)",
-            file=sys.stderr,
-        )
-        return 130
+        return interrupts.report()
     except Exception as exc:  # last line of defence: one line, exit 3, traceback with --debug
         if debug:
             raise
@@ -105,3 +163,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+    finally:
+        interrupts.restore()

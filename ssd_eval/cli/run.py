@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import re
 import sys
 from pathlib import Path
 
-from ssd_eval.config.run import ExpectedConfig, ProviderConfig, RunConfig, load_config
+from ssd_eval.config.run import ExpectedConfig, ProviderConfig, RunConfig, load_config, run_name_problem
 from ssd_eval.data.dataset import Shard
 from ssd_eval.engine.run_folder import load_run_config
 from ssd_eval.engine.runner import Progress, RunOptions, run_evaluation
@@ -95,16 +96,38 @@ def _is_model_name(text: str) -> bool:
     return not Path(text).exists() and (text in MODELS or re.fullmatch(r"twin-\d+", text) is not None)
 
 
+def with_model(config: RunConfig, text: str) -> RunConfig:
+    """`--model`: a known model name, or an ONNX file; a bare word that is neither lists the known names."""
+    replace = dataclasses.replace
+    if _is_model_name(text):
+        return replace(config, model=replace(config.model, path=None, source=text))
+    path = Path(text)
+    if not path.exists() and path.suffix.lower() != ".onnx" and len(path.parts) == 1:
+        from ssd_eval.assets.fetch import MODELS
+
+        known = [*MODELS, "twin-1200", "twin-600"]
+        close = difflib.get_close_matches(text, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(
+            f"--model {text!r} is neither a file nor a known model name: {hint}known models: "
+            f"{', '.join(MODELS)}, twin-<input size> (e.g. twin-1200); a file is given by its path"
+        )
+    return replace(config, model=replace(config.model, path=path.absolute(), source=None))
+
+
+def with_run_name(config: RunConfig, name: str) -> RunConfig:
+    """`--run-name`: one folder name, checked as the config's output.run_name is."""
+    problem = run_name_problem(name)
+    if problem is not None:
+        raise ConfigError(f"--run-name {problem}")
+    return dataclasses.replace(config, output=dataclasses.replace(config.output, run_name=name))
+
+
 def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     """CLI flags replace config keys; their relative paths resolve against the current folder."""
     replace = dataclasses.replace
     if args.model is not None:
-        if _is_model_name(args.model):
-            config = replace(config, model=replace(config.model, path=None, source=args.model))
-        else:
-            config = replace(
-                config, model=replace(config.model, path=Path(args.model).absolute(), source=None)
-            )
+        config = with_model(config, args.model)
     if args.offline:
         config = replace(config, assets=replace(config.assets, download=False))
     if args.data is not None:
@@ -118,7 +141,7 @@ def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     if args.output is not None:
         config = replace(config, output=replace(config.output, dir=args.output.absolute()))
     if args.run_name is not None:
-        config = replace(config, output=replace(config.output, run_name=args.run_name))
+        config = with_run_name(config, args.run_name)
     if args.expect_ap is not None:
         tolerance = 0.005 if args.tolerance is None else args.tolerance
         config = replace(config, expected=ExpectedConfig(value=args.expect_ap, tolerance=tolerance))
@@ -173,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         shard=args.shard,
         config_name=name,
         progress=Progress if args.quiet else _TqdmProgress,
+        on_folder=getattr(args, "remember_run_dir", None),
     )
     result = run_evaluation(config, options)
     print(summary(result))

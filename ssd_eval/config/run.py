@@ -9,6 +9,7 @@ bundled with the package.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -212,10 +213,21 @@ def _check_values(config: RunConfig, where: str) -> None:
 
 def check_output_values(output: OutputConfig) -> list[tuple[str, str]]:
     """Impossible output settings as (dotted key, message) pairs; shared with the compare config."""
-    name = output.run_name
-    if name is not None and ("/" in name or name in ("", ".", "..")):
-        return [("output.run_name", "must be a plain folder name")]
-    return []
+    problem = run_name_problem(output.run_name) if output.run_name is not None else None
+    return [("output.run_name", problem)] if problem is not None else []
+
+
+def run_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a run folder (None: it can): it must be one folder name, not a path."""
+    if name.strip() in ("", ".", ".."):
+        return f"must be a folder name, got {name!r}"
+    separators = [s for s in ("/", "\\", os.sep, os.altsep or "/") if s in name]
+    if separators or "\0" in name:
+        return (
+            f"must be one folder name without {separators[0] if separators else 'NUL'!r}, got {name!r} "
+            "(the run folder goes into output.dir / --output)"
+        )
+    return None
 
 
 def check_gate_values(gate: GateConfig, key: str) -> list[tuple[str, str]]:

@@ -24,6 +24,7 @@ import numpy as np
 
 from ssd_eval.coco_stats import STAT_NAMES
 from ssd_eval.config.compare import CompareConfig, RunSpec, run_name
+from ssd_eval.config.run import run_name_problem
 from ssd_eval.config.schema import config_to_dict
 from ssd_eval.data.dataset import CocoGroundTruth, load_checked, open_ground_truth
 from ssd_eval.engine.run_folder import check_writable
@@ -101,6 +102,9 @@ class _Side:
 def compare_folder(config: CompareConfig, options: CompareOptions) -> Path:
     base = config.output.dir if config.output.dir is not None else Path.cwd() / "results"
     name = config.output.run_name or f"{options.config_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    problem = run_name_problem(name)
+    if problem is not None:
+        raise ConfigError(f"output.run_name (or --run-name): {problem}")
     return base / name
 
 

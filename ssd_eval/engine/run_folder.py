@@ -6,8 +6,11 @@ so the layout is defined once.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ RESULTS_FILE = "detections.json"
 SKIPPED_LOG = "skipped.jsonl"
 COCOEVAL_LOG = "cocoeval.txt"
 RUN_INFO_FILE = "run_info.json"
+LOCK_FILE = "run.lock"
 
 
 def check_writable(folder: Path) -> None:
@@ -41,14 +45,43 @@ def check_writable(folder: Path) -> None:
         )
 
 
+def is_run_folder(folder: Path) -> bool:
+    """A folder written by a run: its config and its run info or detection log are there."""
+    return (folder / CONFIG_FILE).is_file() and (
+        (folder / RUN_INFO_FILE).is_file() or (folder / DETECTION_LOG).is_file()
+    )
+
+
+def _has_content(folder: Path) -> bool:
+    return folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir())
+
+
+def check_run_folder_free(folder: Path, config: RunConfig, *, resume: bool) -> None:
+    """Refuse, before anything loads, to start a run where one exists (unless overwrite) or where files
+    that are not a run's would be replaced."""
+    if resume:
+        return  # reading its config.yaml already proved it a run folder
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"run folder {folder} is a file: choose another --run-name or --output")
+    if not _has_content(folder):
+        return
+    if not config.output.overwrite:
+        raise OutputError(
+            f"run folder {folder} already exists: continue it with --resume {folder}, "
+            "choose another --run-name, or set output.overwrite: true"
+        )
+    if not is_run_folder(folder):
+        raise OutputError(
+            f"output.overwrite: {folder} holds files but is not a run folder (no {CONFIG_FILE} with "
+            f"{RUN_INFO_FILE} or {DETECTION_LOG}), so nothing in it is replaced; choose another --run-name"
+        )
+
+
 def prepare_run_folder(folder: Path, config: RunConfig, *, resume: bool) -> None:
-    """Create the run folder and record its config; never overwrite a finished run silently."""
-    if folder.exists() and any(folder.iterdir()) and not resume:
-        if not config.output.overwrite:
-            raise OutputError(
-                f"run folder {folder} already exists: continue it with --resume {folder}, "
-                "choose another --run-name, or set output.overwrite: true"
-            )
+    """Create the run folder and record its config; never overwrite a finished run silently, and
+    never replace a folder that does not hold a run."""
+    check_run_folder_free(folder, config, resume=resume)
+    if _has_content(folder) and not resume:
         for name in (
             CONFIG_FILE,
             DETECTION_LOG,
@@ -66,6 +99,44 @@ def prepare_run_folder(folder: Path, config: RunConfig, *, resume: bool) -> None
         (folder / CONFIG_FILE).write_text(config_text, encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"cannot write the run folder {folder}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def locked_run_folder(folder: Path) -> Iterator[None]:
+    """Hold the run folder's lock file (`run.lock`, fcntl.flock) while a run writes into it.
+
+    A second process on the same folder is refused at once instead of appending duplicate lines.
+    The lock goes with the process, however it ends. A folder this call created and that holds
+    nothing but the lock afterwards (the run failed before writing) is removed again.
+    """
+    created = not folder.exists()
+    lock_path = folder / LOCK_FILE
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("a+", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write the run folder {folder}: {exc.strerror}") from None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise OutputError(
+                f"run folder {folder} is in use by {holder}: wait for it to end (or stop it), "
+                "or choose another --run-name"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"ssd-eval pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            if created and not _has_content(folder):
+                lock_path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
 
 def load_run_config(folder: Path) -> RunConfig:

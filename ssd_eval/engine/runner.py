@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssd_eval.config.run import RunConfig
+from ssd_eval.config.run import RunConfig, run_name_problem
 from ssd_eval.config.schema import config_to_dict
 from ssd_eval.data.dataset import CocoGroundTruth, ImageRecord, Shard, load_checked, open_ground_truth
 from ssd_eval.engine.run_folder import (
@@ -28,7 +28,9 @@ from ssd_eval.engine.run_folder import (
     SKIPPED_LOG,
     RunInfo,
     append_skipped,
+    check_run_folder_free,
     check_writable,
+    locked_run_folder,
     parse_shard,
     prepare_run_folder,
     read_run_info,
@@ -85,6 +87,8 @@ class RunOptions:
     shard: Shard | None = None
     progress: ProgressFactory = Progress
     config_name: str = "run"
+    # Told the run folder once it is locked (the CLI names it when the run is interrupted).
+    on_folder: Callable[[Path], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,9 @@ def run_folder(config: RunConfig, options: RunOptions) -> Path:
         provider = config.providers[0].name.lower().removesuffix("executionprovider")
         shard = f"-shard{options.shard.index + 1}of{options.shard.count}" if options.shard else ""
         name = f"{options.config_name}-{provider}{shard}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    problem = run_name_problem(name)
+    if problem is not None:
+        raise ConfigError(f"output.run_name (or --run-name): {problem}")
     return base / name
 
 
@@ -206,6 +213,15 @@ def run_evaluation(config: RunConfig, options: RunOptions | None = None) -> RunR
     options = options or RunOptions()
     folder = run_folder(config, options)
     check_writable(folder)
+    check_run_folder_free(folder, config, resume=options.resume)
+    with locked_run_folder(folder):
+        if options.on_folder is not None:
+            options.on_folder(folder)
+        return _run_locked(folder, config, options)
+
+
+def _run_locked(folder: Path, config: RunConfig, options: RunOptions) -> RunResult:
+    """The run itself, while this process holds the run folder's lock."""
     previous = read_run_info(folder) if options.resume else None
     if previous is not None and previous.shard is not None:
         if options.shard is None:
