@@ -16,6 +16,7 @@ from ssd_eval.engine.runner import Progress, RunOptions, run_evaluation
 from ssd_eval.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
 from ssd_eval.reports.baseline import load_gate_baseline
 from ssd_eval.reports.ci_report import SUMMARY_FILE, run_markdown, write_ci_files
+from ssd_eval.reports.diagnosis import diagnose_run
 from ssd_eval.reports.gate import check_run
 from ssd_eval.reports.report import gate_lines, summary
 from ssd_eval.reports.results import gate_facts, record_gate
@@ -207,12 +208,17 @@ def run(args: argparse.Namespace) -> int:
         baseline=baseline,
         force_expected=args.expect_ap is not None,
     )
+    diagnosis = None if report else diagnose_run(result, baseline)
+    if diagnosis is not None:
+        result = dataclasses.replace(result, diagnosis=diagnosis.to_json())
     if report.checks:
         result = record_gate(result, report)
     run_dir = Path(result.run_dir)
     write_ci_files(run_dir, report, run_markdown(result, report), suite=f"ssd-eval run {run_dir.name}")
     for check, line in zip(report, gate_lines(report), strict=True):
         print(line, file=sys.stdout if check.passed else sys.stderr)
+    if diagnosis is not None:
+        print(f"diagnosis: {diagnosis.line}", file=sys.stderr)
     if report.checks:
         print(f"CI files: {run_dir / 'junit.xml'}, {run_dir / SUMMARY_FILE}")
     return EXIT_OK if report else EXIT_GATE_FAILED

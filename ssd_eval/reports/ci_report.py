@@ -86,6 +86,7 @@ def run_markdown(result: RunResult, report: GateReport) -> str:
         "",
         *gate_markdown(report),
         "",
+        *([f"**Likely cause:** {_escape(result.diagnosis['line'])}", ""] if result.diagnosis else []),
         f"Images: {p.num_images} ({p.selection}"
         + (f", limit {p.limit}" if p.limit is not None else "")
         + (f", shard {p.shard}" if p.shard else "")

@@ -133,6 +133,7 @@ class RunResult:
     versions: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     gate: list[dict[str, Any]] = field(default_factory=list)
+    diagnosis: dict[str, Any] | None = None  # Diagnosis.to_json() when a full run missed its reference
 
     @property
     def ap(self) -> float:
@@ -164,6 +165,7 @@ def result_from_json(data: Mapping[str, Any]) -> RunResult:
         versions=dict(data.get("versions", {})),
         machine=dict(data.get("machine", {})),
         gate=list(data.get("gate", [])),
+        diagnosis=data.get("diagnosis"),
     )
 
 
