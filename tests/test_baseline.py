@@ -8,22 +8,72 @@ from pathlib import Path
 import pytest
 
 from ssd_eval.cli import main
-from ssd_eval.config.run import load_config
+from ssd_eval.config.run import GateConfig, load_config
 from ssd_eval.errors import ConfigError, OutputError
-from ssd_eval.reports.baseline import baseline_from_metrics, read_baseline, write_baseline
+from ssd_eval.reports.baseline import baseline_from_metrics, published_slack, read_baseline, write_baseline
+from ssd_eval.reports.gate import RunFacts, check_config_rules
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "results" / "baselines" / "ssd-10-published.json"
 SSD10_SHA256 = "80013dd940efc1462c616143b461ef35885bcc1706e0670b66623293b4b52c59"
 
 
-def test_published_baseline_holds_only_the_card_figures():
+# The run behind the card's 0.195 (BowenBao/inference 88611da, onnx_result.txt), as printed there.
+PUBLISHED_STATS = {
+    "AP": 0.19578,
+    "AP50": 0.375,
+    "AP75": 0.180,
+    "APs": 0.115,
+    "APm": 0.256,
+    "APl": 0.228,
+    "AR1": 0.196,
+    "AR10": 0.318,
+    "AR100": 0.341,
+    "ARs": 0.171,
+    "ARm": 0.405,
+    "ARl": 0.411,
+}
+
+
+def test_published_baseline_holds_the_twelve_published_figures():
     baseline = read_baseline(PUBLISHED)
     assert baseline.kind == "published"
-    assert baseline.stats == {"AP": 0.195}  # the card states the mAP and nothing else
+    assert baseline.stats == PUBLISHED_STATS
+    # AP is printed to 5 decimals ("Current AP: 0.19578"), the 12-stat table to 3.
+    assert baseline.decimals == {"AP": 5, **{name: 3 for name in PUBLISHED_STATS if name != "AP"}}
+    assert published_slack(baseline, "APs") == pytest.approx(0.0005, abs=1e-15)
+    assert published_slack(baseline, "AP") == pytest.approx(0.000005, abs=1e-15)
+    assert "88611da" in baseline.source and "onnx_result.txt" in baseline.source
     assert baseline.per_category == ()
     assert baseline.model["sha256"] == SSD10_SHA256 and baseline.model["size_bytes"] == 80363696
     assert baseline.protocol["selection"] == "annotated" and baseline.protocol["num_images"] == 4952
+    # The packaged copy is the same file.
+    packaged = REPO / "ssd_eval" / "baselines" / "ssd-10-published.json"
+    assert read_baseline(packaged) == baseline
+
+
+def test_a_figure_is_compared_at_its_published_precision():
+    baseline = read_baseline(PUBLISHED)
+    gate = GateConfig(baseline=PUBLISHED, max_baseline_drop=0.0, metric="APs")
+    facts = RunFacts(
+        stats={"APs": 0.1146},  # rounds to .115 as published: within half a unit of the last digit
+        per_category=(),
+        selection="annotated",
+        num_images=4952,
+        complete=True,
+        model_sha256=SSD10_SHA256,
+    )
+    (check,) = check_config_rules(facts, gate, baseline)
+    assert check.state == "passed"
+    low = RunFacts(**{**facts.__dict__, "stats": {"APs": 0.1144}})  # would print as .114
+    (check,) = check_config_rules(low, gate, baseline)
+    assert check.state == "failed"
+    assert "drops more than the allowed 0.0000 + 0.0005 (the figure's published precision)" in check.message
+    # A tolerance adds to the precision: 0.1144 is within 0.001 + 0.0005 of 0.115.
+    (check,) = check_config_rules(
+        low, GateConfig(baseline=PUBLISHED, max_baseline_drop=0.001, metric="APs"), baseline
+    )
+    assert check.state == "passed"
 
 
 def test_bundled_run_config_gates_on_the_published_baseline():
@@ -98,6 +148,6 @@ def test_baseline_command(tmp_path, capsys):
     assert main(["baseline", str(run), "--output", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["baseline", str(PUBLISHED), "--show"]) == 0
-    assert "ssd-10-published (published): AP 0.1950" in capsys.readouterr().out
+    assert "ssd-10-published (published): AP 0.1958, AP50 0.3750" in capsys.readouterr().out
     assert main(["baseline", str(tmp_path), "--output", str(tmp_path / "c.json")]) == 2
     assert "no metrics.json" in capsys.readouterr().err

@@ -5,33 +5,40 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from ssd_eval.reports.ci_report import gate_markdown, junit_xml, table
-from ssd_eval.reports.gate import GateCheck, GateReport, skipped_check
+from ssd_eval.reports.gate import GateCheck, GateReport, not_comparable, skipped_check
 
 
 def _report() -> GateReport:
     return GateReport(
         (
-            GateCheck("AP >= 0.1900", True, "cpu: AP 0.1950 >= 0.1900", subject="cpu"),
+            GateCheck("AP >= 0.1900", "passed", "cpu: AP 0.1950 >= 0.1900", subject="cpu"),
             GateCheck(
                 "AP drop vs reference cpu <= 0.0050",
-                False,
+                "failed",
                 'int8: AP 0.1800 vs ... <the> & "x"',
                 subject="int8",
             ),
-            skipped_check("AP drop vs baseline b <= 0.0030", "this run is partial"),
+            not_comparable("AP drop vs baseline b <= 0.0030", "partial run (limit 5)"),
         )
     )
 
 
+def _cases(xml: str) -> tuple[ET.Element, list[ET.Element]]:
+    suite = ET.fromstring(xml).find("testsuite")
+    assert suite is not None
+    return suite, suite.findall("testcase")
+
+
 def test_junit_parses_and_names_failed_rules():
     root = ET.fromstring(junit_xml(_report(), suite="ssd-eval compare x", time_s=1.5))
-    assert root.tag == "testsuites" and root.get("failures") == "1"
+    assert root.tag == "testsuites" and root.get("failures") == "2"
     suite = root.find("testsuite")
     assert suite is not None
+    # 3 rules and the verdict; the failed rule and the verdict FAIL are the 2 failures.
     assert (suite.get("name"), suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (
         "ssd-eval compare x",
-        "3",
-        "1",
+        "4",
+        "2",
         "1",
     )
     cases = suite.findall("testcase")
@@ -39,24 +46,34 @@ def test_junit_parses_and_names_failed_rules():
         "ssd_eval.gate.cpu",
         "ssd_eval.gate.int8",
         "ssd_eval.gate",
+        "ssd_eval.gate",
     ]
     failure = cases[1].find("failure")
     assert failure is not None and cases[1].get("name") == "AP drop vs reference cpu <= 0.0050"
     assert failure.get("message") == 'int8: AP 0.1800 vs ... <the> & "x"'  # escaped and read back intact
     skipped = cases[2].find("skipped")
-    assert skipped is not None and skipped.get("message") == "this run is partial"
+    assert skipped is not None
+    assert skipped.get("message") == "not comparable: not comparable: partial run (limit 5)"
     assert cases[0].find("failure") is None
+    verdict = cases[3].find("failure")
+    assert cases[3].get("name") == "gate verdict" and verdict is not None
+    assert verdict.get("message") == "FAIL: 1 of 3 rule(s) failed"
 
 
-def test_empty_report_is_valid_junit():
-    root = ET.fromstring(junit_xml(GateReport(), suite="s"))
-    assert root.find("testsuite").get("tests") == "0"  # type: ignore[union-attr]
+def test_no_verdict_fails_the_junit_only_when_required():
+    suite, cases = _cases(junit_xml(GateReport(), suite="s"))
+    assert suite.get("tests") == "1" and suite.get("failures") == "0" and suite.get("skipped") == "1"
+    assert cases[0].find("skipped").get("message") == "NO VERDICT: no rules are set"  # type: ignore[union-attr]
+    suite, cases = _cases(junit_xml(GateReport((skipped_check("r", "why"),), required=True), suite="s"))
+    assert suite.get("failures") == "1" and cases[1].find("failure") is not None
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props == {"verdict": "NO VERDICT", "exit_code": "1"}
 
 
 def test_markdown():
     lines = gate_markdown(_report())
-    assert lines[0] == "**Gate: FAILED (1 of 3 rules)**"
-    assert "- **FAIL**: `AP drop vs reference cpu <= 0.0050`" in lines[3]
-    assert lines[4].startswith("- skipped: ")
-    assert gate_markdown(GateReport()) == ["**Gate:** no rules set."]
+    assert lines[0] == "**Gate: FAIL** — 1 of 3 rule(s) failed"
+    assert lines[3].startswith("- **FAIL**: `AP drop vs reference cpu <= 0.0050`")
+    assert lines[4].startswith("- not comparable: ")
+    assert gate_markdown(GateReport()) == ["**Gate: NO VERDICT** — no rules are set"]
     assert table(["a", "b"], [[1, "x|y"]]) == ["| a | b |", "| --- | --- |", "| 1 | x\\|y |"]

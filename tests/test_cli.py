@@ -177,7 +177,9 @@ def test_gate_pass_fail_and_partial_skip(setup, capsys):
     )
     _edit(config, expected__value=0.5, expected__tolerance=0.01)
     assert main(["--config", str(config), "--run-name", "g3", "--quiet", "--limit", "2"]) == 0
-    assert "gate skipped" in capsys.readouterr().out
+    assert "gate not comparable: AP = 0.5000 ± 0.0100: not comparable: partial run (limit 2)" in (
+        capsys.readouterr().out
+    )
     assert main(["--config", str(config), "--run-name", "g4", "--quiet"]) == 1
 
 

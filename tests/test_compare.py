@@ -136,9 +136,9 @@ def test_cli_gate_exit_codes_and_ci_files(tmp_path, models, capsys, monkeypatch)
     assert "gate PASS: perturbed: AP 0.6260 vs reference ref 1.0000 (delta -0.3740" in out
     folder = tmp_path / "results" / "ok"
     summary = (folder / "summary.md").read_text()
-    assert "**Gate: PASSED**" in summary and "PR curves: not drawn: matplotlib is not installed" in summary
+    assert "**Gate: PASS**" in summary and "PR curves: not drawn: matplotlib is not installed" in summary
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["pictures"]["pr_curves"] is None and metrics["gate"][0]["passed"] is True
+    assert metrics["pictures"]["pr_curves"] is None and metrics["gate"]["rules"][0]["state"] == "passed"
 
     bad = _config(
         tmp_path, root, perfect, runs, gate={"max_ap_drop": 0.1, "max_class_ap_drop": 0.2, "min_ap": 0.7}
@@ -151,19 +151,23 @@ def test_cli_gate_exit_codes_and_ci_files(tmp_path, models, capsys, monkeypatch)
     assert any("2 of 3 categories drop more than 0.2000 vs reference ref: person" in line for line in failed)
     tree = ET.parse(tmp_path / "results" / "bad" / "junit.xml")
     suite = tree.getroot().find("testsuite")
-    assert suite is not None and suite.get("failures") == "3" and suite.get("tests") == "4"
+    # 4 rules (min_ap on each run, the two drops) and the verdict; 3 rules fail, and the verdict.
+    assert suite is not None and suite.get("failures") == "4" and suite.get("tests") == "5"
     failures = {
         case.get("name"): case.find("failure").get("message")  # type: ignore[union-attr]
         for case in suite.iter("testcase")
         if case.find("failure") is not None
     }
     assert set(failures) == {
+        "gate verdict",
         "AP >= 0.7000",
         "AP drop vs reference ref <= 0.1000",
         "per-class AP drop vs reference ref <= 0.2000",
     }
     assert "drops more than the allowed 0.1000" in failures["AP drop vs reference ref <= 0.1000"]
-    assert "**Gate: FAILED (3 of 4 rules)**" in (tmp_path / "results" / "bad" / "summary.md").read_text()
+    assert (
+        "**Gate: FAIL** — 3 of 4 rule(s) failed" in (tmp_path / "results" / "bad" / "summary.md").read_text()
+    )
 
 
 def test_unavailable_provider_is_an_error_or_skipped(tmp_path, models, capsys):

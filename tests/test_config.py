@@ -64,7 +64,7 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
         ("dataset: {selection: some}\n", r"dataset.selection: must be one of 'annotated', 'all', got 'some'"),
         ("decode: {clip_boxes: 'yes'}\n", r"decode.clip_boxes: expected true or false"),
         ("preprocess: {mean: [0.5, 0.5]}\n", r"preprocess.mean: expected a list of 3 values, got 2"),
-        ("expected: {value: 0.2}\n", r"expected.tolerance: missing required key"),
+        ("expected: {tolerance: 0.2}\n", r"expected.value: missing required key"),
         ("session: {intra_op_threads: -1}\n", r"session.intra_op_threads: must be >= 0"),
         ("- just a list\n", r"<top level>: expected a mapping, got a list"),
         ("model: {path: null, source: null}\n", r"model: set `path`"),

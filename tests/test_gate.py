@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from ssd_eval.reports.gate import (
     check_config_rules,
     check_drop,
     check_min,
+    not_comparable,
     skipped_check,
 )
 
@@ -85,24 +87,57 @@ def test_config_rules_partial_and_mismatch():
         complete=True,
     )
     checks = check_config_rules(facts, gate, _baseline())
-    assert [c.passed for c in checks] == [True, False, False]
+    assert [c.state for c in checks] == ["passed", "failed", "failed"]
     assert "AP 0.4500 vs baseline b 0.5000 (delta -0.0500)" in checks[1].message
-    assert "[another model" not in checks[1].message  # the run's sha256 is unknown here
-    partial = check_config_rules(RunFacts(**{**facts.__dict__, "complete": False}), gate, _baseline())
-    assert all(c.skipped and c.passed for c in partial) and len(partial) == 3
-    other = check_config_rules(facts, gate, _baseline(num_images=4952))
-    assert (
-        not other[1].passed
-        and "baseline b is for 4952 images, this run scored 5: not comparable" in other[1].message
+    partial_facts = RunFacts(**{**facts.__dict__, "complete": False, "partial": "shard 1/4"})
+    partial = check_config_rules(partial_facts, gate, _baseline())
+    assert [c.state for c in partial] == ["not comparable"] * 3
+    assert partial[0].message == (
+        "not comparable: partial run (shard 1/4): the figure is for the whole image selection; "
+        "deferred to `ssd-eval merge` of all shards"
     )
-    sha = check_config_rules(RunFacts(**{**facts.__dict__, "model_sha256": "def"}), gate, _baseline())
-    assert "[another model than the baseline's m.onnx]" in sha[1].message
+    other = check_config_rules(facts, gate, _baseline(num_images=4952))
+    assert [c.state for c in other] == ["passed", "not comparable", "not comparable"]
+    assert other[1].message == "not comparable: baseline b is for 4952 images, this run scored 5"
+    other_model = RunFacts(**{**facts.__dict__, "model_sha256": "def", "model_name": "twin.onnx"})
+    sha = check_config_rules(other_model, gate, _baseline())
+    assert sha[1].state == "not comparable"
+    assert sha[1].message == (
+        "not comparable: the model is not m.onnx: the figure is for m.onnx (sha256 abc…), "
+        "this run's model (twin.onnx) has sha256 def…"
+    )
+    # gate.any_model holds another model file (e.g. an int8 conversion) against the baseline anyway.
+    anyway = check_config_rules(other_model, replace(gate, any_model=True), _baseline())
+    assert [c.state for c in anyway] == ["passed", "failed", "failed"]
 
 
-def test_report_truthiness():
-    assert GateReport()  # no rules: passes
-    report = GateReport((skipped_check("r", "why"), check_min({"AP": 0.1}, metric="AP", floor=0.2)))
-    assert not report and len(report.failures) == 1 and len(report.skipped) == 1
+def test_verdicts_and_exit_codes():
+    passed = check_min({"AP": 0.3}, metric="AP", floor=0.2)
+    failed = check_min({"AP": 0.1}, metric="AP", floor=0.2)
+    skipped = skipped_check("r", "why")
+    unfit = not_comparable("r2", "the model is not ssd-10")
+    assert (GateReport().verdict, GateReport().exit_code) == ("NO VERDICT", 0)  # no rules
+    assert GateReport().reason == "no rules are set"
+    assert (GateReport(required=True).verdict, GateReport(required=True).exit_code) == ("NO VERDICT", 1)
+    every_rule_out = GateReport((skipped, unfit))
+    assert (every_rule_out.verdict, every_rule_out.exit_code, bool(every_rule_out)) == (
+        "NO VERDICT",
+        0,
+        False,
+    )
+    assert every_rule_out.reason == "no rule was evaluated (1 skipped, 1 not comparable)"
+    assert GateReport((skipped, unfit), required=True).exit_code == 1
+    # A shard defers its rules: exit 0 even when the gate is required, or the merge never starts.
+    deferred = GateReport((unfit,), required=True, partial="shard 1/2")
+    assert (deferred.verdict, deferred.exit_code) == ("NO VERDICT", 0)
+    assert "partial run (shard 1/2)" in deferred.reason
+    mixed = GateReport((skipped, passed))
+    assert (mixed.verdict, mixed.exit_code, bool(mixed)) == ("PASS", 0, True)
+    assert mixed.reason == "1 of 2 rule(s) passed (1 skipped)"
+    report = GateReport((skipped, failed, passed), required=True)
+    assert (report.verdict, report.exit_code, bool(report)) == ("FAIL", 1, False)
+    assert len(report.failures) == 1
+    assert GateReport((passed,), error="nothing was compared").exit_code == 2
 
 
 @pytest.fixture
@@ -131,16 +166,24 @@ def test_run_gate_with_baseline_exit_codes(run_setup, capsys):
     out = capsys.readouterr().out
     assert out.count("gate PASS") == 3
     metrics = json.loads((tmp_path / "results" / "second" / "metrics.json").read_text())
-    assert [g["passed"] for g in metrics["gate"]] == [True, True, True]
-    # A partial run skips the rules whose figures are for the whole selection.
+    assert [g["state"] for g in metrics["gate"]["rules"]] == ["passed"] * 3
+    assert metrics["gate"]["verdict"] == "PASS"
+    # On a partial run the rules whose figures are for the whole selection are not comparable.
     assert main(["--config", str(config), "--run-name", "partial", "--quiet", "--limit", "2"]) == 0
-    assert capsys.readouterr().out.count("gate skipped") == 3
+    assert capsys.readouterr().out.count("gate not comparable") == 3
     # A floor above what the model reaches fails, one line on stderr.
     _set_gate(config, min_ap=1.5)
     assert main(["--config", str(config), "--run-name", "x", "--quiet"]) == 2  # 1.5 is not a valid floor
     assert "gate.min_ap: must be in [0, 1]" in capsys.readouterr().err
     worse = save_table_detector(tmp_path / "worse.onnx", tmp_path / "coco", {**TINY_GT, 2: []})
+    # Another model file is not comparable to the baseline (made from perfect.onnx): NO VERDICT.
     _set_gate(config, baseline=str(baseline), max_baseline_drop=0.01)
+    assert main(["--config", str(config), "--model", str(worse), "--run-name", "other", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "not comparable: the model is not perfect.onnx: the figure is for perfect.onnx" in out
+    assert "gate verdict NO VERDICT: no rule was evaluated (1 not comparable)" in out
+    # gate.any_model holds it against the baseline anyway.
+    _set_gate(config, baseline=str(baseline), max_baseline_drop=0.01, any_model=True)
     assert main(["--config", str(config), "--model", str(worse), "--run-name", "third", "--quiet"]) == 1
     err = capsys.readouterr().err
     # Image 2's person missed: person recall 3/4 at precision 1 (76 of 101 recall points), dog and
@@ -149,7 +192,7 @@ def test_run_gate_with_baseline_exit_codes(run_setup, capsys):
         "gate FAIL: AP 0.9175 vs baseline tiny 1.0000 (delta -0.0825): drops more than the allowed 0.0100"
         in err
     )
-    assert "[another model than the baseline's perfect.onnx]" in err
+    assert "gate verdict FAIL: 1 of 1 rule(s) failed" in err
 
 
 def test_run_gate_config_errors(run_setup, capsys):

@@ -123,6 +123,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    command_line = ("ssd-eval", *args_list)  # as given, recorded in metrics.json
     parser = build_parser()
     known = _subcommand_names(parser)
     # `ssd-eval --config X` means `ssd-eval run --config X`: the everyday command needs no verb.
@@ -135,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandLineError as exc:
         print(usage_line(exc, parser, args_list[0], implied), file=sys.stderr)
         return exc.exit_code
+    args.command_line = command_line
     debug = getattr(args, "debug", False)
     quiet = getattr(args, "quiet", False)
     logging.basicConfig(

@@ -8,16 +8,17 @@ import sys
 from pathlib import Path
 
 from ssd_eval.config.compare import CompareConfig, load_compare_config
-from ssd_eval.engine.compare import CompareOptions, gate_comparison, record_compare_gate, run_comparison
+from ssd_eval.engine.compare import CompareOptions, record_compare_gate, run_comparison
 from ssd_eval.engine.runner import Progress
-from ssd_eval.errors import EXIT_GATE_FAILED, EXIT_OK
 from ssd_eval.reports.baseline import load_gate_baseline
 from ssd_eval.reports.ci_report import JUNIT_FILE, SUMMARY_FILE, compare_markdown, write_ci_files
+from ssd_eval.reports.gate_compare import gate_comparison
 from ssd_eval.reports.report import gate_lines
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from ssd_eval.cli import add_common_arguments, positive_int
+    from ssd_eval.cli.run import add_require_gate
 
     parser = subparsers.add_parser(
         "compare",
@@ -43,6 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="record runs whose provider is unavailable here as skipped instead of failing",
     )
+    add_require_gate(parser)
     add_common_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -62,6 +64,8 @@ def apply_overrides(config: CompareConfig, args: argparse.Namespace) -> CompareC
         config = replace(config, output=replace(config.output, run_name=args.run_name))
     if args.skip_unavailable:
         config = replace(config, skip_unavailable=True)
+    if args.require_gate:
+        config = replace(config, gate=replace(config.gate, required=True))
     return config
 
 
@@ -76,13 +80,14 @@ def run(args: argparse.Namespace) -> int:
     )
     result = run_comparison(config, options)
     report = gate_comparison(result, config, baseline)
-    if list(report):
-        result = record_compare_gate(result, report)
+    result = record_compare_gate(result, report)
     folder = Path(result.out_dir)
     markdown = compare_markdown(result, report)
     write_ci_files(folder, report, markdown, suite=f"ssd-eval compare {folder.name}", time_s=result.wall_s)
     print(markdown)
-    for check, line in zip(report, gate_lines(report), strict=True):
-        print(line, file=sys.stdout if check.passed else sys.stderr)
+    for line, bad in gate_lines(report):
+        print(line, file=sys.stderr if bad else sys.stdout)
     print(f"results    {folder} (metrics.json, {JUNIT_FILE}, {SUMMARY_FILE})")
-    return EXIT_OK if report else EXIT_GATE_FAILED
+    if report.error:
+        print(f"ssd-eval: error: {report.error}", file=sys.stderr)
+    return report.exit_code

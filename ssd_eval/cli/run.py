@@ -5,21 +5,28 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import re
 import sys
 from pathlib import Path
 
-from ssd_eval.config.run import ExpectedConfig, ProviderConfig, RunConfig, load_config, run_name_problem
+from ssd_eval.config.run import (
+    DEFAULT_TOLERANCE,
+    ExpectedConfig,
+    ProviderConfig,
+    RunConfig,
+    load_config,
+    run_name_problem,
+)
 from ssd_eval.data.dataset import Shard
-from ssd_eval.engine.run_folder import load_run_config
+from ssd_eval.engine.run_folder import gate_baseline, load_run_config, write_gate_baseline
 from ssd_eval.engine.runner import Progress, RunOptions, run_evaluation
-from ssd_eval.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
-from ssd_eval.reports.baseline import load_gate_baseline
-from ssd_eval.reports.ci_report import SUMMARY_FILE, run_markdown, write_ci_files
-from ssd_eval.reports.diagnosis import diagnose_run
-from ssd_eval.reports.gate import check_run
+from ssd_eval.errors import ConfigError
+from ssd_eval.reports.baseline import Baseline, load_gate_baseline
+from ssd_eval.reports.ci_report import JUNIT_FILE, SUMMARY_FILE
 from ssd_eval.reports.report import gate_lines, summary
-from ssd_eval.reports.results import gate_facts, record_gate
+from ssd_eval.reports.results import RunResult, utc_now
+from ssd_eval.reports.verdict import gate_run
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -70,15 +77,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--shard", type=_shard, metavar="K/N", help="evaluate only part K of N (1-based)")
     parser.add_argument(
-        "--expect-ap", type=float, metavar="X", help="gate: expected AP (overrides the config)"
+        "--expect-ap",
+        type=float,
+        metavar="X",
+        help="gate: expected value of expected.metric (AP), in [0, 1], for the model being run "
+        "(replaces expected.value; the figure is then not tied to a model file)",
     )
     parser.add_argument(
         "--tolerance",
         type=float,
         default=None,
         metavar="T",
-        help="gate: allowed |AP - expected| (default 0.005 with --expect-ap)",
+        help="gate: allowed |AP - expected| (replaces expected.tolerance; "
+        f"default: the config's, else {DEFAULT_TOLERANCE})",
     )
+    add_require_gate(parser)
     add_common_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -143,16 +156,47 @@ def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
         config = replace(config, output=replace(config.output, dir=args.output.absolute()))
     if args.run_name is not None:
         config = with_run_name(config, args.run_name)
-    if args.expect_ap is not None:
-        tolerance = 0.005 if args.tolerance is None else args.tolerance
-        config = replace(config, expected=ExpectedConfig(value=args.expect_ap, tolerance=tolerance))
-    elif args.tolerance is not None:
-        if config.expected is None:
+    if args.expect_ap is not None or args.tolerance is not None:
+        config = replace(config, expected=_expected_override(config.expected, args.expect_ap, args.tolerance))
+    if args.require_gate:
+        config = replace(config, gate=replace(config.gate, required=True))
+    return config
+
+
+def _expected_override(
+    expected: ExpectedConfig | None, value: float | None, tolerance: float | None
+) -> ExpectedConfig:
+    """`--expect-ap` / `--tolerance` over the config's `expected`: what a flag leaves out comes from it."""
+    if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ConfigError(f"--expect-ap: must be a COCO stat in [0, 1] (0.195, not 19.5), got {value}")
+    if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0.0):
+        raise ConfigError(f"--tolerance: must be a number >= 0, got {tolerance}")
+    if value is None:
+        if expected is None:
             raise ConfigError(
                 "--tolerance needs a reference: give --expect-ap or set `expected` in the config"
             )
-        config = replace(config, expected=replace(config.expected, tolerance=args.tolerance))
-    return config
+        return dataclasses.replace(expected, tolerance=expected.tolerance if tolerance is None else tolerance)
+    base = expected if expected is not None else ExpectedConfig(value=value)
+    # A figure given on the command line is for the model being run: no model or selection pin.
+    return dataclasses.replace(
+        base,
+        value=value,
+        tolerance=base.tolerance if tolerance is None else tolerance,
+        model_sha256=None,
+        selection=None,
+    )
+
+
+def add_require_gate(parser: argparse.ArgumentParser) -> None:
+    """`--require-gate`, for every command that gates."""
+    parser.add_argument(
+        "--require-gate",
+        action="store_true",
+        help="NO VERDICT (no gate rule evaluated: none set, all skipped or not comparable) exits 1 like "
+        "a failed rule (gate.required: true); a partial run (--shard, --limit) still exits 0, its "
+        "full-run rules being deferred to the merge",
+    )
 
 
 class _TqdmProgress(Progress):
@@ -177,6 +221,7 @@ class _TqdmProgress(Progress):
 
 
 def run(args: argparse.Namespace) -> int:
+    started = utc_now()
     if args.resume is not None:
         config = load_run_config(args.resume)
         name = args.resume.name
@@ -190,8 +235,11 @@ def run(args: argparse.Namespace) -> int:
         )
     config = apply_overrides(config, args)
     # The baseline is read and checked before any model loads: a bad one is exit 2, not a wasted run.
-    where = str(config.source_file) if config.source_file is not None else "config"
-    baseline = load_gate_baseline(config.gate, where=where)
+    if args.resume is not None:
+        baseline = gate_baseline(config, args.resume)
+    else:
+        where = str(config.source_file) if config.source_file is not None else "config"
+        baseline = load_gate_baseline(config.gate, where=where)
     options = RunOptions(
         resume=args.resume is not None,
         shard=args.shard,
@@ -200,25 +248,27 @@ def run(args: argparse.Namespace) -> int:
         on_folder=getattr(args, "remember_run_dir", None),
     )
     result = run_evaluation(config, options)
+    return publish(result, config, baseline, args, started=started, verb="run")
+
+
+def publish(
+    result: RunResult,
+    config: RunConfig,
+    baseline: Baseline | None,
+    args: argparse.Namespace,
+    *,
+    started: str,
+    verb: str,
+) -> int:
+    """Gate a scored run (run, resume, score, merge alike), print its summary and verdict: the exit code."""
+    folder = Path(result.run_dir)
+    write_gate_baseline(folder, baseline)
+    command = getattr(args, "command_line", ("ssd-eval", verb))
+    result, report = gate_run(result, config, baseline, command=command, started=started, verb=verb)
     print(summary(result))
-    report = check_run(
-        gate_facts(result),
-        expected=config.expected,
-        gate=config.gate,
-        baseline=baseline,
-        force_expected=args.expect_ap is not None,
-    )
-    diagnosis = None if report else diagnose_run(result, baseline)
-    if diagnosis is not None:
-        result = dataclasses.replace(result, diagnosis=diagnosis.to_json())
-    if report.checks:
-        result = record_gate(result, report)
-    run_dir = Path(result.run_dir)
-    write_ci_files(run_dir, report, run_markdown(result, report), suite=f"ssd-eval run {run_dir.name}")
-    for check, line in zip(report, gate_lines(report), strict=True):
-        print(line, file=sys.stdout if check.passed else sys.stderr)
-    if diagnosis is not None:
-        print(f"diagnosis: {diagnosis.line}", file=sys.stderr)
-    if report.checks:
-        print(f"CI files: {run_dir / 'junit.xml'}, {run_dir / SUMMARY_FILE}")
-    return EXIT_OK if report else EXIT_GATE_FAILED
+    for line, bad in gate_lines(report):
+        print(line, file=sys.stderr if bad else sys.stdout)
+    if result.diagnosis:
+        print(f"diagnosis: {result.diagnosis['line']}", file=sys.stderr)
+    print(f"CI files   {folder / JUNIT_FILE}, {folder / SUMMARY_FILE}")
+    return report.exit_code

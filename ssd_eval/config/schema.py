@@ -8,6 +8,7 @@ configs bundled with the package.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -161,6 +162,7 @@ def _convert(value: object, annotation: Any, path: str, ctx: _Context) -> Any:
         for key in value:
             if not isinstance(key, str):
                 raise _KeyError(path, f"keys must be strings, got {key!r}")
+        _check_finite(value, path)
         return dict(value)
     if annotation is Path:
         if not isinstance(value, str) or not value:
@@ -178,14 +180,29 @@ def _convert(value: object, annotation: Any, path: str, ctx: _Context) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _KeyError(path, f"expected a number, got {_type_name(value)} {value!r}")
+        if not math.isfinite(value):
+            raise _KeyError(path, f"expected a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
             raise _KeyError(path, f"expected a string, got {_type_name(value)} {value!r}")
         return value
     if annotation is Any:
+        _check_finite(value, path)
         return value
     raise _KeyError(path, f"unsupported type {annotation}")  # pragma: no cover - schema bug
+
+
+def _check_finite(value: object, path: str) -> None:
+    """No NaN or infinity anywhere, even in free-form values (provider options)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _KeyError(path, f"expected a finite number, got {value!r}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, _join(path, str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_finite(item, f"{path}[{index}]")
 
 
 def _convert_dataclass(value: object, cls: type, path: str, ctx: _Context) -> Any:

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -49,16 +49,8 @@ from ssd_eval.pipeline.session import (
     canonical_provider_name,
     resolve_provider,
 )
-from ssd_eval.reports.baseline import Baseline
 from ssd_eval.reports.comparison import CategoryDelta, CompareResult, RunReport
-from ssd_eval.reports.gate import (
-    GateCheck,
-    GateReport,
-    RunFacts,
-    check_class_drops,
-    check_config_rules,
-    check_drop,
-)
+from ssd_eval.reports.gate import GateReport
 from ssd_eval.reports.results import (
     METRICS_FILE,
     Protocol,
@@ -431,52 +423,8 @@ def _pictures(
     return pictures
 
 
-def gate_comparison(result: CompareResult, config: CompareConfig, baseline: Baseline | None) -> GateReport:
-    """Every gate rule on every run that ran: config rules on each, reference rules on the others."""
-    gate = config.gate
-    checks: list[GateCheck] = []
-    reference = result.runs[0]
-    for report in result.runs:
-        if not report.ran:
-            continue
-        facts = RunFacts(
-            stats=report.stats,
-            per_category=report.per_category,
-            selection=result.protocol.selection,
-            num_images=result.protocol.num_images,
-            complete=result.protocol.complete,
-            model_sha256=report.model.sha256 if report.model else "",
-        )
-        checks.extend(check_config_rules(facts, gate, baseline, subject=report.name))
-        if report is reference:
-            continue
-        if gate.max_ap_drop is not None:
-            checks.append(
-                check_drop(
-                    report.stats,
-                    reference.stats,
-                    metric=gate.metric,
-                    max_drop=gate.max_ap_drop,
-                    against=f"reference {reference.name}",
-                    subject=report.name,
-                )
-            )
-        if gate.max_class_ap_drop is not None:
-            checks.append(
-                check_class_drops(
-                    report.per_category,
-                    reference.per_category,
-                    max_drop=gate.max_class_ap_drop,
-                    against=f"reference {reference.name}",
-                    min_gt=gate.class_min_gt,
-                    subject=report.name,
-                )
-            )
-    return GateReport(tuple(checks))
-
-
 def record_compare_gate(result: CompareResult, report: GateReport) -> CompareResult:
-    updated = replace(result, gate=[asdict(check) for check in report])
+    updated = replace(result, gate=report.to_json())
     write_compare_metrics(Path(result.out_dir) / METRICS_FILE, updated)
     return updated
 

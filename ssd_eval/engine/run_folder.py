@@ -22,6 +22,7 @@ from ssd_eval.config.schema import config_to_dict
 from ssd_eval.data.dataset import Shard
 from ssd_eval.errors import OutputError
 from ssd_eval.evaluation.detection_log import store_path
+from ssd_eval.reports.baseline import Baseline, load_gate_baseline, read_baseline, write_baseline
 from ssd_eval.reports.results import METRICS_FILE, ModelInfo, SkippedImage
 
 CONFIG_FILE = "config.yaml"
@@ -31,6 +32,7 @@ SKIPPED_LOG = "skipped.jsonl"
 COCOEVAL_LOG = "cocoeval.txt"
 RUN_INFO_FILE = "run_info.json"
 LOCK_FILE = "run.lock"
+GATE_BASELINE_FILE = "gate_baseline.json"  # the baseline the gate used, copied at gate time
 
 
 def check_writable(folder: Path) -> None:
@@ -219,3 +221,19 @@ def parse_shard(text: str) -> Shard:
     """`K/N` (1-based, as on the command line) -> Shard."""
     k, _, n = text.partition("/")
     return Shard(index=int(k) - 1, count=int(n))
+
+
+def write_gate_baseline(folder: Path, baseline: Baseline | None) -> None:
+    """Copy the baseline a run is gated against into its folder: score and merge re-apply the same figures."""
+    if baseline is not None:
+        write_baseline(folder / GATE_BASELINE_FILE, baseline, overwrite=True)
+
+
+def gate_baseline(config: RunConfig, folder: Path) -> Baseline | None:
+    """The baseline a run folder's gate names: the run's own copy when it has one, else the config's file."""
+    if config.gate.baseline is None:
+        return None
+    copy = folder / GATE_BASELINE_FILE
+    if copy.is_file():
+        return read_baseline(copy)
+    return load_gate_baseline(config.gate, where=str(folder / CONFIG_FILE))

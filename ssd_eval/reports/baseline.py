@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -42,6 +43,9 @@ class Baseline:
     created: str = ""
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # providers, versions: context, never gated
+    # Published figures: how many decimals each stat was published with (.115 -> 3); a rule allows
+    # half a unit of that last digit besides its tolerance. Measured figures: empty (exact).
+    decimals: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"schema": SCHEMA, **asdict(self)}
@@ -75,6 +79,8 @@ def baseline_from_json(data: object, *, where: str) -> Baseline:
     for name, value in data["stats"].items():
         if name not in STAT_NAMES or isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: stats.{name}: expected a COCO stat name with a number")
+        if not (math.isfinite(value) and -1.0 <= value <= 1.0):
+            raise ConfigError(f"{where}: stats.{name}: expected a value in [0, 1] (-1: no data), got {value}")
         stats[name] = float(value)
     try:
         per_category = tuple(CategoryScore(**c) for c in data.get("per_category", []))
@@ -83,6 +89,15 @@ def baseline_from_json(data: object, *, where: str) -> Baseline:
     model = data.get("model", {})
     if not isinstance(model, dict):
         raise ConfigError(f"{where}: model: expected a mapping")
+    decimals = data.get("decimals", {})
+    if not isinstance(decimals, dict):
+        raise ConfigError(f"{where}: decimals: expected a mapping of stat name to a number of decimals")
+    for name, places in decimals.items():
+        whole = isinstance(places, int) and not isinstance(places, bool)
+        if name not in stats or not whole or not 0 <= places <= 12:
+            raise ConfigError(
+                f"{where}: decimals.{name}: expected a stat of `stats` with a whole number of decimals (0-12)"
+            )
     return Baseline(
         name=data["name"],
         kind=data["kind"],
@@ -94,7 +109,14 @@ def baseline_from_json(data: object, *, where: str) -> Baseline:
         created=str(data.get("created", "")),
         note=str(data.get("note", "")),
         extra=dict(data.get("extra", {})),
+        decimals=dict(decimals),
     )
+
+
+def published_slack(baseline: Baseline, stat: str) -> float:
+    """Half a unit of the last digit `stat` was published with (0.0005 for .115); 0 when exact."""
+    places = baseline.decimals.get(stat)
+    return 0.0 if places is None else 0.5 * 10.0**-places
 
 
 def baseline_from_metrics(metrics: Mapping[str, Any], *, name: str, source: str, note: str = "") -> Baseline:
@@ -144,7 +166,7 @@ def write_baseline(path: Path, baseline: Baseline, *, overwrite: bool = False) -
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"cannot write baseline file {path}: {exc.strerror}") from None
-    log.info(
+    log.debug(
         "wrote baseline %s (%s, %s %.4f)", path, baseline.kind, "AP", baseline.stats.get("AP", float("nan"))
     )
 

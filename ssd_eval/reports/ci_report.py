@@ -12,44 +12,63 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ssd_eval.coco_stats import STAT_NAMES
+from ssd_eval.errors import EXIT_GATE_FAILED
 from ssd_eval.reports.comparison import CompareResult
-from ssd_eval.reports.gate import GateCheck, GateReport
+from ssd_eval.reports.gate import GateReport
 from ssd_eval.reports.results import RunResult
 
 JUNIT_FILE = "junit.xml"
 SUMMARY_FILE = "summary.md"
+VERDICT_CASE = "gate verdict"
 
 
 def junit_xml(report: GateReport, *, suite: str, time_s: float = 0.0) -> str:
-    """The gate's verdicts as a JUnit XML document (one test case per rule)."""
+    """The gate as a JUnit XML document: one test case per rule, and one for the verdict.
+
+    A failed rule is a <failure>; a skipped or not comparable one is <skipped> with why. The verdict
+    case fails exactly when the command exits 1 (a rule failed, or NO VERDICT with gate.required),
+    so the CI's test report and the exit code always agree.
+    """
     checks = list(report)
+    verdict_fails = report.exit_code == EXIT_GATE_FAILED
+    failures = len(report.failures) + int(verdict_fails)
+    no_verdict = report.verdict == "NO VERDICT" and not verdict_fails
+    skipped = len(checks) - sum(c.evaluated for c in checks) + int(no_verdict)
+    tests = len(checks) + 1
     suites = ET.Element(
-        "testsuites",
-        name="ssd-eval",
-        tests=str(len(checks)),
-        failures=str(len(report.failures)),
-        skipped=str(len(report.skipped)),
+        "testsuites", name="ssd-eval", tests=str(tests), failures=str(failures), skipped=str(skipped)
     )
     element = ET.SubElement(
         suites,
         "testsuite",
         name=suite,
-        tests=str(len(checks)),
-        failures=str(len(report.failures)),
+        tests=str(tests),
+        failures=str(failures),
         errors="0",
-        skipped=str(len(report.skipped)),
+        skipped=str(skipped),
         time=f"{time_s:.3f}",
     )
+    properties = ET.SubElement(element, "properties")
+    ET.SubElement(properties, "property", name="verdict", value=report.verdict)
+    ET.SubElement(properties, "property", name="exit_code", value=str(report.exit_code))
     for check in checks:
         classname = f"ssd_eval.gate.{check.subject}" if check.subject else "ssd_eval.gate"
         case = ET.SubElement(element, "testcase", classname=classname, name=check.rule, time="0")
-        if check.skipped:
-            ET.SubElement(case, "skipped", message=check.message)
-        elif not check.passed:
+        if check.failed:
             failure = ET.SubElement(case, "failure", message=check.message, type="GateFailure")
             failure.text = check.message
+        elif not check.evaluated:
+            ET.SubElement(case, "skipped", message=f"{check.state}: {check.message}")
         else:
             ET.SubElement(case, "system-out").text = check.message
+    case = ET.SubElement(element, "testcase", classname="ssd_eval.gate", name=VERDICT_CASE, time="0")
+    if verdict_fails:
+        failure = ET.SubElement(case, "failure", message=report.verdict_line, type="GateVerdict")
+        failure.text = report.verdict_line
+    elif no_verdict:
+        ET.SubElement(case, "skipped", message=report.verdict_line)
+    else:
+        ET.SubElement(case, "system-out").text = report.verdict_line
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
@@ -65,16 +84,16 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     return lines
 
 
+_MARKS = {"passed": "pass", "failed": "**FAIL**", "skipped": "skipped", "not comparable": "not comparable"}
+
+
 def gate_markdown(report: GateReport) -> list[str]:
-    """The gate as a verdict line and one line per rule."""
-    checks: list[GateCheck] = list(report)
-    if not checks:
-        return ["**Gate:** no rules set."]
-    verdict = "PASSED" if report else f"FAILED ({len(report.failures)} of {len(checks)} rules)"
-    lines = [f"**Gate: {verdict}**", ""]
-    for check in checks:
-        mark = "skipped" if check.skipped else ("pass" if check.passed else "**FAIL**")
-        lines.append(f"- {mark}: `{check.rule}` — {_escape(check.message)}")
+    """The gate as a verdict line and one line per rule with its state."""
+    lines = [f"**Gate: {report.verdict}** — {_escape(report.reason)}"]
+    if report.checks:
+        lines.append("")
+    for check in report:
+        lines.append(f"- {_MARKS[check.state]}: `{check.rule}` — {_escape(check.message)}")
     return lines
 
 

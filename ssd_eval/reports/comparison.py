@@ -64,7 +64,7 @@ class CompareResult:
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
-    gate: list[dict[str, Any]] = field(default_factory=list)
+    gate: dict[str, Any] = field(default_factory=dict)  # GateReport.to_json()
 
     def run(self, name: str) -> RunReport:
         for report in self.runs:

@@ -86,7 +86,7 @@ def _known(stats: Mapping[str, float], name: str) -> float | None:
 
 
 def _versus(stats: Mapping[str, float], ref: Reference, name: str, digits: int = 3) -> str:
-    """", APs 0.070 vs 0.115" when both sides know the stat, else nothing."""
+    """ ", APs 0.070 vs 0.115" when both sides know the stat, else nothing."""
     value, want = _known(stats, name), _known(ref.stats, name)
     if value is None or want is None:
         return ""

@@ -1,51 +1,150 @@
 """The accuracy gate: does a run's result match what was expected of it?
 
-Rules (each a pure function returning one `GateCheck`): `expected` (|metric - value| <= tolerance),
-`min_ap` (a floor), `max_baseline_drop` / `max_class_baseline_drop` (against a stored baseline file),
-and in a comparison `max_ap_drop` / `max_class_ap_drop` (against the reference run). A rule that
-cannot apply (a partial run against full-selection figures) is recorded as skipped, with why.
+Every path (run, resume, score, merge, compare) evaluates its rules here and nowhere else. Each rule
+is a pure function returning one `GateCheck` in one of four states:
+
+- passed / failed: the rule was evaluated;
+- skipped: it could not be evaluated (e.g. a comparison run whose provider is not available here);
+- not comparable: the figure it holds the run against is for something else: another image protocol,
+  another model file (sha256), or the whole image selection while this run is partial (`--limit`,
+  `--shard`; a shard's full-run rules are *deferred* to `ssd-eval merge`, which applies them).
+
+The verdict is PASS only when at least one rule was evaluated and none failed, FAIL when one failed,
+and NO VERDICT otherwise (exit 0, or 1 with `gate.required` / `--require-gate`, except on a partial
+run, whose rules are deferred: a shard must exit 0 so that the merge after it starts).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from ssd_eval.config.run import ExpectedConfig, GateConfig
+from ssd_eval.errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE
 from ssd_eval.evaluation.scoring import CategoryScore
-from ssd_eval.reports.baseline import Baseline
+from ssd_eval.reports.baseline import Baseline, published_slack
+
+State = Literal["passed", "failed", "skipped", "not comparable"]
+Verdict = Literal["PASS", "FAIL", "NO VERDICT"]
+PASSED: State = "passed"
+FAILED: State = "failed"
+SKIPPED: State = "skipped"
+NOT_COMPARABLE: State = "not comparable"
+
+_EPS = 1e-12  # float noise allowed at every threshold
 
 
 @dataclass(frozen=True)
 class GateCheck:
-    """One rule's verdict with a one-line explanation."""
+    """One rule's state with a one-line explanation (why, for skipped and not comparable)."""
 
     rule: str
-    passed: bool
+    state: State
     message: str
-    skipped: bool = False  # the rule did not apply (passed is then True)
     subject: str = ""  # the run the rule was applied to, in a comparison
+
+    @property
+    def passed(self) -> bool:
+        return self.state == PASSED
+
+    @property
+    def failed(self) -> bool:
+        return self.state == FAILED
+
+    @property
+    def evaluated(self) -> bool:
+        return self.state in (PASSED, FAILED)
+
+    def to_json(self) -> dict[str, str]:
+        return {"rule": self.rule, "state": self.state, "message": self.message, "subject": self.subject}
 
 
 @dataclass(frozen=True)
 class GateReport:
-    """All rules' verdicts; truthy when every rule passed (and when there were none)."""
+    """All rules' states and the verdict they add up to; truthy when the verdict is PASS."""
 
     checks: tuple[GateCheck, ...] = ()
+    required: bool = False  # gate.required / --require-gate: NO VERDICT exits 1
+    partial: str = ""  # why the run is partial ("shard 1/4", "limit 20"); its rules are deferred
+    error: str = ""  # the gate could not be applied at all (exit 2), e.g. nothing was compared
 
     def __bool__(self) -> bool:
-        return all(check.passed for check in self.checks)
+        return self.verdict == "PASS"
 
     def __iter__(self) -> Iterator[GateCheck]:
         return iter(self.checks)
 
-    @property
-    def failures(self) -> tuple[GateCheck, ...]:
-        return tuple(check for check in self.checks if not check.passed)
+    def with_state(self, state: State) -> tuple[GateCheck, ...]:
+        return tuple(check for check in self.checks if check.state == state)
 
     @property
-    def skipped(self) -> tuple[GateCheck, ...]:
-        return tuple(check for check in self.checks if check.skipped)
+    def failures(self) -> tuple[GateCheck, ...]:
+        return self.with_state(FAILED)
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.failures:
+            return "FAIL"
+        if self.error or not self.with_state(PASSED):
+            return "NO VERDICT"
+        return "PASS"
+
+    @property
+    def exit_code(self) -> int:
+        if self.error:
+            return EXIT_USAGE
+        if self.verdict == "FAIL":
+            return EXIT_GATE_FAILED
+        if self.verdict == "NO VERDICT" and self.required and not self.partial:
+            return EXIT_GATE_FAILED
+        return EXIT_OK
+
+    @property
+    def reason(self) -> str:
+        """The verdict explained in one line."""
+        total = len(self.checks)
+        if self.error:
+            return self.error
+        if self.verdict == "FAIL":
+            return f"{len(self.failures)} of {total} rule(s) failed"
+        if self.verdict == "PASS":
+            return f"{len(self.with_state(PASSED))} of {total} rule(s) passed" + self._others(PASSED)
+        if self.partial:
+            why = (
+                f"partial run ({self.partial}): the full-run rules are deferred to a full run "
+                "(`ssd-eval merge` of all shards applies them)"
+            )
+        elif not total:
+            why = "no rules are set"
+        else:
+            why = "no rule was evaluated" + self._others(None)
+        if self.required and not self.partial:
+            why += "; gate.required (--require-gate) makes this a failure"
+        return why
+
+    def _others(self, besides: State | None) -> str:
+        counts = [
+            f"{len(self.with_state(s))} {s}"
+            for s in (SKIPPED, NOT_COMPARABLE)
+            if s != besides and self.with_state(s)
+        ]
+        return f" ({', '.join(counts)})" if counts else ""
+
+    @property
+    def verdict_line(self) -> str:
+        return f"{self.verdict}: {self.reason}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The gate as recorded in metrics.json."""
+        return {
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "exit_code": self.exit_code,
+            "required": self.required,
+            "partial": self.partial or None,
+            "rules": [check.to_json() for check in self.checks],
+        }
 
 
 def _small(value: float, *, sign: bool = False) -> str:
@@ -55,50 +154,106 @@ def _small(value: float, *, sign: bool = False) -> str:
     return f"{value:+.4f}" if sign else f"{value:.4f}"
 
 
+def _who(subject: str) -> str:
+    return f"{subject}: " if subject else ""
+
+
+def _unknown_metric(rule: str, metric: str, stats: Mapping[str, float], subject: str) -> GateCheck:
+    known = ", ".join(stats)
+    return GateCheck(rule, FAILED, f"metric {metric!r} is not a COCO stat (one of {known})", subject)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the gate needs to know of one run besides its stats."""
+
+    stats: Mapping[str, float]
+    per_category: Sequence[CategoryScore]
+    selection: str
+    num_images: int
+    complete: bool  # False for a partial run (limit/shard)
+    model_sha256: str = ""
+    model_name: str = ""
+    partial: str = ""  # why the run is partial: "shard 1/4", "limit 20"
+
+
+def partial_reason(run: RunFacts) -> str:
+    """Why a full-run figure does not apply to a partial run (the 'not comparable' message)."""
+    scope = run.partial or "limit/shard"
+    then = (
+        "deferred to `ssd-eval merge` of all shards"
+        if scope.startswith("shard")
+        else "a run of the whole selection applies it"
+    )
+    return f"partial run ({scope}): the figure is for the whole image selection; {then}"
+
+
+def _known_model(sha256: str) -> str:
+    """The name of a known model file with this sha256, if any."""
+    from ssd_eval.assets.fetch import MODELS
+
+    for source in MODELS.values():
+        if source.sha256.lower() == sha256.lower():
+            return source.filename
+    return ""
+
+
+def model_mismatch(run: RunFacts, sha256: str | None, name: str = "") -> str | None:
+    """Why a figure for the model `sha256` does not apply to this run's model, or None."""
+    if not sha256 or not run.model_sha256 or sha256.lower() == run.model_sha256.lower():
+        return None
+    name = name or _known_model(sha256) or "another model"
+    this = f" ({run.model_name})" if run.model_name else ""
+    return (
+        f"the model is not {name}: the figure is for {name} (sha256 {sha256[:12]}…), this run's "
+        f"model{this} has sha256 {run.model_sha256[:12]}…"
+    )
+
+
 def expected_rule(expected: ExpectedConfig) -> str:
     """How the `expected` rule names itself in reports."""
     return f"{expected.metric} = {expected.value:.4f} ± {_small(expected.tolerance)}"
 
 
-def check_expected(stats: Mapping[str, float], expected: ExpectedConfig) -> GateCheck:
-    """Pass when |stats[metric] - value| <= tolerance.
+def check_expected(
+    stats: Mapping[str, float], expected: ExpectedConfig, *, slack: float = 0.0, subject: str = ""
+) -> GateCheck:
+    """Pass when |stats[metric] - value| <= tolerance (+ `slack`: the figure's own rounding).
 
     Two-sided on purpose: a result far *above* the reference also means the protocol changed
     (boxes clipped, images dropped, a different model file).
     """
+    rule = expected_rule(expected)
     if expected.metric not in stats:
-        known = ", ".join(stats)
-        return GateCheck("expected", False, f"metric {expected.metric!r} is not a COCO stat (one of {known})")
+        return _unknown_metric(rule, expected.metric, stats, subject)
     measured = stats[expected.metric]
     delta = measured - expected.value
-    rule = expected_rule(expected)
-    if abs(delta) <= expected.tolerance + 1e-12:
+    allowed = expected.tolerance + slack
+    if abs(delta) <= allowed + _EPS:
         return GateCheck(
             rule,
-            True,
-            f"{expected.metric} {measured:.4f} is within {_small(expected.tolerance)} of "
+            PASSED,
+            f"{_who(subject)}{expected.metric} {measured:.4f} is within {_small(allowed)} of "
             f"the reference {expected.value:.4f} (delta {_small(delta, sign=True)})",
+            subject,
         )
     return GateCheck(
         rule,
-        False,
-        f"{expected.metric} {measured:.4f} misses the reference {expected.value:.4f} "
-        f"by {_small(delta, sign=True)} (tolerance {_small(expected.tolerance)})",
+        FAILED,
+        f"{_who(subject)}{expected.metric} {measured:.4f} misses the reference {expected.value:.4f} "
+        f"by {_small(delta, sign=True)} (tolerance {_small(allowed)})",
+        subject,
     )
 
 
 def skipped_check(rule: str, reason: str, *, subject: str = "") -> GateCheck:
-    """A rule that did not apply, and why."""
-    return GateCheck(rule, True, reason, skipped=True, subject=subject)
+    """A rule that could not be evaluated, and why."""
+    return GateCheck(rule, SKIPPED, f"{_who(subject)}{reason}", subject)
 
 
-def _unknown_metric(rule: str, metric: str, stats: Mapping[str, float], subject: str) -> GateCheck:
-    known = ", ".join(stats)
-    return GateCheck(rule, False, f"metric {metric!r} is not a COCO stat (one of {known})", subject=subject)
-
-
-def _who(subject: str) -> str:
-    return f"{subject}: " if subject else ""
+def not_comparable(rule: str, reason: str, *, subject: str = "") -> GateCheck:
+    """A rule whose figure is for something else than this run, and why."""
+    return GateCheck(rule, NOT_COMPARABLE, f"{_who(subject)}not comparable: {reason}", subject)
 
 
 def check_min(stats: Mapping[str, float], *, metric: str, floor: float, subject: str = "") -> GateCheck:
@@ -107,15 +262,13 @@ def check_min(stats: Mapping[str, float], *, metric: str, floor: float, subject:
     if metric not in stats:
         return _unknown_metric(rule, metric, stats, subject)
     measured = stats[metric]
-    if measured >= floor - 1e-12:
-        return GateCheck(
-            rule, True, f"{_who(subject)}{metric} {measured:.4f} >= {floor:.4f}", subject=subject
-        )
+    if measured >= floor - _EPS:
+        return GateCheck(rule, PASSED, f"{_who(subject)}{metric} {measured:.4f} >= {floor:.4f}", subject)
     return GateCheck(
         rule,
-        False,
+        FAILED,
         f"{_who(subject)}{metric} {measured:.4f} is below the minimum {floor:.4f} by {floor - measured:.4f}",
-        subject=subject,
+        subject,
     )
 
 
@@ -127,20 +280,25 @@ def check_drop(
     max_drop: float,
     against: str,
     subject: str = "",
+    slack: float = 0.0,
 ) -> GateCheck:
-    """Pass when reference[metric] - stats[metric] <= max_drop (a gain always passes)."""
+    """Pass when reference[metric] - stats[metric] <= max_drop (+ `slack`; a gain always passes).
+
+    `slack` is half a unit of the last digit a published figure was given with (0.0005 for .115).
+    """
     rule = f"{metric} drop vs {against} <= {max_drop:.4f}"
     if metric not in stats:
         return _unknown_metric(rule, metric, stats, subject)
     if metric not in reference:
         have = ", ".join(reference) or "none"
-        return GateCheck(rule, False, f"{against} has no {metric} (it has: {have})", subject=subject)
+        return GateCheck(rule, FAILED, f"{against} has no {metric} (it has: {have})", subject)
     measured, ref = stats[metric], reference[metric]
     drop = ref - measured
+    allowed = f"{max_drop:.4f}" + (f" + {slack:.4g} (the figure's published precision)" if slack else "")
     text = f"{_who(subject)}{metric} {measured:.4f} vs {against} {ref:.4f} (delta {measured - ref:+.4f}"
-    if drop <= max_drop + 1e-12:
-        return GateCheck(rule, True, f"{text}, allowed drop {max_drop:.4f})", subject=subject)
-    return GateCheck(rule, False, f"{text}): drops more than the allowed {max_drop:.4f}", subject=subject)
+    if drop <= max_drop + slack + _EPS:
+        return GateCheck(rule, PASSED, f"{text}, allowed drop {allowed})", subject)
+    return GateCheck(rule, FAILED, f"{text}): drops more than the allowed {allowed}", subject)
 
 
 def check_class_drops(
@@ -167,18 +325,18 @@ def check_class_drops(
         drops.append((ref - c.ap, c.name, c.ap, ref))
     if not drops:
         return GateCheck(
-            rule, False, f"{_who(subject)}no category has an AP on both sides to compare", subject=subject
+            rule, FAILED, f"{_who(subject)}no category has an AP on both sides to compare", subject
         )
     drops.sort(reverse=True)
-    failed = [d for d in drops if d[0] > max_drop + 1e-12]
+    failed = [d for d in drops if d[0] > max_drop + _EPS]
     worst = drops[0]
     if not failed:
         return GateCheck(
             rule,
-            True,
+            PASSED,
             f"{_who(subject)}{len(drops)} categories within {max_drop:.4f} of {against} "
             f"(largest drop {worst[1]} {worst[0]:+.4f})",
-            subject=subject,
+            subject,
         )
     listed = ", ".join(
         f"{name} {ap:.4f} vs {ref:.4f} ({-drop:+.4f})" for drop, name, ap, ref in failed[:shown]
@@ -186,10 +344,10 @@ def check_class_drops(
     more = f" and {len(failed) - shown} more" if len(failed) > shown else ""
     return GateCheck(
         rule,
-        False,
+        FAILED,
         f"{_who(subject)}{len(failed)} of {len(drops)} categories drop more than {max_drop:.4f} vs "
         f"{against}: {listed}{more}",
-        subject=subject,
+        subject,
     )
 
 
@@ -204,67 +362,51 @@ def baseline_mismatch(baseline: Baseline, *, selection: str, num_images: int) ->
     return None
 
 
-@dataclass(frozen=True)
-class RunFacts:
-    """What the gate needs to know of one run besides its stats."""
-
-    stats: Mapping[str, float]
-    per_category: Sequence[CategoryScore]
-    selection: str
-    num_images: int
-    complete: bool  # False for a partial run (limit/shard)
-    model_sha256: str = ""
-
-
 def check_config_rules(
     run: RunFacts, gate: GateConfig, baseline: Baseline | None, *, subject: str = ""
 ) -> list[GateCheck]:
-    """The rules of a `gate` section that compare a run with absolute or stored figures.
+    """The rules of a `gate` section that hold a run against absolute or stored figures.
 
-    On a partial run these figures (for the whole image selection) do not apply: skipped, with why.
+    These figures are for the whole image selection: on a partial run they are not comparable (and
+    deferred to the merge); a baseline of another protocol or model is not comparable either.
     """
     checks: list[GateCheck] = []
-    partial = "this run is partial (limit/shard) and the figure is for the whole image selection"
     if gate.min_ap is not None:
         rule = f"{gate.metric} >= {gate.min_ap:.4f}"
         checks.append(
             check_min(run.stats, metric=gate.metric, floor=gate.min_ap, subject=subject)
             if run.complete
-            else skipped_check(rule, partial, subject=subject)
+            else not_comparable(rule, partial_reason(run), subject=subject)
         )
     if baseline is None:
         return checks
     against = f"baseline {baseline.name}"
-    rules: list[tuple[str, float]] = []
+    rules: list[str] = []
     if gate.max_baseline_drop is not None:
-        rules.append(
-            (f"{gate.metric} drop vs {against} <= {gate.max_baseline_drop:.4f}", gate.max_baseline_drop)
-        )
+        rules.append(f"{gate.metric} drop vs {against} <= {gate.max_baseline_drop:.4f}")
     if gate.max_class_baseline_drop is not None:
-        rules.append((f"per-class AP drop vs {against} <= {gate.max_class_baseline_drop:.4f}", -1.0))
-    mismatch = baseline_mismatch(baseline, selection=run.selection, num_images=run.num_images)
-    for rule, _ in rules:
-        if not run.complete:
-            checks.append(skipped_check(rule, partial, subject=subject))
-        elif mismatch is not None:
-            checks.append(
-                GateCheck(rule, False, f"{_who(subject)}{mismatch}: not comparable", subject=subject)
-            )
-    if not run.complete or mismatch is not None:
-        return checks
-    note = ""
-    if baseline.model.get("sha256") and run.model_sha256 and baseline.model["sha256"] != run.model_sha256:
-        note = f" [another model than the baseline's {baseline.model.get('name', '')!s}]"
+        rules.append(f"per-class AP drop vs {against} <= {gate.max_class_baseline_drop:.4f}")
+    why: str | None = None
+    if not run.complete:
+        why = partial_reason(run)
+    else:
+        why = baseline_mismatch(baseline, selection=run.selection, num_images=run.num_images)
+        if why is None and not gate.any_model:
+            why = model_mismatch(run, baseline.model.get("sha256"), str(baseline.model.get("name", "")))
+    if why is not None:
+        return checks + [not_comparable(rule, why, subject=subject) for rule in rules]
     if gate.max_baseline_drop is not None:
-        check = check_drop(
-            run.stats,
-            baseline.stats,
-            metric=gate.metric,
-            max_drop=gate.max_baseline_drop,
-            against=against,
-            subject=subject,
+        checks.append(
+            check_drop(
+                run.stats,
+                baseline.stats,
+                metric=gate.metric,
+                max_drop=gate.max_baseline_drop,
+                against=against,
+                subject=subject,
+                slack=published_slack(baseline, gate.metric),
+            )
         )
-        checks.append(GateCheck(check.rule, check.passed, check.message + note, subject=subject))
     if gate.max_class_baseline_drop is not None:
         checks.append(
             check_class_drops(
@@ -279,30 +421,27 @@ def check_config_rules(
     return checks
 
 
-def check_run(
-    run: RunFacts,
-    *,
-    expected: ExpectedConfig | None,
-    gate: GateConfig,
-    baseline: Baseline | None,
-    force_expected: bool = False,
-) -> GateReport:
-    """Every rule of a run config: `expected`, then the `gate` section.
+def check_expected_rule(run: RunFacts, expected: ExpectedConfig, gate: GateConfig) -> GateCheck:
+    """The `expected` rule, or why it does not apply to this run."""
+    rule = expected_rule(expected)
+    if not run.complete:
+        return not_comparable(rule, partial_reason(run))
+    if expected.selection is not None and expected.selection != run.selection:
+        return not_comparable(
+            rule, f"the figure is for selection {expected.selection!r}, this run used {run.selection!r}"
+        )
+    mismatch = None if gate.any_model else model_mismatch(run, expected.model_sha256)
+    if mismatch is not None:
+        return not_comparable(rule, mismatch)
+    return check_expected(run.stats, expected)
 
-    On a partial run `expected` (a figure for the whole image selection) is skipped unless the user
-    asked for it explicitly (`force_expected`, as `--expect-ap` does).
-    """
+
+def check_run(
+    run: RunFacts, *, expected: ExpectedConfig | None, gate: GateConfig, baseline: Baseline | None
+) -> GateReport:
+    """Every rule of a run config (`expected`, then the `gate` section) on one run's result."""
     checks: list[GateCheck] = []
     if expected is not None:
-        if run.complete or force_expected:
-            checks.append(check_expected(run.stats, expected))
-        else:
-            checks.append(
-                skipped_check(
-                    expected_rule(expected),
-                    f"the reference {expected.metric} {expected.value} is for the whole image selection and "
-                    "this run is partial (limit/shard); pass --expect-ap to gate anyway",
-                )
-            )
+        checks.append(check_expected_rule(run, expected, gate))
     checks.extend(check_config_rules(run, gate, baseline))
-    return GateReport(tuple(checks))
+    return GateReport(tuple(checks), required=gate.required, partial=run.partial)

@@ -67,11 +67,13 @@ def summary(result: RunResult, *, categories: int = 5) -> str:
     return "\n".join(lines)
 
 
-def gate_lines(report: GateReport) -> list[str]:
-    """One line per gate rule."""
-    return [
-        f"gate skipped: {check.rule}: {check.message}"
-        if check.skipped
-        else f"gate {'PASS' if check.passed else 'FAIL'}: {check.message}"
-        for check in report
-    ]
+def gate_lines(report: GateReport) -> list[tuple[str, bool]]:
+    """One line per gate rule, then the verdict; each with whether it reports a failure (for stderr)."""
+    lines: list[tuple[str, bool]] = []
+    for check in report:
+        if check.evaluated:
+            lines.append((f"gate {'PASS' if check.passed else 'FAIL'}: {check.message}", check.failed))
+        else:
+            lines.append((f"gate {check.state}: {check.rule}: {check.message}", False))
+    lines.append((f"gate verdict {report.verdict_line}", report.exit_code != 0))
+    return lines

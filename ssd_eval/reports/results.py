@@ -6,15 +6,18 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ssd_eval import __version__
 from ssd_eval.config.run import DatasetConfig, DecodeConfig, PreprocessConfig
 from ssd_eval.data.dataset import CocoGroundTruth
 from ssd_eval.evaluation.scoring import CategoryScore
@@ -132,8 +135,9 @@ class RunResult:
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
-    gate: list[dict[str, Any]] = field(default_factory=list)
+    gate: dict[str, Any] = field(default_factory=dict)  # GateReport.to_json(): verdict, reason, rules
     diagnosis: dict[str, Any] | None = None  # Diagnosis.to_json() when a full run missed its reference
+    provenance: dict[str, Any] = field(default_factory=dict)  # Provenance.to_json(): when, what, which code
 
     @property
     def ap(self) -> float:
@@ -164,26 +168,80 @@ def result_from_json(data: Mapping[str, Any]) -> RunResult:
         config=dict(data.get("config", {})),
         versions=dict(data.get("versions", {})),
         machine=dict(data.get("machine", {})),
-        gate=list(data.get("gate", [])),
+        gate=dict(data["gate"]) if isinstance(data.get("gate"), dict) else {},
         diagnosis=data.get("diagnosis"),
+        provenance=dict(data.get("provenance", {})),
     )
 
 
 def gate_facts(result: RunResult) -> RunFacts:
     """What the gate rules read of a run."""
+    p = result.protocol
+    partial = ", ".join(
+        part
+        for part in (f"shard {p.shard}" if p.shard else "", f"limit {p.limit}" if p.limit is not None else "")
+        if part
+    )
     return RunFacts(
         stats=result.stats,
         per_category=result.per_category,
-        selection=result.protocol.selection,
-        num_images=result.protocol.num_images,
-        complete=result.protocol.complete,
+        selection=p.selection,
+        num_images=p.num_images,
+        complete=p.complete,
         model_sha256=result.model.sha256,
+        model_name=Path(result.model.path).name,
+        partial=partial,
     )
 
 
-def record_gate(result: RunResult, report: GateReport) -> RunResult:
-    """Add the gate's verdicts to the run's metrics.json."""
-    updated = replace(result, gate=[asdict(check) for check in report])
+@dataclass(frozen=True)
+class Provenance:
+    """Which command produced a metrics.json, when (UTC), and with which ssd_eval."""
+
+    started: str  # ISO 8601 UTC
+    finished: str
+    command: tuple[str, ...]
+    ssd_eval_version: str
+    git_commit: str | None  # the checkout ssd_eval ran from, if it is one
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "command": list(self.command)}
+
+
+def utc_now() -> str:
+    """Now, in UTC, to the second: 2026-11-30T19:37:15Z."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def source_commit() -> str | None:
+    """The git commit of the checkout ssd_eval is imported from, or None (an installed package)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and len(commit) == 40 else None
+
+
+def provenance(started: str, command: Sequence[str]) -> Provenance:
+    """The provenance of a command that started at `started` and finishes now."""
+    return Provenance(
+        started=started,
+        finished=utc_now(),
+        command=tuple(command),
+        ssd_eval_version=__version__,
+        git_commit=source_commit(),
+    )
+
+
+def record_verdict(result: RunResult, report: GateReport, prov: Provenance) -> RunResult:
+    """Add the gate's verdict and the provenance to the run's metrics.json."""
+    updated = replace(result, gate=report.to_json(), provenance=prov.to_json())
     write_metrics(Path(result.run_dir) / METRICS_FILE, updated)
     return updated
 

@@ -1,0 +1,104 @@
+"""The gate of a comparison: the run config's rules on every run, and rules against the reference run.
+
+A run that did not run (its provider is not available here, `skip_unavailable`) is part of the
+verdict: one rule per such run says it was not evaluated and why; with `gate.required` it fails.
+When no run besides the reference ran, nothing was compared: that is an error (exit 2) unless
+`skip_unavailable` is set and `gate.required` is not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ssd_eval.config.compare import CompareConfig
+from ssd_eval.reports.baseline import Baseline
+from ssd_eval.reports.comparison import CompareResult, RunReport
+from ssd_eval.reports.gate import (
+    FAILED,
+    GateCheck,
+    GateReport,
+    RunFacts,
+    check_class_drops,
+    check_config_rules,
+    check_drop,
+    skipped_check,
+)
+
+
+def comparison_facts(result: CompareResult, report: RunReport) -> RunFacts:
+    """What the gate rules read of one run of a comparison."""
+    protocol = result.protocol
+    partial = f"limit {protocol.limit}" if protocol.limit is not None else ""
+    return RunFacts(
+        stats=report.stats,
+        per_category=report.per_category,
+        selection=protocol.selection,
+        num_images=protocol.num_images,
+        complete=protocol.complete,
+        model_sha256=report.model.sha256 if report.model else "",
+        model_name=Path(report.model.path).name if report.model else "",
+        partial=partial,
+    )
+
+
+def _not_run(report: RunReport, *, required: bool) -> GateCheck:
+    rule = f"{report.name} evaluated"
+    why = f"not evaluated: {report.skip_reason or 'skipped'}"
+    if required:
+        return GateCheck(rule, FAILED, f"{report.name}: {why} (gate.required)", report.name)
+    return skipped_check(rule, why, subject=report.name)
+
+
+def _nothing_compared(result: CompareResult, config: CompareConfig) -> str:
+    """Why the comparison has no verdict at all (exit 2), or ''."""
+    others = result.runs[1:]
+    if any(r.ran for r in others):
+        return ""
+    if config.skip_unavailable and not config.gate.required:
+        return ""
+    reasons = "; ".join(f"{r.name}: {r.skip_reason or 'skipped'}" for r in others) or "no runs listed"
+    return (
+        f"nothing was compared: no run besides the reference {result.reference} ran ({reasons}); "
+        "install what the runs need (see README: Comparing providers)"
+        + (", or drop gate.required" if config.gate.required else "")
+    )
+
+
+def gate_comparison(result: CompareResult, config: CompareConfig, baseline: Baseline | None) -> GateReport:
+    """Every gate rule on every run: config rules on each, reference rules on the others."""
+    gate = config.gate
+    checks: list[GateCheck] = []
+    reference = result.runs[0]
+    for report in result.runs:
+        if not report.ran:
+            checks.append(_not_run(report, required=gate.required))
+            continue
+        facts = comparison_facts(result, report)
+        checks.extend(check_config_rules(facts, gate, baseline, subject=report.name))
+        if report is reference or not reference.ran:
+            continue
+        against = f"reference {reference.name}"
+        if gate.max_ap_drop is not None:
+            checks.append(
+                check_drop(
+                    report.stats,
+                    reference.stats,
+                    metric=gate.metric,
+                    max_drop=gate.max_ap_drop,
+                    against=against,
+                    subject=report.name,
+                )
+            )
+        if gate.max_class_ap_drop is not None:
+            checks.append(
+                check_class_drops(
+                    report.per_category,
+                    reference.per_category,
+                    max_drop=gate.max_class_ap_drop,
+                    against=against,
+                    min_gt=gate.class_min_gt,
+                    subject=report.name,
+                )
+            )
+    # A comparison with --limit is not partial for its own rules: every run saw the same images.
+    return GateReport(tuple(checks), required=gate.required, error=_nothing_compared(result, config))

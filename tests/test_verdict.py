@@ -1,0 +1,310 @@
+"""One gate, one verdict, every path: run, resume, merge of shards, score and compare each write the
+same verdict into metrics.json, summary.md and junit.xml, and exit with the code it implies.
+
+The detector emits the tiny set's ground truth exactly, so its AP is 1.0 by construction; the one
+that misses image 2's person scores (76/101 + 2) / 3 = 0.9175 (hand count in tests/test_gate.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import TINY_GT
+from helpers import save_table_detector, write_config
+
+import ssd_eval.engine.runner as runner_module
+from ssd_eval import __version__
+from ssd_eval.cli import main
+
+SSD10_SHA256 = "80013dd940efc1462c616143b461ef35885bcc1706e0670b66623293b4b52c59"
+MISSED = {"value": 0.5, "tolerance": 0.01}  # AP 1.0 misses it by +0.5
+
+
+def assert_verdict(folder: Path, verdict: str, exit_code: int) -> dict:
+    """metrics.json, summary.md and junit.xml in `folder` all say `verdict` and imply `exit_code`."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["gate"]["verdict"] == verdict and metrics["gate"]["exit_code"] == exit_code
+    summary = (folder / "summary.md").read_text()
+    assert f"**Gate: {verdict}** — {metrics['gate']['reason']}" in summary
+    suite = ET.parse(folder / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props == {"verdict": verdict, "exit_code": str(exit_code)}
+    (case,) = [c for c in suite.iter("testcase") if c.get("name") == "gate verdict"]
+    failure = case.find("failure")
+    assert (failure is not None) == (exit_code == 1)
+    assert (int(suite.get("failures", "0")) > 0) == (exit_code == 1)
+    if failure is not None:
+        assert failure.get("message") == f"{verdict}: {metrics['gate']['reason']}"
+    return metrics
+
+
+@pytest.fixture
+def perfect(tmp_path, tiny_coco) -> tuple[Path, Path]:
+    model = save_table_detector(tmp_path / "perfect.onnx", tiny_coco, TINY_GT)
+    return model, tiny_coco
+
+
+def _config(tmp_path: Path, perfect: tuple[Path, Path], name: str = "c.yaml", **sections: dict) -> Path:
+    model, root = perfect
+    return write_config(tmp_path / name, model, root, **sections)
+
+
+def _run(config: Path, name: str, *extra: str) -> int:
+    return main(["--config", str(config), "--run-name", name, "--quiet", *extra])
+
+
+def test_run_fails_and_every_file_says_so(tmp_path, perfect, capsys):
+    config = _config(tmp_path, perfect, expected=MISSED)
+    assert _run(config, "fail") == 1
+    err = capsys.readouterr().err
+    assert "gate FAIL: AP 1.0000 misses the reference 0.5000 by +0.5000 (tolerance 0.0100)" in err
+    assert "gate verdict FAIL: 1 of 1 rule(s) failed" in err
+    metrics = assert_verdict(tmp_path / "results" / "fail", "FAIL", 1)
+    assert [r["state"] for r in metrics["gate"]["rules"]] == ["failed"]
+
+
+def test_resume_gates_like_a_run(tmp_path, perfect, monkeypatch):
+    config = _config(tmp_path, perfect, expected=MISSED)
+    real = runner_module.decode_image
+    calls = {"n": 0}
+
+    def dies_at_the_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "decode_image", dies_at_the_third)
+    assert _run(config, "cut") == 130
+    run_dir = tmp_path / "results" / "cut"
+    assert not (run_dir / "metrics.json").exists()
+    monkeypatch.setattr(runner_module, "decode_image", real)
+    assert main(["--resume", str(run_dir), "--quiet"]) == 1
+    assert_verdict(run_dir, "FAIL", 1)
+
+
+def test_shards_defer_and_the_merge_applies_the_full_run_rules(tmp_path, perfect, capsys):
+    config = _config(tmp_path, perfect, expected=MISSED)
+    shards = []
+    for k in (1, 2):
+        # Even with --require-gate a shard exits 0: its rules are deferred, or the merge never starts.
+        assert _run(config, f"s{k}", "--shard", f"{k}/2", "--require-gate") == 0
+        shards.append(tmp_path / "results" / f"s{k}")
+        metrics = assert_verdict(shards[-1], "NO VERDICT", 0)
+        assert metrics["gate"]["partial"] == f"shard {k}/2"
+        assert metrics["gate"]["rules"][0]["state"] == "not comparable"
+    out = capsys.readouterr().out
+    assert "gate not comparable: AP = 0.5000 ± 0.0100: not comparable: partial run (shard 2/2)" in out
+    assert "deferred to `ssd-eval merge` of all shards" in out
+    merged = tmp_path / "results" / "merged"
+    assert main(["merge", *map(str, shards), "--output", str(merged), "--quiet"]) == 1
+    assert "gate FAIL: AP 1.0000 misses the reference 0.5000" in capsys.readouterr().err
+    metrics = assert_verdict(merged, "FAIL", 1)
+    assert metrics["gate"]["partial"] is None and metrics["protocol"]["num_images"] == 5
+
+
+def test_a_merge_that_passes_and_a_merge_with_no_rule(tmp_path, perfect):
+    config = _config(tmp_path, perfect, expected={"value": 1.0, "tolerance": 1e-9})
+    for k in (1, 2):
+        assert _run(config, f"p{k}", "--shard", f"{k}/2") == 0
+    results = tmp_path / "results"
+    assert main(["merge", str(results / "p1"), str(results / "p2"), "--output", str(results / "m")]) == 0
+    assert_verdict(results / "m", "PASS", 0)
+    bare = _config(tmp_path, perfect, name="bare.yaml")
+    for k in (1, 2):
+        assert _run(bare, f"b{k}", "--shard", f"{k}/2") == 0
+    shards = [str(results / "b1"), str(results / "b2")]
+    assert main(["merge", *shards, "--output", str(results / "mb"), "--quiet"]) == 0
+    assert_verdict(results / "mb", "NO VERDICT", 0)
+    assert main(["merge", *shards, "--output", str(results / "mr"), "--quiet", "--require-gate"]) == 1
+    assert_verdict(results / "mr", "NO VERDICT", 1)
+
+
+def test_score_reapplies_the_recorded_rules(tmp_path, perfect, capsys):
+    config = _config(tmp_path, perfect, expected={"value": 1.0, "tolerance": 1e-9})
+    assert _run(config, "fail", "--expect-ap", "0.5", "--tolerance", "0.01") == 1
+    run_dir = tmp_path / "results" / "fail"
+    (run_dir / "metrics.json").unlink()
+    # The flags given at run time are part of the run's recorded rules.
+    assert main(["score", str(run_dir), "--quiet"]) == 1
+    assert "misses the reference 0.5000 by +0.5000 (tolerance 0.0100)" in capsys.readouterr().err
+    assert_verdict(run_dir, "FAIL", 1)
+    assert _run(config, "pass") == 0
+    assert main(["score", str(tmp_path / "results" / "pass"), "--quiet"]) == 0
+    assert_verdict(tmp_path / "results" / "pass", "PASS", 0)
+
+
+def test_score_reapplies_a_baseline_from_the_run_folder(tmp_path, perfect):
+    config = _config(tmp_path, perfect)
+    assert _run(config, "first") == 0
+    baseline = tmp_path / "b.json"
+    assert main(["baseline", str(tmp_path / "results" / "first"), "--output", str(baseline), "--quiet"]) == 0
+    gated = _config(
+        tmp_path, perfect, name="g.yaml", gate={"baseline": str(baseline), "max_baseline_drop": 0.0}
+    )
+    assert _run(gated, "second") == 0
+    baseline.unlink()  # the run folder keeps the copy it was gated against
+    assert main(["score", str(tmp_path / "results" / "second"), "--quiet"]) == 0
+    metrics = assert_verdict(tmp_path / "results" / "second", "PASS", 0)
+    assert metrics["gate"]["rules"][0]["rule"] == "AP drop vs baseline b <= 0.0000"
+
+
+def test_every_rule_out_is_no_verdict(tmp_path, perfect, capsys):
+    # The figure is pinned to ssd-10.onnx: this model is another one, so the rule is not comparable.
+    pinned = {"value": 0.195, "tolerance": 0.003, "model_sha256": SSD10_SHA256}
+    config = _config(tmp_path, perfect, expected=pinned)
+    assert _run(config, "nv") == 0
+    out = capsys.readouterr().out
+    assert (
+        "gate not comparable: AP = 0.1950 ± 0.0030: not comparable: the model is not ssd-10.onnx: the "
+        "figure is for ssd-10.onnx (sha256 80013dd940ef…), this run's model (perfect.onnx) has sha256"
+    ) in out
+    assert "misses the reference" not in out
+    assert "gate verdict NO VERDICT: no rule was evaluated (1 not comparable)" in out
+    assert_verdict(tmp_path / "results" / "nv", "NO VERDICT", 0)
+    assert _run(config, "nv-required", "--require-gate") == 1
+    assert "gate.required (--require-gate) makes this a failure" in capsys.readouterr().err
+    assert_verdict(tmp_path / "results" / "nv-required", "NO VERDICT", 1)
+    required = _config(tmp_path, perfect, name="r.yaml", expected=pinned, gate={"required": True})
+    assert _run(required, "nv-config") == 1
+    assert_verdict(tmp_path / "results" / "nv-config", "NO VERDICT", 1)
+    # A quick look (--limit) defers its rules: exit 0 even when the gate is required.
+    assert _run(required, "nv-limit", "--limit", "2") == 0
+    assert_verdict(tmp_path / "results" / "nv-limit", "NO VERDICT", 0)
+    # No rule at all is no verdict either.
+    bare = _config(tmp_path, perfect, name="bare.yaml")
+    assert _run(bare, "none") == 0
+    assert "gate verdict NO VERDICT: no rules are set" in capsys.readouterr().out
+    assert _run(bare, "none-required", "--require-gate") == 1
+
+
+def _compare_config(tmp_path: Path, perfect: tuple[Path, Path], runs: list[dict], **sections) -> Path:
+    model, root = perfect
+    data = {
+        "model": {"path": str(model)},
+        "reference": {"name": "ref", "provider": {"name": "cpu"}},
+        "runs": runs,
+        "dataset": {"root": str(root)},
+        "output": {"dir": str(tmp_path / "results")},
+        "pictures": {"pr_curves": False, "disagreements": 0},
+        **sections,
+    }
+    path = tmp_path / "compare.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_compare_fails_and_every_file_says_so(tmp_path, perfect, tiny_coco):
+    worse = save_table_detector(tmp_path / "worse.onnx", tiny_coco, {**TINY_GT, 2: []})
+    runs = [{"name": "worse", "provider": {"name": "cpu"}, "model": {"path": str(worse)}}]
+    config = _compare_config(tmp_path, perfect, runs, gate={"max_ap_drop": 0.01})
+    assert main(["compare", "--config", str(config), "--run-name", "bad", "--quiet"]) == 1
+    metrics = assert_verdict(tmp_path / "results" / "bad", "FAIL", 1)
+    (rule,) = metrics["gate"]["rules"]
+    assert rule["message"].startswith("worse: AP 0.9175 vs reference ref 1.0000 (delta -0.0825)")
+
+
+def test_compare_skipped_runs_are_in_the_verdict(tmp_path, perfect, capsys):
+    gpu = {"name": "gpu", "provider": {"name": "cuda"}}
+    again = {"name": "again", "provider": {"name": "cpu"}}
+    config = _compare_config(
+        tmp_path, perfect, [again, gpu], gate={"max_ap_drop": 0.01}, skip_unavailable=True
+    )
+    assert main(["compare", "--config", str(config), "--run-name", "one", "--quiet"]) == 0
+    metrics = assert_verdict(tmp_path / "results" / "one", "PASS", 0)
+    states = {(r["subject"], r["state"]) for r in metrics["gate"]["rules"]}
+    assert states == {("again", "passed"), ("gpu", "skipped")}
+    skipped = next(r for r in metrics["gate"]["rules"] if r["state"] == "skipped")
+    assert (
+        skipped["message"].startswith("gpu: not evaluated: ")
+        and "CUDAExecutionProvider" in skipped["message"]
+    )
+    # With gate.required a run that did not run fails the gate.
+    args = ["compare", "--config", str(config), "--quiet", "--require-gate"]
+    assert main([*args, "--run-name", "req"]) == 1
+    assert_verdict(tmp_path / "results" / "req", "FAIL", 1)
+    # Only the reference ran: nothing was compared.
+    only = _compare_config(tmp_path, perfect, [gpu], gate={"max_ap_drop": 0.01}, skip_unavailable=True)
+    capsys.readouterr()
+    assert main(["compare", "--config", str(only), "--run-name", "none", "--quiet"]) == 0
+    assert_verdict(tmp_path / "results" / "none", "NO VERDICT", 0)
+    assert (
+        main(["compare", "--config", str(only), "--run-name", "none-req", "--quiet", "--require-gate"]) == 2
+    )
+    assert "nothing was compared: no run besides the reference ref ran (gpu: " in capsys.readouterr().err
+
+
+def test_provenance_is_recorded(tmp_path, perfect):
+    config = _config(tmp_path, perfect)
+    assert _run(config, "prov") == 0
+    prov = json.loads((tmp_path / "results" / "prov" / "metrics.json").read_text())["provenance"]
+    utc = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    assert re.fullmatch(utc, prov["started"]) and re.fullmatch(utc, prov["finished"])
+    assert prov["started"] <= prov["finished"]
+    assert prov["command"] == ["ssd-eval", "--config", str(config), "--run-name", "prov", "--quiet"]
+    assert prov["ssd_eval_version"] == __version__
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert prov["git_commit"] == head.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--expect-ap", "19.5"], "--expect-ap: must be a COCO stat in [0, 1] (0.195, not 19.5), got 19.5"),
+        (["--expect-ap", "nan"], "--expect-ap: must be a COCO stat in [0, 1] (0.195, not 19.5), got nan"),
+        (["--expect-ap", "0.2", "--tolerance", "-1"], "--tolerance: must be a number >= 0, got -1.0"),
+        (["--expect-ap", "0.2", "--tolerance", "inf"], "--tolerance: must be a number >= 0, got inf"),
+    ],
+)
+def test_bad_gate_flags_exit_2_before_any_image(tmp_path, perfect, capsys, flags, message):
+    config = _config(tmp_path, perfect)
+    assert _run(config, "x", *flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"ssd-eval: error: {message}"]
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            {"expected": {"value": 19.5}},
+            "expected.value: must be a COCO stat in [0, 1] (0.195, not 19.5), got 19.5",
+        ),
+        ({"expected": {"value": 0.2, "tolerance": -0.1}}, "expected.tolerance: must be >= 0, got -0.1"),
+        ({"expected": {"value": float("nan")}}, "expected.value: expected a finite number, got nan"),
+        ({"gate": {"min_ap": float("inf")}}, "gate.min_ap: expected a finite number, got inf"),
+        (
+            {"providers": [{"name": "cpu", "options": {"x": [1.0, float("nan")]}}]},
+            "providers[0].options.x[1]: ",
+        ),
+    ],
+)
+def test_bad_numbers_in_a_config_exit_2(tmp_path, perfect, capsys, section, message):
+    config = _config(tmp_path, perfect, **section)
+    assert _run(config, "x") == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("ssd-eval: error: ") and message in line
+
+
+def test_the_tolerance_flag_defaults_to_the_configs(tmp_path, perfect, capsys):
+    # No `expected` in the config: the one default, 0.003. AP 1.0 is 0.004 from 0.996.
+    config = _config(tmp_path, perfect)
+    assert _run(config, "d1", "--expect-ap", "0.996") == 1
+    assert "misses the reference 0.9960 by +0.0040 (tolerance 0.0030)" in capsys.readouterr().err
+    # The config's tolerance when it has one.
+    wide = _config(tmp_path, perfect, name="w.yaml", expected={"value": 0.5, "tolerance": 0.02})
+    assert _run(wide, "d2", "--expect-ap", "0.99") == 0
+    assert "AP 1.0000 is within 0.0200 of the reference 0.9900" in capsys.readouterr().out
+    assert _run(wide, "d3", "--tolerance", "0.6") == 0  # the config's value, a wider tolerance
+    assert "AP 1.0000 is within 0.6000 of the reference 0.5000" in capsys.readouterr().out
