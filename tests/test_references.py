@@ -172,7 +172,7 @@ def test_image_size_is_checked_against_the_annotation(tmp_path):
 def test_expected_rule_is_two_sided(measured, passed):
     check = check_expected({"AP": measured}, ExpectedConfig(metric="AP", value=0.195, tolerance=0.003))
     assert check.passed is passed
-    assert not check.skipped
+    assert check.evaluated  # passed or failed, never skipped or not comparable
 
 
 def test_expected_rule_messages_and_boundary():
