@@ -327,11 +327,13 @@ def test_a_run_that_misses_records_and_prints_its_diagnosis(tmp_path, tiny_coco,
     baseline = tmp_path / "tiny-baseline.json"
     write_baseline(baseline, baseline_from_metrics(good, name="tiny", source="results/good"))
 
+    # gate.required: the run below is not comparable to the baseline (another image selection), so
+    # the gate has NO VERDICT, which a required gate turns into exit 1.
     gated = write_config(
         tmp_path / "gated.yaml",
         model,
         tiny_coco,
-        gate={"baseline": str(baseline), "max_baseline_drop": 0.003},
+        gate={"baseline": str(baseline), "max_baseline_drop": 0.003, "required": True},
     )
     assert main(["--config", str(gated), "--run-name", "good2", "--quiet"]) == 0
     assert json.loads((tmp_path / "results" / "good2" / "metrics.json").read_text())["diagnosis"] is None

@@ -30,8 +30,9 @@ def gate_run(
 ) -> tuple[RunResult, GateReport]:
     """Apply the config's rules to a scored run and write its verdict into its folder."""
     report = check_run(gate_facts(result), expected=config.expected, gate=config.gate, baseline=baseline)
-    # A full run that missed its figures: name the likely protocol mistake (None when nothing fits).
-    diagnosis = diagnose_run(result, baseline) if report.verdict == "FAIL" else None
+    # A full run that failed, or whose figures are not comparable (another protocol): name the
+    # likely protocol mistake (None when nothing fits, or for a partial run or another model).
+    diagnosis = diagnose_run(result, baseline) if report.verdict != "PASS" else None
     result = replace(result, diagnosis=diagnosis.to_json() if diagnosis is not None else None)
     result = record_verdict(result, report, provenance(started, command))
     folder = Path(result.run_dir)
