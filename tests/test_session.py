@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from helpers import Det, table_detector
 from onnx import TensorProto, helper
 
 from ssd_eval.config.run import OutputNames, ProviderConfig, SessionConfig
@@ -50,7 +51,10 @@ def test_unavailable_provider_says_how_to_get_it():
 
 
 def _model(path, inputs, outputs, ir_version=5):
-    nodes = [helper.make_node("Identity", [inputs[0].name], [o.name]) for o in outputs]
+    # Each output is the input cast to the output's declared type.
+    nodes = [
+        helper.make_node("Cast", [inputs[0].name], [o.name], to=o.type.tensor_type.elem_type) for o in outputs
+    ]
     graph = helper.make_graph(nodes, "g", inputs, outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)])
     model.ir_version = ir_version
@@ -62,7 +66,9 @@ def _image(name="image", dtype=TensorProto.FLOAT, shape=(1, 3, 8, 8)):
     return helper.make_tensor_value_info(name, dtype, list(shape))
 
 
-def _out(name, dtype=TensorProto.FLOAT):
+def _out(name, dtype=None):
+    if dtype is None:  # the contract's types: integer labels, float boxes and scores
+        dtype = TensorProto.INT64 if name in ("labels", "l") else TensorProto.FLOAT
     return helper.make_tensor_value_info(name, dtype, None)
 
 
@@ -73,13 +79,24 @@ def _open(path, **kwargs):
 
 
 def test_good_signature(tmp_path):
-    path = _model(tmp_path / "m.onnx", [_image()], [_out("bboxes"), _out("labels"), _out("scores")])
+    path = tmp_path / "m.onnx"
+    onnx.save(table_detector([0.0], [[Det(1, 2, 3, 4, 18)]], [(10, 10)], input_size=8), path)
     with ProviderSession(path, [ProviderConfig("cpu")], SessionConfig()) as session:
         assert session.signature is not None
         assert (session.signature.input_height, session.signature.input_width) == (8, 8)
         assert session.providers_used[0] == "CPUExecutionProvider"
         raw, seconds = session.infer(np.zeros((1, 3, 8, 8), np.float32))
-        assert raw.boxes.shape == (3, 8, 8) and seconds >= 0
+        # The batch axis is removed: one detection, box (1, 2, 3, 4) on a 10x10 image -> x1 y1 x2 y2.
+        np.testing.assert_allclose(raw.boxes, [[0.1, 0.2, 0.4, 0.6]], rtol=1e-6)
+        assert raw.labels.tolist() == [17] and raw.scores.shape == (1,) and seconds >= 0
+
+
+def test_outputs_shaped_as_the_input_break_the_contract(tmp_path):
+    path = _model(tmp_path / "m.onnx", [_image()], [_out("bboxes"), _out("labels"), _out("scores")])
+    with pytest.raises(
+        ModelError, match=r"output 'bboxes' is tensor\(float\) \[1, 3, 8, 8\]; expected float \[1, N, 4\]"
+    ):
+        _open(path)
 
 
 @pytest.mark.parametrize(
@@ -101,16 +118,18 @@ def test_good_signature(tmp_path):
     ],
 )
 def test_wrong_signature_is_a_model_error(tmp_path, inputs, outputs, message):
-    dtype = inputs[0].type.tensor_type.elem_type  # Identity outputs keep the input's type
-    path = _model(tmp_path / "m.onnx", inputs, [_out(o, dtype) for o in outputs])
+    path = _model(tmp_path / "m.onnx", inputs, [_out(o) for o in outputs])
     with pytest.raises(ModelError, match=message):
         _open(path)
 
 
 def test_output_names_are_configurable(tmp_path):
-    path = _model(tmp_path / "m.onnx", [_image("x")], [_out("b"), _out("l"), _out("s")])
+    path = tmp_path / "m.onnx"
+    onnx.save(table_detector([0.0], [[]], [(10, 10)], input_size=8, names=("x", "b", "l", "s")), path)
     session = _open(path, input_name="x", outputs=OutputNames(boxes="b", labels="l", scores="s"))
     assert session.signature is not None and session.signature.outputs.boxes == "b"
+    raw, _ = session.infer(np.zeros((1, 3, 8, 8), np.float32))
+    assert raw.boxes.shape == (0, 4) and raw.names.scores == "s"
 
 
 def test_missing_and_non_onnx_files(tmp_path):
@@ -126,7 +145,8 @@ def test_silent_fallback_to_cpu_is_an_error(tmp_path, monkeypatch):
     """A provider that fails to load leaves onnxruntime on CPU without an error; we refuse that."""
     import onnxruntime as ort
 
-    path = _model(tmp_path / "m.onnx", [_image()], [_out("bboxes"), _out("labels"), _out("scores")])
+    path = tmp_path / "m.onnx"
+    onnx.save(table_detector([0.0], [[]], [(10, 10)], input_size=8), path)
     monkeypatch.setattr(
         ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
     )

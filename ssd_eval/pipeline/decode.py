@@ -17,6 +17,7 @@ from ssd_eval.config.run import DecodeConfig
 from ssd_eval.data.categories import LabelMap
 from ssd_eval.data.dataset import ImageRecord
 from ssd_eval.errors import ModelError
+from ssd_eval.pipeline.output_contract import check_output_values
 from ssd_eval.pipeline.session import RawOutputs
 
 
@@ -77,23 +78,22 @@ def decode(
     score_threshold: float = 0.0,
 ) -> Detections:
     """Map labels to COCO ids and rescale normalized x1, y1, x2, y2 boxes to pixel x, y, w, h."""
-    boxes = np.asarray(raw.boxes, dtype=np.float64).reshape(-1, 4)
-    labels = np.asarray(raw.labels).reshape(-1)
-    scores = np.asarray(raw.scores, dtype=np.float64).reshape(-1)
+    boxes = np.asarray(raw.boxes, dtype=np.float64)
+    labels = np.asarray(raw.labels)
+    scores = np.asarray(raw.scores, dtype=np.float64)
+    if boxes.ndim != 2 or boxes.shape[1:] != (4,) or labels.ndim != 1 or scores.ndim != 1:
+        raise ModelError(
+            f"image {image_id}: the model's outputs are {list(boxes.shape)} boxes, {list(labels.shape)} "
+            f"labels and {list(scores.shape)} scores; expected [N, 4], [N], [N] after the batch axis"
+        )
     if not (len(boxes) == len(labels) == len(scores)):
         raise ModelError(
             f"image {image_id}: the model returned {len(boxes)} boxes, {len(labels)} labels and "
             f"{len(scores)} scores; they must match"
         )
-    bad_labels = labels[(labels < 1) | (labels > label_map.num_labels)]
-    if bad_labels.size:
-        raise ModelError(
-            f"image {image_id}: the model emitted label {int(bad_labels[0])}, "
-            f"outside 1..{label_map.num_labels}; "
-            "this is not the SSD label layout (0 is background and never emitted)"
-        )
-    if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
-        raise ModelError(f"image {image_id}: the model emitted NaN or infinite boxes/scores")
+    check_output_values(
+        boxes, labels, scores, image_id=image_id, num_labels=label_map.num_labels, names=raw.names
+    )
     keep = scores >= score_threshold
     boxes, labels, scores = boxes[keep], labels[keep], scores[keep]
     if clip_boxes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 
 from ssd_eval.config.run import OutputNames, ProviderConfig, SessionConfig
 from ssd_eval.errors import ModelError, ProviderError
+from ssd_eval.pipeline.output_contract import check_output_arrays, check_output_signature
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ def check_signature(
             f"(outputs: {', '.join(sorted(found))});"
             " set model.outputs in the config"
         )
+    check_output_signature(outputs, output_names, model=model)
     return ModelSignature(
         input_name=tensor.name, input_height=height, input_width=width, outputs=output_names
     )
@@ -138,6 +140,7 @@ class RawOutputs:
     boxes: np.ndarray  # float32 [N, 4] normalized x1, y1, x2, y2
     labels: np.ndarray  # int64 [N]
     scores: np.ndarray  # float32 [N]
+    names: OutputNames = field(default_factory=OutputNames)  # the model's names for them
 
 
 class ProviderSession:
@@ -232,11 +235,7 @@ class ProviderSession:
         start = time.perf_counter()
         boxes, labels, scores = self._session.run(names, {self.signature.input_name: tensor})
         elapsed = time.perf_counter() - start
-        return RawOutputs(
-            boxes=_squeeze_batch(boxes), labels=_squeeze_batch(labels), scores=_squeeze_batch(scores)
-        ), elapsed
-
-
-def _squeeze_batch(array: np.ndarray) -> np.ndarray:
-    array = np.asarray(array)
-    return array[0] if array.ndim >= 1 and array.shape[0] == 1 else array
+        boxes, labels, scores = np.asarray(boxes), np.asarray(labels), np.asarray(scores)
+        check_output_arrays(boxes, labels, scores, self.signature.outputs, model=self.model)
+        raw = RawOutputs(boxes[0], labels[0], scores[0], names=self.signature.outputs)
+        return raw, elapsed
