@@ -13,9 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
+import yaml
 from conftest import TINY_GT
-from helpers import save_table_detector, write_config
+from helpers import Det, save_table_detector, write_config
+from onnx import TensorProto, helper, numpy_helper
 
 from ssd_eval.cli import main
 
@@ -145,7 +149,126 @@ ANNOTATION_FAULTS = [
     Fault("no area", _annotations(_set_ann(3, "area", None)), "annotations[3].area is missing"),
 ]
 
-FAULTS = ANNOTATION_FAULTS
+
+def _patched_model(
+    name: str,
+    make_nodes: Callable[[str, str], list],
+    *,
+    elem_type: int = TensorProto.FLOAT,
+    shape: list | None = None,
+    config: dict | None = None,
+) -> Callable[[Setup], list[str]]:
+    """The perfect detector with output `name` rewritten by `make_nodes(original, name)`."""
+
+    def apply(setup: Setup) -> list[str]:
+        model = onnx.load(setup.model)
+        original = f"{name}_original"
+        for node in model.graph.node:
+            node.output[:] = [original if out == name else out for out in node.output]
+        model.graph.node.extend(make_nodes(original, name))
+        for index, out in enumerate(model.graph.output):
+            if out.name == name:
+                dims = shape if shape is not None else [d.dim_param or d.dim_value for d in _dims(out)]
+                model.graph.output[index].CopyFrom(helper.make_tensor_value_info(name, elem_type, dims))
+        path = setup.tmp / f"broken-{name}.onnx"
+        onnx.save(model, path)
+        if config:
+            data = yaml.safe_load(setup.config.read_text())
+            for section, values in config.items():
+                data.setdefault(section, {}).update(values)
+            setup.config.write_text(yaml.safe_dump(data))
+        return ["--model", str(path)]
+
+    return apply
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> list:
+    return list(value_info.type.tensor_type.shape.dim)
+
+
+def _const(name: str, values: np.ndarray) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(values, name))
+
+
+def _transpose(src: str, dst: str) -> list:
+    return [helper.make_node("Transpose", [src], [dst], perm=[0, 2, 1])]
+
+
+def _times(factor: float) -> Callable[[str, str], list]:
+    def nodes(src: str, dst: str) -> list:
+        return [
+            _const(f"{dst}_k", np.array(factor, np.float32)),
+            helper.make_node("Mul", [src, f"{dst}_k"], [dst]),
+        ]
+
+    return nodes
+
+
+def _minus(amount: float) -> Callable[[str, str], list]:
+    def nodes(src: str, dst: str) -> list:
+        return [
+            _const(f"{dst}_k", np.array(amount, np.float32)),
+            helper.make_node("Sub", [src, f"{dst}_k"], [dst]),
+        ]
+
+    return nodes
+
+
+def _swap_x(src: str, dst: str) -> list:
+    """x2, y1, x1, y2: every box with a width gets x2 < x1."""
+    return [
+        _const(f"{dst}_order", np.array([2, 1, 0, 3], np.int64)),
+        helper.make_node("Gather", [src, f"{dst}_order"], [dst], axis=2),
+    ]
+
+
+def _to_float(src: str, dst: str) -> list:
+    return [helper.make_node("Cast", [src], [dst], to=TensorProto.FLOAT)]
+
+
+MODEL_FAULTS = [
+    Fault(
+        "bboxes declared [1, 4, N]",
+        _patched_model("bboxes", _transpose, shape=[1, 4, "n"]),
+        "output 'bboxes' is tensor(float) [1, 4, 'n']; expected float [1, N, 4] (normalized x1, y1, x2, y2 "
+        "per row): this is the [1, 4, N] layout",
+    ),
+    Fault(
+        "bboxes [1, 4, N] with symbolic shape",
+        _patched_model("bboxes", _transpose, shape=[1, "a", "b"]),
+        "output 'bboxes' is float32 [1, 4, 2]; expected float [1, N, 4]",
+    ),
+    Fault(
+        "boxes in pixels",
+        _patched_model("bboxes", _times(640.0)),
+        # image 1 is 64x48, its first box (4, 4, 30, 30): x1 = 4 / 64 * 640 = 40, y1 = 4 / 48 * 640 = 53.33
+        "output 'bboxes' holds [40, 53.33, 340, 453.3] (detection 0; 2 of 2 beyond [-1, 2]); expected x1, "
+        "y1, x2, y2 normalized to [0, 1]: these look like pixels",
+    ),
+    Fault(
+        "x2 < x1",
+        _patched_model("bboxes", _swap_x),
+        "with x2 < x1 or y2 < y1); expected corners x1, y1, x2, y2",
+    ),
+    Fault(
+        "float labels",
+        _patched_model("labels", _to_float, elem_type=TensorProto.FLOAT),
+        "output 'labels' is tensor(float) [1, 'n']; expected integer [1, N] (labels 1..80): float labels "
+        "would be truncated",
+    ),
+    Fault(
+        "negative scores under a score cut",
+        _patched_model("scores", _minus(1.0), config={"decode": {"score_threshold": 0.5}}),
+        "image 1: the model's output 'scores' holds -0.1 (detection 0; 2 of 2 outside [0, 1])",
+    ),
+    Fault(
+        "scores as logits",
+        _patched_model("scores", _times(10.0)),
+        "image 1: the model's output 'scores' holds 9 (detection 0; 2 of 2 outside [0, 1])",
+    ),
+]
+
+FAULTS = ANNOTATION_FAULTS + MODEL_FAULTS
 
 
 @pytest.fixture
@@ -187,4 +310,19 @@ def test_the_setup_itself_scores_ap_1(setup: Setup, capsys) -> None:
     """Without a fault the same setup passes: the faults above, not the setup, make the exit 2."""
     assert main(["--config", str(setup.config), "--run-name", "ok", "--quiet"]) == 0
     metrics = json.loads((setup.tmp / "results" / "ok" / "metrics.json").read_text())
-    assert metrics["stats"]["AP"] == pytest.approx(1.0, abs=1e-12)
+    assert metrics["stats"]["AP"] == pytest.approx(1.0, abs=1e-12) and metrics["warnings"] == []
+
+
+def test_more_than_200_detections_is_a_warning_in_the_report(setup: Setup, capsys) -> None:
+    """Not an error, not silence: metrics.json, the printed summary and summary.md say so."""
+    # Image 1 gets its 2 true boxes and 199 far-off low-score boxes: 201 detections.
+    extra = [Det(0, 0, 1, 1, 90, 0.06)] * 199
+    dets = {**TINY_GT, 1: [*TINY_GT[1], *extra]}
+    model = save_table_detector(setup.tmp / "many.onnx", setup.coco, dets)
+    assert main(["--config", str(setup.config), "--model", str(model), "--run-name", "many", "--quiet"]) == 0
+    expected = "1 image(s) got more than the model card's 200 detections (most: 201 on image 1)"
+    run_dir = setup.tmp / "results" / "many"
+    warnings = json.loads((run_dir / "metrics.json").read_text())["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith(expected)
+    assert f"WARNING    {expected}" in capsys.readouterr().out
+    assert f"**Warning:** {expected}" in (run_dir / "summary.md").read_text()

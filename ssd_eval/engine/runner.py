@@ -47,6 +47,7 @@ from ssd_eval.evaluation.scoring import score
 from ssd_eval.pipeline.decode import Detections, decode_image
 from ssd_eval.pipeline.feeder import default_workers, ordered_map
 from ssd_eval.pipeline.graph_preprocess import GraphPreprocessor
+from ssd_eval.pipeline.output_contract import detection_count_warning
 from ssd_eval.pipeline.preprocess import HostPreprocessor, Normalization
 from ssd_eval.pipeline.session import ProviderSession
 from ssd_eval.reports.results import (
@@ -314,6 +315,9 @@ def finish_run(
     if not results_file.is_file() or results_file.stat().st_mtime < log_mtime:
         write_results_json(results_file, ordered)
     (folder / COCOEVAL_LOG).write_text(scores.cocoeval_log, encoding="utf-8")
+    warnings = [w for w in (detection_count_warning({d.image_id: len(d) for d in ordered}),) if w]
+    for warning in warnings:
+        log.warning("WARNING: %s", warning)
     result = RunResult(
         run_dir=str(folder),
         stats=scores.stats,
@@ -335,6 +339,7 @@ def finish_run(
         wall_s=round(wall_s, 3),
         images_per_s=round(images_per_s, 4),
         skipped_images=tuple(skipped[i] for i in sorted(skipped)),
+        warnings=tuple(warnings),
         config=config_to_dict(config),
         versions=package_versions(),
         machine=machine_info(),

@@ -77,10 +77,11 @@ def _shape_problem(name: str, names: OutputNames, shape: Sequence[Any], rank: in
         return f" ({len(static)} axes, not {rank})"
     if static[0] not in (1, None):
         return " (batch 1 first)"
-    if name == names.boxes and static[2] not in (4, None):
-        if static[1] == 4:
+    if name == names.boxes and static[2] != 4:
+        if static[1] == 4:  # [1, 4, N] or [1, 4, 7]: the coordinates are on the middle axis
             return ": this is the [1, 4, N] layout; transpose it to [1, N, 4] in the model"
-        return " (4 box coordinates on the last axis)"
+        if static[2] is not None:
+            return " (4 box coordinates on the last axis)"
     return ""
 
 

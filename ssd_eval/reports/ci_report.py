@@ -132,6 +132,8 @@ def run_markdown(result: RunResult, report: GateReport) -> str:
             "",
             f"**{len(result.skipped_images)} image(s) skipped**; their ground truth counted as missed.",
         ]
+    for warning in result.warnings:
+        lines += ["", f"**Warning:** {warning}"]
     return "\n".join(lines) + "\n"
 
 

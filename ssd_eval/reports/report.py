@@ -63,6 +63,7 @@ def summary(result: RunResult, *, categories: int = 5) -> str:
             f"SKIPPED    {len(result.skipped_images)} image(s); their ground truth counted as missed:"
         )
         lines.extend(f"           {s.image_id} {s.file}: {s.reason}" for s in result.skipped_images[:10])
+    lines.extend(f"WARNING    {warning}" for warning in result.warnings)
     lines.append(f"results    {result.run_dir}")
     return "\n".join(lines)
 

@@ -132,6 +132,8 @@ class RunResult:
     wall_s: float
     images_per_s: float
     skipped_images: tuple[SkippedImage, ...] = ()
+    # What the run found suspicious but not wrong (e.g. more detections per image than the card's 200).
+    warnings: tuple[str, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
@@ -165,6 +167,7 @@ def result_from_json(data: Mapping[str, Any]) -> RunResult:
         wall_s=float(data["wall_s"]),
         images_per_s=float(data["images_per_s"]),
         skipped_images=tuple(SkippedImage(**s) for s in data.get("skipped_images", [])),
+        warnings=tuple(data.get("warnings", [])),
         config=dict(data.get("config", {})),
         versions=dict(data.get("versions", {})),
         machine=dict(data.get("machine", {})),
