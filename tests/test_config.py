@@ -88,3 +88,34 @@ def test_empty_file_is_an_error_not_all_defaults(tmp_path):
     for text in ("", "# only a comment\n"):
         with pytest.raises(ConfigError, match=r"c\.yaml: the config is empty"):
             load_config(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    "preprocess",
+    [
+        "{mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}",  # the card's
+        "{mean: [0, 0, 0], std: [1, 1, 1]}",  # the edges of the [0, 1] scale: no normalization
+        "{mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], size: 32}",
+    ],
+)
+def test_preprocess_on_the_cards_scale_is_accepted(tmp_path, preprocess):
+    load_config(_write(tmp_path, f"preprocess: {preprocess}\n"))
+
+
+@pytest.mark.parametrize(
+    ("preprocess", "message"),
+    [
+        ("{mean: [1.0001, 0.5, 0.5]}", r"preprocess.mean: \[1.0001, 0.5, 0.5\] has values above 1, .*0-255"),
+        ("{std: [255, 255, 255]}", r"preprocess.std: \[255, 255, 255\] has values above 1, .*divide by 255"),
+        ("{std: [256, 1, 1]}", r"preprocess.std: \[256, 1, 1\]: every value must be in \(0, 1\]"),
+        ("{std: [0.2, 0.2, 0.0]}", r"preprocess.std: \[0.2, 0.2, 0\]: every value must be in \(0, 1\]"),
+        (
+            "{mean: [0.5, -0.01, 0.5]}",
+            r"preprocess.mean: \[0.5, -0.01, 0.5\]: every value must be in \[0, 1\]",
+        ),
+        ("{size: 31}", r"preprocess.size: must be >= 32 or null, got 31"),
+    ],
+)
+def test_preprocess_off_the_cards_scale_is_refused(tmp_path, preprocess, message):
+    with pytest.raises(ConfigError, match=r"c.yaml: " + message):
+        load_config(_write(tmp_path, f"preprocess: {preprocess}\n"))

@@ -268,7 +268,85 @@ MODEL_FAULTS = [
     ),
 ]
 
-FAULTS = ANNOTATION_FAULTS + MODEL_FAULTS
+
+def _run_config(**preprocess: object) -> Callable[[Setup], list[str]]:
+    def apply(setup: Setup) -> list[str]:
+        data = yaml.safe_load(setup.config.read_text())
+        data["preprocess"] = preprocess
+        setup.config.write_text(yaml.safe_dump(data))
+        return []
+
+    return apply
+
+
+def _compare_config(**preprocess: object) -> Callable[[Setup], list[str]]:
+    """A comparison config of the perfect detector against itself: `compare --config` replaces the run."""
+
+    def apply(setup: Setup) -> list[str]:
+        data = {
+            "model": {"path": str(setup.model)},
+            "reference": {"name": "ref", "provider": {"name": "cpu"}},
+            "runs": [{"name": "again", "provider": {"name": "cpu"}}],
+            "dataset": {"root": str(setup.coco)},
+            "output": {"dir": str(setup.tmp / "results")},
+            "preprocess": preprocess,
+        }
+        path = setup.tmp / "compare.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return ["compare", "--config", str(path)]
+
+    return apply
+
+
+IMAGENET_255 = {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}
+SCALE_HINT = "has values above 1, which suggests the 0-255 scale"
+CONFIG_FAULTS = [
+    Fault(
+        "mean and std on 0-255",
+        _run_config(**IMAGENET_255),
+        f"preprocess.mean: [123.675, 116.28, 103.53] {SCALE_HINT}",
+    ),
+    Fault(
+        "std on 0-255",
+        _run_config(std=[58.395, 57.12, 57.375]),
+        f"preprocess.std: [58.395, 57.12, 57.375] {SCALE_HINT}",
+    ),
+    Fault(
+        "std zero",
+        _run_config(std=[0.229, 0, 0.225]),
+        "preprocess.std: [0.229, 0, 0.225]: every value must be in (0, 1]",
+    ),
+    Fault(
+        "std negative",
+        _run_config(std=[-0.229, 0.224, 0.225]),
+        "preprocess.std: [-0.229, 0.224, 0.225]: every value",
+    ),
+    Fault(
+        "mean negative",
+        _run_config(mean=[-0.485, 0.456, 0.406]),
+        "preprocess.mean: [-0.485, 0.456, 0.406]: every value must be in [0, 1]",
+    ),
+    Fault("size zero", _run_config(size=0), "preprocess.size: must be >= 32 or null, got 0"),
+    Fault("size negative", _run_config(size=-1200), "preprocess.size: must be >= 32 or null, got -1200"),
+    Fault("workers negative", _run_config(workers=-2), "preprocess.workers: must be >= 0 or null, got -2"),
+    Fault(
+        "compare: mean on 0-255",
+        _compare_config(**IMAGENET_255),
+        f"compare.yaml: preprocess.mean: [123.675, 116.28, 103.53] {SCALE_HINT}",
+    ),
+    Fault(
+        "compare: std zero",
+        _compare_config(std=[0.229, 0.224, 0]),
+        "compare.yaml: preprocess.std: [0.229, 0.224, 0]: every value must be in (0, 1]",
+    ),
+    Fault(
+        "compare: size zero",
+        _compare_config(size=0),
+        "compare.yaml: preprocess.size: must be >= 32 or null, got 0",
+    ),
+]
+
+FAULTS = ANNOTATION_FAULTS + MODEL_FAULTS + CONFIG_FAULTS
 
 
 @pytest.fixture
@@ -295,7 +373,8 @@ def test_fault_is_one_line_exit_2_and_keeps_every_file(setup: Setup, fault: Faul
     extra = fault.apply(setup)
     before = _snapshot(setup.tmp)
     capsys.readouterr()
-    code = main(["--config", str(setup.config), "--run-name", "new", "--quiet", *extra])
+    command = extra if extra[:1] == ["compare"] else ["--config", str(setup.config), *extra]
+    code = main([*command, "--run-name", "new", "--quiet"])
     captured = capsys.readouterr()
     lines = [line for line in captured.err.splitlines() if line.strip()]
     assert code == 2, captured.err

@@ -26,6 +26,7 @@ from ssd_eval.config.run import (
     SessionConfig,
     check_gate_values,
     check_output_values,
+    check_preprocess_values,
 )
 from ssd_eval.config.schema import parse_section, raise_first_problem, read_yaml_config
 from ssd_eval.errors import ConfigError
@@ -161,8 +162,7 @@ def _check_values(config: CompareConfig, where: str) -> None:
         problems.append(("dataset", "set `root` (a COCO folder) or `source` (e.g. coco-val2017)"))
     if config.dataset.limit is not None and config.dataset.limit < 1:
         problems.append(("dataset.limit", f"must be >= 1 or null, got {config.dataset.limit}"))
-    if config.preprocess.size is not None and config.preprocess.size < 32:
-        problems.append(("preprocess.size", f"must be >= 32 or null, got {config.preprocess.size}"))
+    problems.extend(check_preprocess_values(config.preprocess))
     if config.preprocess.backend not in ("pillow", "opencv"):
         problems.append(
             (
@@ -171,8 +171,6 @@ def _check_values(config: CompareConfig, where: str) -> None:
                 f"(got {config.preprocess.backend!r}, which finishes preprocessing on each provider)",
             )
         )
-    if any(s <= 0 for s in config.preprocess.std):
-        problems.append(("preprocess.std", "every value must be > 0"))
     if not 0.0 < config.agreement.iou_threshold <= 1.0:
         problems.append(("agreement.iou_threshold", "must be in (0, 1]"))
     if not 0.0 <= config.decode.score_threshold < 1.0:

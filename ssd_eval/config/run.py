@@ -9,6 +9,7 @@ bundled with the package.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,12 +205,7 @@ def _check_values(config: RunConfig, where: str) -> None:
         problems.append(("dataset", "set `root` (a COCO folder) or `source` (e.g. coco-val2017)"))
     if config.dataset.limit is not None and config.dataset.limit < 1:
         problems.append(("dataset.limit", f"must be >= 1 or null, got {config.dataset.limit}"))
-    if config.preprocess.size is not None and config.preprocess.size < 32:
-        problems.append(("preprocess.size", f"must be >= 32 or null, got {config.preprocess.size}"))
-    if config.preprocess.workers is not None and config.preprocess.workers < 0:
-        problems.append(("preprocess.workers", f"must be >= 0 or null, got {config.preprocess.workers}"))
-    if any(s <= 0 for s in config.preprocess.std):
-        problems.append(("preprocess.std", "every value must be > 0"))
+    problems.extend(check_preprocess_values(config.preprocess))
     if not config.providers:
         problems.append(("providers", "list at least one execution provider, e.g. [{name: cpu}]"))
     for key in ("intra_op_threads", "inter_op_threads"):
@@ -222,6 +218,38 @@ def _check_values(config: RunConfig, where: str) -> None:
     problems.extend(check_gate_values(config.gate, "gate"))
     problems.extend(check_output_values(config.output))
     raise_first_problem(problems, where)
+
+
+def check_preprocess_values(preprocess: PreprocessConfig) -> list[tuple[str, str]]:
+    """Impossible preprocessing settings as (dotted key, message) pairs; shared with the compare config.
+
+    The card normalizes pixels scaled to [0, 1]: mean and std on that scale. Values above 1 are
+    almost surely ImageNet's 0-255 figures (123.675, ...), which would leave every input near
+    -2 and bring AP to ~0.001 without a word.
+    """
+    problems: list[tuple[str, str]] = []
+    if preprocess.size is not None and preprocess.size < 32:
+        problems.append(("preprocess.size", f"must be >= 32 or null, got {preprocess.size}"))
+    if preprocess.workers is not None and preprocess.workers < 0:
+        problems.append(("preprocess.workers", f"must be >= 0 or null, got {preprocess.workers}"))
+    for key, values, card, low in (
+        ("mean", preprocess.mean, IMAGENET_MEAN, "[0, 1]"),
+        ("std", preprocess.std, IMAGENET_STD, "(0, 1]"),
+    ):
+        in_range = all((v >= 0 if key == "mean" else v > 0) and v <= 1 for v in values)
+        if in_range:
+            continue
+        shown = ", ".join(f"{v:g}" for v in values)
+        expected = f"the card's are [{', '.join(f'{v:g}' for v in card)}]"
+        if all(math.isfinite(v) for v in values) and any(1 < v <= 255 for v in values):
+            problem = (
+                f"[{shown}] has values above 1, which suggests the 0-255 scale; pixels are scaled to "
+                f"[0, 1] before normalizing, so give {key} on that scale (divide by 255): {expected}"
+            )
+        else:
+            problem = f"[{shown}]: every value must be in {low}; {expected}"
+        problems.append((f"preprocess.{key}", problem))
+    return problems
 
 
 def check_output_values(output: OutputConfig) -> list[tuple[str, str]]:
