@@ -39,3 +39,7 @@ class OutputError(SsdEvalError):
 
 class AssetError(SsdEvalError):
     """A model or data set could not be fetched or verified."""
+
+
+class ComparisonError(SsdEvalError):
+    """Run folders that cannot be compared: another image protocol or ground truth, or unfinished."""

@@ -1,48 +1,84 @@
-"""`ssd-eval compare`: runs (providers, options, model variants) against one reference, gated."""
+"""`ssd-eval compare`: finished run folders, or a comparison config run in one go, against one reference."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
+from datetime import datetime
 from pathlib import Path
 
-from ssd_eval.config.compare import CompareConfig, load_compare_config
-from ssd_eval.engine.compare import CompareOptions, record_compare_gate, run_comparison
+from ssd_eval.config.compare import CompareConfig, CompareSettings, load_compare_config
+from ssd_eval.engine.compare import (
+    CompareOptions,
+    load_comparison_config,
+    record_compare_gate,
+    run_comparison,
+)
+from ssd_eval.engine.compare_runs import compare_runs
 from ssd_eval.engine.runner import Progress
-from ssd_eval.reports.baseline import load_gate_baseline
+from ssd_eval.errors import EXIT_OK, ConfigError
+from ssd_eval.reports.baseline import Baseline, load_gate_baseline
 from ssd_eval.reports.ci_report import JUNIT_FILE, SUMMARY_FILE, compare_markdown, write_ci_files
+from ssd_eval.reports.comparison import CompareResult
 from ssd_eval.reports.gate_compare import gate_comparison
 from ssd_eval.reports.report import gate_lines
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from ssd_eval.cli import add_common_arguments, positive_int
-    from ssd_eval.cli.run import add_require_gate
+    from ssd_eval.cli.run import _shard, add_require_gate
 
     parser = subparsers.add_parser(
         "compare",
-        help="compare execution providers or model variants against a reference run",
-        description="Run the same images through several sessions (providers, options, models), "
-        "compare each with a reference run and gate on the differences.",
+        help="compare run folders (from any machine), or run a comparison config, against a reference",
+        description="Compare finished run folders with a reference run (the first, or --reference): "
+        "stats and deltas, per-class deltas, detection agreement, latency, providers and versions, gated. "
+        "With --config instead, run every session of a comparison config over the same images "
+        "(one run folder each, under the comparison folder) and compare them.",
+    )
+    parser.add_argument("runs", nargs="*", type=Path, metavar="RUN_DIR", help="finished run folders")
+    parser.add_argument(
+        "--reference", metavar="NAME", help="the reference run's folder name (default: the first)"
     )
     parser.add_argument(
         "--config",
         "-c",
-        required=True,
-        help="comparison YAML: a path, or the name of a bundled one (compare_providers.yaml)",
+        help="comparison YAML: a path, or the name of a bundled one (compare_providers.yaml); with "
+        "RUN_DIRs only its agreement, gate and pictures sections are used",
+    )
+    parser.add_argument(
+        "--resume", type=Path, metavar="COMPARE_DIR", help="continue an interrupted comparison in COMPARE_DIR"
+    )
+    parser.add_argument("--shard", type=_shard, metavar="K/N", help="compare only part K of N of the images")
+    parser.add_argument(
+        "--provider",
+        action="append",
+        metavar="NAME",
+        help="run here only the config's runs on this provider (repeat for several); the others are "
+        "compared once their run folders are finished",
     )
     parser.add_argument("--limit", type=positive_int, help="compare only the first N images (by id)")
     parser.add_argument("--data", type=Path, help="COCO root folder with annotations/ and val2017/")
     parser.add_argument(
         "--model", type=Path, help="ONNX model for every run that names none (replaces model.path/source)"
     )
+    parser.add_argument("--offline", action="store_true", help="never download (also SSD_EVAL_OFFLINE=1)")
     parser.add_argument("--output", type=Path, help="folder that receives the comparison folder (./results)")
     parser.add_argument("--run-name", help="name of the comparison folder (default <config>-<time>)")
     parser.add_argument(
         "--skip-unavailable",
         action="store_true",
         help="record runs whose provider is unavailable here as skipped instead of failing",
+    )
+    parser.add_argument(
+        "--max-ap-drop",
+        type=float,
+        metavar="X",
+        help="gate: a run may lose at most X AP against the reference",
+    )
+    parser.add_argument(
+        "--max-class-ap-drop", type=float, metavar="X", help="gate: ... and at most X AP in any category"
     )
     add_require_gate(parser)
     add_common_arguments(parser)
@@ -58,27 +94,88 @@ def apply_overrides(config: CompareConfig, args: argparse.Namespace) -> CompareC
         config = replace(config, dataset=replace(config.dataset, root=args.data.absolute(), source=None))
     if args.limit is not None:
         config = replace(config, dataset=replace(config.dataset, limit=args.limit))
+    if args.offline:
+        config = replace(config, assets=replace(config.assets, download=False))
     if args.output is not None:
         config = replace(config, output=replace(config.output, dir=args.output.absolute()))
     if args.run_name is not None:
         config = replace(config, output=replace(config.output, run_name=args.run_name))
     if args.skip_unavailable:
         config = replace(config, skip_unavailable=True)
+    return replace(config, gate=_gate_overrides(config.settings, args).gate)
+
+
+def _gate_overrides(settings: CompareSettings, args: argparse.Namespace) -> CompareSettings:
+    gate = settings.gate
+    for key in ("max_ap_drop", "max_class_ap_drop"):
+        value = getattr(args, key)
+        if value is not None:
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"--{key.replace('_', '-')} must be in [0, 1], got {value}")
+            gate = dataclasses.replace(gate, **{key: value})
     if args.require_gate:
-        config = replace(config, gate=replace(config.gate, required=True))
-    return config
+        gate = dataclasses.replace(gate, required=True)
+    return dataclasses.replace(settings, gate=gate)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ssd_eval.cli.run import _TqdmProgress
-
-    config = apply_overrides(load_compare_config(args.config), args)
+    if args.runs:
+        return _compare_folders(args)
+    if args.resume is not None:
+        config = load_comparison_config(args.resume)
+        name = args.resume.name
+    elif args.config is not None:
+        config = load_compare_config(args.config)
+        name = Path(args.config).stem
+    else:
+        raise ConfigError(
+            "give run folders to compare (ssd-eval compare RUN_DIR RUN_DIR ...), a comparison config "
+            "(--config compare_providers.yaml) or --resume COMPARE_DIR"
+        )
+    config = apply_overrides(config, args)
     where = str(config.source_file) if config.source_file is not None else "config"
     baseline = load_gate_baseline(config.gate, where=where)
     options = CompareOptions(
-        progress=Progress if args.quiet else _TqdmProgress, config_name=Path(args.config).stem
+        progress=Progress if args.quiet else _progress(),
+        config_name=name,
+        resume=args.resume is not None,
+        shard=args.shard,
+        providers=tuple(args.provider or ()),
     )
-    result = run_comparison(config, options)
+    outcome = run_comparison(config, options)
+    if outcome.result is None:
+        print(f"finished   {', '.join(outcome.finished) or 'none'} (in {outcome.folder / 'runs'})")
+        print(
+            f"waiting    {', '.join(outcome.waiting)}: the comparison is written when the reference and "
+            f"another run are finished (run them, then `ssd-eval compare --resume {outcome.folder}`, or "
+            "compare their run folders with `ssd-eval compare RUN_DIR RUN_DIR ...`)"
+        )
+        return EXIT_OK
+    return _report(outcome.result, config, baseline)
+
+
+def _compare_folders(args: argparse.Namespace) -> int:
+    for flag in ("resume", "shard", "provider", "limit", "model"):
+        if getattr(args, flag):
+            raise ConfigError(
+                f"--{flag} applies to running a comparison config; run folders are compared as they are"
+            )
+    config = load_compare_config(args.config) if args.config else None
+    settings = _gate_overrides(config.settings if config else CompareSettings(), args)
+    baseline = load_gate_baseline(settings.gate, where=args.config or "compare")
+    base = Path.cwd() / "results"
+    if args.output is not None:
+        base = args.output.absolute()
+    elif config is not None and config.output.dir is not None:
+        base = config.output.dir
+    name = args.run_name or f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    result = compare_runs(args.runs, base / name, settings=settings, reference=args.reference, data=args.data)
+    # The gate reads a comparison config's gate section (and skip_unavailable, unused here: all ran).
+    gated = dataclasses.replace(config or CompareConfig(), gate=settings.gate, agreement=settings.agreement)
+    return _report(result, gated, baseline)
+
+
+def _report(result: CompareResult, config: CompareConfig, baseline: Baseline | None) -> int:
     report = gate_comparison(result, config, baseline)
     result = record_compare_gate(result, report)
     folder = Path(result.out_dir)
@@ -91,3 +188,9 @@ def run(args: argparse.Namespace) -> int:
     if report.error:
         print(f"ssd-eval: error: {report.error}", file=sys.stderr)
     return report.exit_code
+
+
+def _progress() -> type[Progress]:
+    from ssd_eval.cli.run import _TqdmProgress
+
+    return _TqdmProgress

@@ -69,6 +69,15 @@ class PicturesConfig:
 
 
 @dataclass(frozen=True)
+class CompareSettings:
+    """How finished runs are compared: what `ssd-eval compare RUN_DIR...` needs beyond the folders."""
+
+    agreement: AgreementConfig = field(default_factory=AgreementConfig)
+    gate: CompareGateConfig = field(default_factory=CompareGateConfig)
+    pictures: PicturesConfig = field(default_factory=PicturesConfig)
+
+
+@dataclass(frozen=True)
 class CompareConfig:
     """Everything one comparison needs, resolved and validated."""
 
@@ -87,6 +96,11 @@ class CompareConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     assets: AssetsConfig = field(default_factory=AssetsConfig)
     source_file: Path | None = field(default=None, metadata={"yaml": False})
+
+    @property
+    def settings(self) -> CompareSettings:
+        """The sections that say how the runs are compared (the rest says how they run)."""
+        return CompareSettings(agreement=self.agreement, gate=self.gate, pictures=self.pictures)
 
     @property
     def all_runs(self) -> tuple[RunSpec, ...]:

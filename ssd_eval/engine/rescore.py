@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ssd_eval.config.run import RunConfig
 from ssd_eval.data.dataset import CocoGroundTruth, Shard, open_ground_truth
+from ssd_eval.engine.resolve import resolve_data
 from ssd_eval.engine.run_folder import (
     DETECTION_LOG,
     SKIPPED_LOG,
@@ -23,7 +24,7 @@ from ssd_eval.engine.run_folder import (
     read_run_info,
     read_skipped,
 )
-from ssd_eval.engine.runner import finish_run, resolve_data
+from ssd_eval.engine.runner import finish_run
 from ssd_eval.errors import OutputError
 from ssd_eval.evaluation.detection_log import read_detection_log
 from ssd_eval.evaluation.scoring import ScoringBackend

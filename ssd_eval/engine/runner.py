@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -21,6 +21,7 @@ import numpy as np
 from ssd_eval.config.run import RunConfig, run_name_problem
 from ssd_eval.config.schema import config_to_dict
 from ssd_eval.data.dataset import CocoGroundTruth, ImageRecord, Shard, load_checked, open_ground_truth
+from ssd_eval.engine.resolve import ResolvedAssets, resolve_assets
 from ssd_eval.engine.run_folder import (
     COCOEVAL_LOG,
     DETECTION_LOG,
@@ -36,7 +37,7 @@ from ssd_eval.engine.run_folder import (
     read_run_info,
     write_run_info,
 )
-from ssd_eval.errors import ConfigError, DatasetError, ModelError
+from ssd_eval.errors import ConfigError, DatasetError, ModelError, ProviderError
 from ssd_eval.evaluation.detection_log import (
     DetectionLog,
     read_detection_log,
@@ -88,18 +89,9 @@ class RunOptions:
     shard: Shard | None = None
     progress: ProgressFactory = Progress
     config_name: str = "run"
-    # Told the run folder once it is locked (the CLI names it when the run is interrupted).
+    resume_hint: str | None = None  # how to continue after a stop; None: `--resume <run folder>`
+    # Told each run folder once it is locked (the CLI names it when the run is interrupted).
     on_folder: Callable[[Path], None] | None = None
-
-
-@dataclass(frozen=True)
-class ResolvedAssets:
-    """Concrete files for the model and data named by a config."""
-
-    model: Path
-    model_source: str | None
-    annotation_file: Path
-    image_dir: Path
 
 
 @dataclass
@@ -124,77 +116,6 @@ class _StageClock:
         return timings
 
 
-def resolve_assets(config: RunConfig, *, progress: bool = True) -> ResolvedAssets:
-    """Model and data files for a config, fetching known sources into the cache when allowed."""
-    if config.model.path is not None:
-        model, model_source = config.model.path, None
-    else:
-        model, model_source = _model_from_source(config, progress=progress), config.model.source
-    root = config.dataset.root
-    if root is None:
-        root = _data_from_source(config, progress=progress)
-    return ResolvedAssets(
-        model=model,
-        model_source=model_source,
-        annotation_file=root / config.dataset.annotations,
-        image_dir=root / config.dataset.images,
-    )
-
-
-def resolve_data(config: RunConfig, *, progress: bool = True) -> tuple[Path, Path]:
-    """The annotation file and image folder of a config (no model involved)."""
-    root = config.dataset.root
-    if root is None:
-        root = _data_from_source(config, progress=progress)
-    return root / config.dataset.annotations, root / config.dataset.images
-
-
-def _cache_dir(config: RunConfig) -> Path:
-    from ssd_eval.assets.fetch import cache_home
-
-    return cache_home(config.assets.cache)
-
-
-def _model_from_source(config: RunConfig, *, progress: bool) -> Path:
-    source = str(config.model.source)
-    cache = _cache_dir(config)
-    if source.startswith("twin-"):
-        from ssd_eval.twin.model import ensure_twin
-
-        size_text = source.removeprefix("twin-")
-        if not size_text.isdigit():
-            raise ConfigError(f"model.source {source!r}: a twin is named twin-<image size>, e.g. twin-1200")
-        return ensure_twin(int(size_text), 0, cache / "twins")
-    from ssd_eval.assets.fetch import downloads_allowed, ensure_model
-
-    return ensure_model(
-        source,
-        cache=cache,
-        allow_download=downloads_allowed(config.assets.download),
-        mirror=config.assets.mirror,
-        progress=progress,
-    )
-
-
-def _data_from_source(config: RunConfig, *, progress: bool) -> Path:
-    source = str(config.dataset.source)
-    cache = _cache_dir(config)
-    if source.startswith("synthetic-"):
-        from ssd_eval.twin.synthetic import ensure_synthetic_dataset
-
-        return ensure_synthetic_dataset(source, cache=cache)
-    if source != "coco-val2017":
-        raise ConfigError(f"dataset.source {source!r} is not known (known: coco-val2017, synthetic-<size>)")
-    from ssd_eval.assets.fetch import downloads_allowed, ensure_coco_val2017
-
-    return ensure_coco_val2017(
-        cache=cache,
-        allow_download=downloads_allowed(config.assets.download),
-        mirror=config.assets.mirror,
-        progress=progress,
-    )
-
-
 def run_folder(config: RunConfig, options: RunOptions) -> Path:
     """`<output.dir>/<run_name>`; the default name says what ran and when."""
     base = config.output.dir if config.output.dir is not None else Path.cwd() / "results"
@@ -211,20 +132,43 @@ def run_folder(config: RunConfig, options: RunOptions) -> Path:
 
 def run_evaluation(config: RunConfig, options: RunOptions | None = None) -> RunResult:
     """Evaluate the configured model on the configured images and write the run folder."""
-    options = options or RunOptions()
-    folder = run_folder(config, options)
-    check_writable(folder)
-    check_run_folder_free(folder, config, resume=options.resume)
-    with locked_run_folder(folder):
-        if options.on_folder is not None:
-            options.on_folder(folder)
-        return _run_locked(folder, config, options)
+    return run_sessions([config], options).results[0]
 
 
-def _run_locked(folder: Path, config: RunConfig, options: RunOptions) -> RunResult:
-    """The run itself, while this process holds the run folder's lock."""
-    previous = read_run_info(folder) if options.resume else None
-    if previous is not None and previous.shard is not None:
+@dataclass(frozen=True)
+class SessionsOutcome:
+    """What `run_sessions` produced: a result per config that ran, a reason per config that could not."""
+
+    results: dict[int, RunResult]
+    unavailable: dict[int, str]
+
+
+def _never_skip(index: int, error: ProviderError) -> str:
+    raise error
+
+
+@dataclass
+class _Target:
+    """One session writing one run folder while the loop goes (mutable; lives only inside one loop)."""
+
+    config: RunConfig
+    folder: Path
+    session: ProviderSession
+    info: RunInfo
+    graph: GraphPreprocessor | None = None
+    detections: dict[int, Detections] = field(default_factory=dict)
+    skipped: dict[int, SkippedImage] = field(default_factory=dict)
+    clock: _StageClock = field(default_factory=_StageClock)
+
+
+def _common_shard(folders: Sequence[Path], options: RunOptions) -> RunOptions:
+    """On resume, the shard the run folders were started with (a different --shard is an error)."""
+    if not options.resume:
+        return options
+    for folder in folders:
+        previous = read_run_info(folder)
+        if previous is None or previous.shard is None:
+            continue
         if options.shard is None:
             options = replace(options, shard=parse_shard(previous.shard))
         elif str(options.shard) != previous.shard:
@@ -232,57 +176,126 @@ def _run_locked(folder: Path, config: RunConfig, options: RunOptions) -> RunResu
                 f"--shard {options.shard} differs from the shard {previous.shard} that {folder} was "
                 f"started with: resume it with --shard {previous.shard} (or without --shard)"
             )
-    assets = resolve_assets(config)
+    return options
+
+
+def run_sessions(
+    configs: Sequence[RunConfig],
+    options: RunOptions | None = None,
+    *,
+    on_unavailable: Callable[[int, ProviderError], str] = _never_skip,
+) -> SessionsOutcome:
+    """Run one or more sessions over the same images, each writing its own ordinary run folder.
+
+    Every image is decoded and preprocessed once and the same tensor is fed to every session, so the
+    configs must agree on dataset and preprocessing (a comparison's do). Each folder resumes on its
+    own: an image is inferred only by the sessions whose log lacks it. `on_unavailable(index, error)`
+    decides about a session whose provider fails to load: raise, or return the reason to skip it.
+    """
+    options = options or RunOptions()
+    folders = [run_folder(config, options) for config in configs]
+    for config, folder in zip(configs, folders, strict=True):
+        check_writable(folder)
+        check_run_folder_free(folder, config, resume=options.resume)
+    with contextlib.ExitStack() as locks:
+        for folder in folders:
+            locks.enter_context(locked_run_folder(folder))
+            if options.on_folder is not None:
+                options.on_folder(folder)
+        return _run_locked(configs, folders, options, on_unavailable)
+
+
+def _run_locked(
+    configs: Sequence[RunConfig],
+    folders: Sequence[Path],
+    options: RunOptions,
+    on_unavailable: Callable[[int, ProviderError], str],
+) -> SessionsOutcome:
+    """The sessions themselves, while this process holds every run folder's lock."""
+    options = _common_shard(folders, options)
+    assets = [resolve_assets(config) for config in configs]
     wall_start = time.perf_counter()
-    with ProviderSession(
-        assets.model,
-        config.providers,
-        config.session,
-        input_name=config.model.input,
-        outputs=config.model.outputs,
-    ) as session:
-        signature = session.signature
-        assert signature is not None  # set by activate()
-        input_size = _input_size(config, signature.input_height, signature.input_width, assets.model)
+    unavailable: dict[int, str] = {}
+    targets: dict[int, _Target] = {}
+    with contextlib.ExitStack() as stack:
+        sessions: dict[int, ProviderSession] = {}
+        for index, (config, asset) in enumerate(zip(configs, assets, strict=True)):
+            session = ProviderSession(
+                asset.model,
+                config.providers,
+                config.session,
+                input_name=config.model.input,
+                outputs=config.model.outputs,
+            )
+            try:
+                session.activate()
+            except ProviderError as exc:
+                unavailable[index] = on_unavailable(index, exc)
+                continue
+            stack.callback(session.deactivate)
+            sessions[index] = session
+        if not sessions:
+            return SessionsOutcome({}, unavailable)
+        input_size = _shared_input_size(configs, assets, sessions)
+        first = configs[min(sessions)]
         gt = open_ground_truth(
-            assets.annotation_file,
-            assets.image_dir,
-            selection=config.dataset.selection,
-            limit=config.dataset.limit,
+            assets[min(sessions)].annotation_file,
+            assets[min(sessions)].image_dir,
+            selection=first.dataset.selection,
+            limit=first.dataset.limit,
             shard=options.shard,
         )
-        model_info = describe_model(assets.model, assets.model_source)
-        if previous is not None and previous.model.sha256 != model_info.sha256:
-            raise ModelError(
-                f"{folder} was started with model sha256 {previous.model.sha256[:12]}… but "
-                f"{assets.model} has sha256 {model_info.sha256[:12]}…: resume with the same model file, "
-                "or start a new run"
+        for index, session in sessions.items():
+            targets[index] = _start_target(
+                configs[index], folders[index], assets[index], session, input_size, options
             )
-        prepare_run_folder(folder, config, resume=options.resume)
-        info = RunInfo(
-            model=model_info,
-            input_size=input_size,
-            shard=str(options.shard) if options.shard else None,
-            providers_requested=tuple(p.name for p in config.providers),
-            providers_used=session.providers_used,
-            provider_options=session.provider_options_used,
-        )
-        write_run_info(folder, info)
-        detections, skipped, clock = _infer_all(config, options, session, gt, input_size, folder)
-    timings = clock.summary()
+        _infer_all(first, options, list(targets.values()), gt, input_size)
     wall = time.perf_counter() - wall_start
-    inferred = len(clock.samples["infer"])
-    return finish_run(
-        folder,
-        config,
-        gt,
-        detections,
-        skipped,
-        info,
-        timings=timings,
-        wall_s=wall,
-        images_per_s=inferred / wall if wall > 0 else 0.0,
+    results = {}
+    for index, target in targets.items():
+        inferred = len(target.clock.samples["infer"])
+        results[index] = finish_run(
+            target.folder,
+            target.config,
+            gt,
+            target.detections,
+            target.skipped,
+            target.info,
+            timings=target.clock.summary(),
+            wall_s=wall,
+            images_per_s=inferred / wall if wall > 0 else 0.0,
+        )
+    return SessionsOutcome(results, unavailable)
+
+
+def _start_target(
+    config: RunConfig,
+    folder: Path,
+    assets: ResolvedAssets,
+    session: ProviderSession,
+    input_size: tuple[int, int],
+    options: RunOptions,
+) -> _Target:
+    """Check a resumed folder's model, create the run folder and write its run_info.json."""
+    model_info = describe_model(assets.model, assets.model_source)
+    previous = read_run_info(folder) if options.resume else None
+    if previous is not None and previous.model.sha256 != model_info.sha256:
+        raise ModelError(
+            f"{folder} was started with model sha256 {previous.model.sha256[:12]}… but "
+            f"{assets.model} has sha256 {model_info.sha256[:12]}…: resume with the same model file, "
+            "or start a new run"
+        )
+    prepare_run_folder(folder, config, resume=options.resume)
+    info = RunInfo(
+        model=model_info,
+        input_size=input_size,
+        shard=str(options.shard) if options.shard else None,
+        providers_requested=tuple(p.name for p in config.providers),
+        providers_used=session.providers_used,
+        provider_options=session.provider_options_used,
     )
+    write_run_info(folder, info)
+    return _Target(config, folder, session, info)
 
 
 def finish_run(
@@ -348,6 +361,27 @@ def finish_run(
     return result
 
 
+def _shared_input_size(
+    configs: Sequence[RunConfig], assets: Sequence[ResolvedAssets], sessions: Mapping[int, ProviderSession]
+) -> tuple[int, int]:
+    """The one input size every session accepts (the same tensor goes to all)."""
+    sizes: dict[str, tuple[int, int]] = {}
+    for index, session in sessions.items():
+        signature = session.signature
+        assert signature is not None  # set by activate()
+        name = configs[index].output.run_name or str(index)
+        sizes[name] = _input_size(
+            configs[index], signature.input_height, signature.input_width, assets[index].model
+        )
+    if len(set(sizes.values())) > 1:
+        listed = ", ".join(f"{n} {s[0]}x{s[1]}" for n, s in sizes.items())
+        raise ConfigError(
+            f"the compared models take different input sizes ({listed}): one tensor is fed to every "
+            "run, so compare models of the same input size"
+        )
+    return next(iter(sizes.values()))
+
+
 def _input_size(config: RunConfig, height: int | None, width: int | None, model: Path) -> tuple[int, int]:
     if config.preprocess.size is not None:
         if height is not None and width is not None and (height, width) != (config.preprocess.size,) * 2:
@@ -388,94 +422,121 @@ def prepare_image(gt: CocoGroundTruth, host: HostPreprocessor, record: ImageReco
 def _infer_all(
     config: RunConfig,
     options: RunOptions,
-    session: ProviderSession,
+    targets: Sequence[_Target],
     gt: CocoGroundTruth,
     input_size: tuple[int, int],
-    folder: Path,
-) -> tuple[dict[int, Detections], dict[int, SkippedImage], _StageClock]:
-    """Run every pending image through preprocess -> infer -> decode, appending to the detection log.
+) -> None:
+    """Run every pending image through preprocess -> infer -> decode for each session, appending to its log.
 
-    Decoding and host preprocessing run in feeder threads ahead of inference; results arrive in
-    image order, so the log is always a prefix of the run in order.
+    Decoding and host preprocessing run once per image in feeder threads ahead of inference; results
+    arrive in image order, so each log is always a prefix of its run in order.
     """
-    log_path = folder / DETECTION_LOG
-    if options.resume:
-        truncate_torn_tail(log_path)
     evaluated = set(gt.image_ids)
-    detections = {i: d for i, d in read_detection_log(log_path).items() if i in evaluated}
-    # Skipped images are tried again on resume: the file may have been fixed in between.
-    skipped: dict[int, SkippedImage] = {}
-    (folder / SKIPPED_LOG).unlink(missing_ok=True)
-    pending = [r for r in gt.images if r.image_id not in detections]
-    if detections:
-        log.info("resuming %s: %d of %d images already done", folder, len(detections), len(gt.images))
+    for target in targets:
+        log_path = target.folder / DETECTION_LOG
+        if options.resume:
+            truncate_torn_tail(log_path)
+        target.detections = {i: d for i, d in read_detection_log(log_path).items() if i in evaluated}
+        # Skipped images are tried again on resume: the file may have been fixed in between.
+        (target.folder / SKIPPED_LOG).unlink(missing_ok=True)
+        if target.detections:
+            log.info(
+                "resuming %s: %d of %d images already done",
+                target.folder,
+                len(target.detections),
+                len(gt.images),
+            )
+    pending = [r for r in gt.images if any(r.image_id not in t.detections for t in targets)]
     norm = Normalization.from_mean_std(config.preprocess.mean, config.preprocess.std)
     host = HostPreprocessor(config.preprocess.backend, input_size, norm)
-    graph = (
-        GraphPreprocessor.for_session(
-            input_size,
-            norm,
-            resize=config.preprocess.backend == "onnx-resize",
-            providers=session.providers_used,
-            session=config.session,
-            provider_configs=config.providers,
-        )
-        if host.in_graph
-        else None
-    )
+    if host.in_graph:
+        for target in targets:
+            target.graph = GraphPreprocessor.for_session(
+                input_size,
+                norm,
+                resize=config.preprocess.backend == "onnx-resize",
+                providers=target.session.providers_used,
+                session=target.config.session,
+                provider_configs=target.config.providers,
+            )
     workers = config.preprocess.workers if config.preprocess.workers is not None else default_workers()
     log.debug("preprocess backend %s, %d feeder worker(s)", host.backend, workers)
-    clock = _StageClock()
-    progress = options.progress(len(gt.images), len(detections), "evaluating")
+    label = "evaluating" if len(targets) == 1 else f"evaluating {len(targets)} sessions"
+    progress = options.progress(len(gt.images), len(gt.images) - len(pending), label)
     feed = ordered_map(partial(prepare_image, gt, host), pending, workers=workers)
     try:
-        with DetectionLog(log_path) as det_log, contextlib.closing(feed):
+        with contextlib.ExitStack() as stack:
+            logs = [stack.enter_context(DetectionLog(t.folder / DETECTION_LOG)) for t in targets]
+            stack.enter_context(contextlib.closing(feed))
             while True:
                 start = time.perf_counter()
                 item = next(feed, None)
-                clock.add("wait", time.perf_counter() - start)
+                waited = time.perf_counter() - start
                 if item is None:
                     break
                 record = item.record
-                clock.add("read", item.read_s)
+                todo = [
+                    (t, det_log)
+                    for t, det_log in zip(targets, logs, strict=True)
+                    if record.image_id not in t.detections
+                ]
+                for target, _ in todo:
+                    target.clock.add("wait", waited)
+                    target.clock.add("read", item.read_s)
                 if item.error is not None or item.tensor is None:
-                    if config.dataset.on_bad_image == "stop":
-                        raise DatasetError(
-                            f"{item.error} (stopped; {len(detections)} images done so far are kept in "
-                            f"{folder}: fix the image and continue with --resume {folder}, or set "
-                            "dataset.on_bad_image: skip)"
-                        ) from None
-                    skipped[record.image_id] = SkippedImage(
-                        record.image_id, record.file_name, str(item.error)
-                    )
-                    append_skipped(folder / SKIPPED_LOG, skipped[record.image_id])
-                    log.warning(
-                        "SKIPPED image %d (%s): its ground truth counts as missed: %s",
-                        record.image_id,
-                        record.file_name,
-                        item.error,
-                    )
+                    _bad_image(config, options, item, [t for t, _ in todo])
                     progress.update()
                     continue
-                clock.add("preprocess", item.preprocess_s)
-                tensor = item.tensor
-                if graph is not None:
-                    tensor, graph_s = graph(tensor)
-                    clock.add("preprocess_graph", graph_s)
-                raw, infer_s = session.infer(tensor)
-                clock.add("infer", infer_s)
-                start = time.perf_counter()
-                dets = decode_image(raw, record, gt.label_map, config.decode)
-                clock.add("decode", time.perf_counter() - start)
-                start = time.perf_counter()
-                det_log.append(dets)
-                clock.add("write", time.perf_counter() - start)
-                detections[record.image_id] = dets
+                for target, det_log in todo:
+                    _infer_one(target, det_log, item, gt)
                 progress.update()
     finally:
         progress.close()
-    if skipped:
-        log.warning(
-            "%d image(s) were skipped; their ground truth counts as missed (see metrics.json)", len(skipped)
-        )
-    return detections, skipped, clock
+    for target in targets:
+        if target.skipped:
+            log.warning(
+                "%s: %d image(s) were skipped; their ground truth counts as missed (see metrics.json)",
+                target.folder,
+                len(target.skipped),
+            )
+
+
+def _infer_one(target: _Target, det_log: DetectionLog, item: Prepared, gt: CocoGroundTruth) -> None:
+    """One session on one prepared image: (in-graph preprocess) -> infer -> decode -> append."""
+    assert item.tensor is not None
+    clock = target.clock
+    clock.add("preprocess", item.preprocess_s)
+    tensor = item.tensor
+    if target.graph is not None:
+        tensor, graph_s = target.graph(tensor)
+        clock.add("preprocess_graph", graph_s)
+    raw, infer_s = target.session.infer(tensor)
+    clock.add("infer", infer_s)
+    start = time.perf_counter()
+    dets = decode_image(raw, item.record, gt.label_map, target.config.decode)
+    clock.add("decode", time.perf_counter() - start)
+    start = time.perf_counter()
+    det_log.append(dets)
+    clock.add("write", time.perf_counter() - start)
+    target.detections[item.record.image_id] = dets
+
+
+def _bad_image(config: RunConfig, options: RunOptions, item: Prepared, targets: Sequence[_Target]) -> None:
+    """An image that could not be read: stop (everything done is kept) or record it as skipped."""
+    record = item.record
+    if config.dataset.on_bad_image == "stop":
+        done = min(len(t.detections) for t in targets) if targets else 0
+        where = options.resume_hint or f"--resume {targets[0].folder}"
+        raise DatasetError(
+            f"{item.error} (stopped; the {done} images done so far are kept: fix the image and "
+            f"continue with {where}, or set dataset.on_bad_image: skip)"
+        ) from None
+    for target in targets:
+        target.skipped[record.image_id] = SkippedImage(record.image_id, record.file_name, str(item.error))
+        append_skipped(target.folder / SKIPPED_LOG, target.skipped[record.image_id])
+    log.warning(
+        "SKIPPED image %d (%s): its ground truth counts as missed: %s",
+        record.image_id,
+        record.file_name,
+        item.error,
+    )

@@ -231,3 +231,14 @@ def disagreement(reference: Detections, run: Detections, agreement: ImageAgreeme
     unmatched = float(reference.scores[agreement.missing].sum() + run.scores[agreement.extra].sum())
     ref_i, run_i = agreement.pairs[:, 0], agreement.pairs[:, 1]
     return unmatched + float(np.abs(reference.scores[ref_i] - run.scores[run_i]).sum())
+
+
+def visible_unmatched(
+    reference: Detections, run: Detections, agreement: ImageAgreement, *, min_score: float
+) -> int:
+    """Detections one side has and the other lacks that score at least `min_score` (drawn in a picture).
+
+    A real disagreement: an image whose only differences are tiny score or box shifts has none.
+    """
+    missing = int(np.count_nonzero(reference.scores[agreement.missing] >= min_score))
+    return missing + int(np.count_nonzero(run.scores[agreement.extra] >= min_score))

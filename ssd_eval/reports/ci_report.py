@@ -159,6 +159,12 @@ def _g(value: float) -> str:
     return f"{value:.4f}" if 1e-3 <= abs(value) < 1e4 else f"{value:.2e}"
 
 
+def _runtime(versions: dict[str, str]) -> str:
+    """The onnxruntime package a run used (onnxruntime, -gpu, -openvino, ...) and its version."""
+    found = [f"{k} {v}" for k, v in versions.items() if k.startswith("onnxruntime")]
+    return ", ".join(found)
+
+
 def compare_markdown(result: CompareResult, report: GateReport, *, worst_categories: int = 5) -> str:
     """A comparison's summary: gate, accuracy with deltas, agreement, raw differences, latency, pictures."""
     p = result.protocol
@@ -171,8 +177,8 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
         "",
         f"Images: {p.num_images} ({p.selection}"
         + (f", limit {p.limit}" if p.limit is not None else "")
-        + f"), input {p.input_size[0]}x{p.input_size[1]}, preprocessing {p.preprocess} (once per image, "
-        f"the same tensor fed to every run); agreement: same category and IoU >= {result.iou_threshold}.",
+        + (f", shard {p.shard}" if p.shard is not None else "")
+        + f"); agreement: same category and IoU >= {result.iou_threshold}.",
         "",
         "### Accuracy and latency",
         "",
@@ -200,6 +206,21 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
     )
     for r in skipped:
         lines += ["", f"- **{r.name} skipped** ({r.provider}): {_escape(r.skip_reason)}"]
+    lines += ["", "Where and how each run ran:", ""]
+    lines += table(
+        ["run", "provider options requested", "runtime", "python", "machine", "preprocessing, input"],
+        [
+            [
+                r.name,
+                ", ".join(f"{k}={v}" for k, v in r.provider_options.items()) or "none",
+                _runtime(r.versions),
+                r.versions.get("python", ""),
+                f"{r.machine.get('platform', '')}, {r.machine.get('cpu_count', '')} CPUs",
+                f"{r.preprocess}, {r.input_size[0]}x{r.input_size[1]}" if r.input_size else r.preprocess,
+            ]
+            for r in ran
+        ],
+    )
     lines += ["", "All 12 COCO stats (Δ against the reference):", ""]
     lines += table(
         ["stat", *[r.name for r in ran]],
@@ -288,10 +309,14 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
         lines.append(f"- PR curves: not drawn: {result.pictures.get('pr_curves_absent', '')}")
     else:
         lines.append(f"- PR curves: `{pr}`")
+    min_score = result.pictures.get("disagreement_min_score", 0.0)
     for name, files in result.pictures.get("disagreements", {}).items():
         lines.append(
             f"- where {name} disagrees most with {result.reference}: "
-            + (", ".join(f"`{f}`" for f in files) or "nowhere")
+            + (
+                ", ".join(f"`{f}`" for f in files)
+                or f"nowhere (no detection scoring >= {min_score} is in one run and not the other)"
+            )
         )
     first = [
         f"{r.name} {r.latency['infer_first'].median_ms:.0f} ms" for r in ran if "infer_first" in r.latency

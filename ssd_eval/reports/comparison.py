@@ -32,9 +32,12 @@ class RunReport:
     provider_options: dict[str, Any]
     note: str = ""
     skip_reason: str = ""
+    run_dir: str = ""  # the run folder it was read from
     providers_used: tuple[str, ...] = ()
     provider_options_used: tuple[dict[str, Any], ...] = ()
     model: ModelInfo | None = None
+    preprocess: str = ""  # preprocessing backend
+    input_size: tuple[int, int] | None = None
     stats: dict[str, float] = field(default_factory=dict)
     deltas: dict[str, float] = field(default_factory=dict)  # stats - reference stats
     per_category: tuple[CategoryScore, ...] = ()
@@ -42,7 +45,11 @@ class RunReport:
     agreement: AgreementSummary | None = None  # None for the reference
     latency: dict[str, StageTiming] = field(default_factory=dict)  # infer (steady), infer_first, decode
     num_detections: int = 0
-    worst_images: tuple[tuple[int, float], ...] = ()  # (image id, disagreement), worst first
+    # (image id, disagreement) of the images with a visible disagreement (a detection scoring at least
+    # pictures.min_score that the other side lacks), worst first
+    worst_images: tuple[tuple[int, float], ...] = ()
+    versions: dict[str, str] = field(default_factory=dict)  # of the environment the run ran in
+    machine: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ran(self) -> bool:
@@ -61,8 +68,8 @@ class CompareResult:
     skipped_images: tuple[SkippedImage, ...] = ()
     wall_s: float = 0.0
     pictures: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # agreement, gate and pictures settings
+    versions: dict[str, str] = field(default_factory=dict)  # of the process that compared
     machine: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)  # GateReport.to_json()
 
