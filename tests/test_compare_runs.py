@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,6 @@ from conftest import TINY_GT
 from helpers import Det, save_table_detector, write_config
 
 from ssd_eval.cli import main
-from ssd_eval.config.compare import load_compare_config
-from ssd_eval.engine.compare import CompareOptions, run_comparison
 from ssd_eval.pipeline.session import ProviderSession
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,7 +179,6 @@ def test_interrupted_comparison_resumes_identical(tmp_path, setup, monkeypatch, 
     _, _, _, cmp = setup
     assert main(["compare", "--config", str(cmp), "--run-name", "whole", "--quiet"]) == 1  # person drops
     whole = tmp_path / "results" / "whole"
-    config = load_compare_config(cmp)
     # 5 images x 2 sessions; Ctrl-C at the 6th inference, in the middle of image 3: the reference has
     # it, the run not yet.
     original = ProviderSession.infer
@@ -195,15 +191,19 @@ def test_interrupted_comparison_resumes_identical(tmp_path, setup, monkeypatch, 
         return original(session, tensor)
 
     monkeypatch.setattr(ProviderSession, "infer", interrupted)
-    cut = replace(config, output=replace(config.output, run_name="cut"))
-    with pytest.raises(KeyboardInterrupt):
-        run_comparison(cut, CompareOptions(config_name="t"))
+    capsys.readouterr()
+    assert main(["compare", "--config", str(cmp), "--run-name", "cut", "--quiet"]) == 130
     folder = tmp_path / "results" / "cut"
     lines = [
         len((folder / "runs" / n / "detections.jsonl").read_text().splitlines()) for n in ("ref", "perturbed")
     ]
     assert lines == [3, 2]
     assert not (folder / "metrics.json").exists()
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(f"all written so far is kept: continue with --resume {folder}")
+    )
     monkeypatch.setattr(ProviderSession, "infer", original)
     capsys.readouterr()
     assert main(["compare", "--resume", str(folder), "--quiet"]) == 1

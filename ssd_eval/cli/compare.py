@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume is not None,
         shard=args.shard,
         providers=tuple(args.provider or ()),
+        on_folder=getattr(args, "remember_run_dir", None),
     )
     outcome = run_comparison(config, options)
     if outcome.result is None:

@@ -75,9 +75,13 @@ class Interrupts:
 
     def message(self) -> str:
         what = "terminated (SIGTERM)" if self.exit_code == EXIT_TERMINATED else "interrupted"
+        from ssd_eval.engine.compare import COMPARE_CONFIG_FILE
         from ssd_eval.engine.run_folder import CONFIG_FILE
 
-        if self.run_dir is not None and (self.run_dir / CONFIG_FILE).is_file():
+        started = self.run_dir is not None and any(
+            (self.run_dir / name).is_file() for name in (CONFIG_FILE, COMPARE_CONFIG_FILE)
+        )
+        if started:
             return f"ssd-eval: {what}; all written so far is kept: continue with --resume {self.run_dir}"
         return (
             f"ssd-eval: {what}; what was produced so far is kept (a run continues with --resume and "

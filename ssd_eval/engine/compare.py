@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +60,8 @@ class CompareOptions:
     shard: Shard | None = None
     # Run only the runs on these providers here (e.g. the OpenVINO side on the OpenVINO machine).
     providers: tuple[str, ...] = ()
+    # Told the comparison folder once it is started (the CLI names it when interrupted).
+    on_folder: Callable[[Path], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,8 @@ def run_comparison(config: CompareConfig, options: CompareOptions | None = None)
             )
     except OSError as exc:
         raise OutputError(f"cannot write the comparison folder {folder}: {exc.strerror}") from None
+    if options.on_folder is not None:
+        options.on_folder(folder)
 
     def on_unavailable(position: int, error: ProviderError) -> str:
         index = to_run[position]
