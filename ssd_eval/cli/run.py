@@ -19,8 +19,8 @@ from ssd_eval.config.run import (
     run_name_problem,
 )
 from ssd_eval.data.dataset import Shard
-from ssd_eval.engine.run_folder import gate_baseline, load_run_config, write_gate_baseline
-from ssd_eval.engine.runner import Progress, RunOptions, run_evaluation
+from ssd_eval.engine.run_folder import CONFIG_FILE, gate_baseline, load_run_config, write_gate_baseline
+from ssd_eval.engine.runner import Progress, RunOptions, run_evaluation, run_folder
 from ssd_eval.errors import ConfigError
 from ssd_eval.reports.baseline import Baseline, load_gate_baseline
 from ssd_eval.reports.ci_report import JUNIT_FILE, SUMMARY_FILE
@@ -74,6 +74,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="RUN_DIR",
         help="continue an interrupted run in RUN_DIR with the config it started with",
+    )
+    parser.add_argument(
+        "--resume-or-start",
+        action="store_true",
+        help="with --config and --run-name: continue the run folder <output>/<run-name> if it was started "
+        "(a requeued batch job), else start it",
     )
     parser.add_argument("--shard", type=_shard, metavar="K/N", help="evaluate only part K of N (1-based)")
     parser.add_argument(
@@ -220,11 +226,25 @@ class _TqdmProgress(Progress):
         self._bar.close()
 
 
+def _started_run(args: argparse.Namespace) -> Path | None:
+    """For --resume-or-start: the run folder the arguments name if a run was started in it, else None."""
+    if args.resume is not None or args.config is None:
+        raise ConfigError("--resume-or-start needs --config and --run-name (not --resume)")
+    config = apply_overrides(load_config(args.config), args)
+    if config.output.run_name is None:
+        raise ConfigError(
+            "--resume-or-start needs a fixed run folder name: give --run-name NAME (or output.run_name)"
+        )
+    folder = run_folder(config, RunOptions(shard=args.shard))
+    return folder if (folder / CONFIG_FILE).is_file() else None
+
+
 def run(args: argparse.Namespace) -> int:
     started = utc_now()
-    if args.resume is not None:
-        config = load_run_config(args.resume)
-        name = args.resume.name
+    resume = _started_run(args) if args.resume_or_start else args.resume
+    if resume is not None:
+        config = load_run_config(resume)
+        name = resume.name
     elif args.config is not None:
         config = load_config(args.config)
         name = Path(args.config).stem
@@ -235,13 +255,13 @@ def run(args: argparse.Namespace) -> int:
         )
     config = apply_overrides(config, args)
     # The baseline is read and checked before any model loads: a bad one is exit 2, not a wasted run.
-    if args.resume is not None:
-        baseline = gate_baseline(config, args.resume)
+    if resume is not None:
+        baseline = gate_baseline(config, resume)
     else:
         where = str(config.source_file) if config.source_file is not None else "config"
         baseline = load_gate_baseline(config.gate, where=where)
     options = RunOptions(
-        resume=args.resume is not None,
+        resume=resume is not None,
         shard=args.shard,
         config_name=name,
         progress=Progress if args.quiet else _TqdmProgress,

@@ -1,0 +1,137 @@
+"""The README's Slurm recipe as written, on a real single-node Slurm: the merge job's exit is the verdict.
+
+The three code blocks of README "Shards and merge" (shard.sbatch, merge.sbatch, submit) are taken from
+the README text, so the test breaks when the README drifts. They run on a generated COCO set (16
+images, 4 shards of 4) with a table detector: a perfect one against expected AP 1.0 (the merge must
+pass, exit 0) and one that misses half the objects (must fail, exit 1). In each, array task 1 is
+requeued while it is in the middle of its shard: its third image is a named pipe, so the task
+blocks there after writing its first two images, until `scontrol requeue` kills it; the image is
+then put back and the requeued task must resume its own folder (a fresh start would be refused,
+failing the task and cancelling the merge).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import Det, TinyImage, make_coco, save_table_detector, write_config
+from slurm_cluster import SlurmCluster, SlurmUnavailable, single_node_slurm
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES = tuple(TinyImage(100 + i, 40 + 3 * i, 30 + 2 * i) for i in range(16))
+GT = {im.image_id: [Det(3, 4, 20 + i % 5, 14, (1, 18, 90)[i % 3])] for i, im in enumerate(IMAGES)}
+# Shard 1 of 4 takes every 4th image by id: 100, 104, 108, 112. It blocks on its third.
+BLOCKING_IMAGE = 108
+
+
+def readme_recipe() -> dict[str, str]:
+    """The Slurm blocks of README "Shards and merge", by the name in their first comment line."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### Shards and merge") :]
+    section = section[: section.index("\n### ", 1)]
+    blocks = {}
+    for body in re.findall(r"```bash\n(.*?)```", section, flags=re.S):
+        first_comment = next(line for line in body.splitlines() if line.startswith("# "))
+        blocks[first_comment[2:].split(":")[0]] = body
+    missing = {"shard.sbatch", "merge.sbatch", "submit"} - set(blocks)
+    assert not missing, f"README 'Shards and merge' lost its Slurm block(s) {sorted(missing)}"
+    return blocks
+
+
+def test_the_recipe_is_in_the_readme():
+    blocks = readme_recipe()
+    assert "--resume-or-start" in blocks["shard.sbatch"]
+    assert "--require-gate" in blocks["merge.sbatch"]
+    assert "--dependency=afterok:" in blocks["submit"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    try:
+        with single_node_slurm(tmp_path_factory.mktemp("slurm")) as running:
+            yield running
+    except SlurmUnavailable as exc:
+        pytest.skip(f"no Slurm: {exc}")
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.is_file() else []
+
+
+def _wait_for(condition, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _submit(cluster: SlurmCluster, work: Path, config: Path, runs: Path) -> tuple[str, str]:
+    """Write the README's scripts into `work` and run its submit block there: (shards job, merge job)."""
+    blocks = readme_recipe()
+    for name in ("shard.sbatch", "merge.sbatch"):
+        (work / name).write_text(blocks[name])
+    (work / "submit.sh").write_text("set -eu\n" + blocks["submit"])
+    env = {
+        **cluster.env,
+        "CONFIG": str(config),
+        "RUNS": str(runs),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{cluster.env.get('PATH', '')}",
+        "PYTHONPATH": str(REPO),
+    }
+    done = SlurmCluster(cluster.root, env).command("bash", "submit.sh", cwd=work)
+    merge = done.strip().splitlines()[-1]
+    dependency = cluster.job(merge)["Dependency"]
+    shards = re.fullmatch(r"afterok:(\d+)_\*.*", dependency)
+    assert shards is not None, f"merge job {merge} depends on {dependency!r}"
+    return shards[1], merge
+
+
+@pytest.mark.parametrize("case", ["pass", "fail"])
+def test_slurm_recipe_merge_exit_code_is_the_verdict(cluster, tmp_path, case):
+    root = make_coco(tmp_path / "coco", IMAGES, GT)
+    dets = GT if case == "pass" else {i: d for i, d in GT.items() if i % 2 == 0}  # half the objects missed
+    model = save_table_detector(tmp_path / "model.onnx", root, dets)
+    expected = {"metric": "AP", "value": 1.0, "tolerance": 0.003}
+    config = write_config(tmp_path / "eval.yaml", model, root, expected=expected)
+    image = root / "val2017" / f"{BLOCKING_IMAGE:012d}.png"
+    original = image.read_bytes()
+    image.unlink()
+    os.mkfifo(image)
+
+    runs = tmp_path / "runs"
+    shards, merge = _submit(cluster, tmp_path, config, runs)
+    task_log = runs / shards / "shard1" / "detections.jsonl"
+    _wait_for(lambda: len(_lines(task_log)) == 2, "array task 1 to write its first two images")
+    first_attempt = _lines(task_log)
+    task = cluster.job(f"{shards}_1")
+    assert task["JobState"] == "RUNNING" and not (task_log.parent / "metrics.json").exists()
+
+    cluster.command("scontrol", "requeue", f"{shards}_1")
+    _wait_for(lambda: cluster.job(f"{shards}_1")["JobState"] == "PENDING", "the task to be requeued")
+    image.unlink()
+    image.write_bytes(original)
+    # Slurm holds a requeued job back for ~2 minutes (its BeginTime); start it now instead.
+    cluster.command("scontrol", "update", f"jobid={task['JobId']}", "StartTime=now")
+
+    record = cluster.wait_done(merge, timeout=150)
+    outputs = "\n".join(f"--- {p.name}\n{p.read_text()}" for p in sorted(tmp_path.glob("slurm-*.out")))
+    task = cluster.job(f"{shards}_1")
+    assert task["Restarts"] == "1" and task["JobState"] == "COMPLETED", outputs
+    # The requeued task resumed its own folder: the first attempt's lines kept, no image twice.
+    resumed = _lines(task_log)
+    assert resumed[:2] == first_attempt and len(resumed) == 4, outputs
+
+    merged = runs / shards / "merged"
+    summary = (merged / "summary.md").read_text()
+    if case == "pass":
+        assert (record["JobState"], record["ExitCode"]) == ("COMPLETED", "0:0"), outputs
+        assert "PASS" in summary and "FAIL" not in summary
+    else:
+        assert (record["JobState"], record["ExitCode"]) == ("FAILED", "1:0"), outputs
+        assert "FAIL" in summary
