@@ -12,6 +12,7 @@ failing the task and cancelling the merge).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -127,11 +128,15 @@ def test_slurm_recipe_merge_exit_code_is_the_verdict(cluster, tmp_path, case):
     resumed = _lines(task_log)
     assert resumed[:2] == first_attempt and len(resumed) == 4, outputs
 
-    merged = runs / shards / "merged"
-    summary = (merged / "summary.md").read_text()
+    metrics = json.loads((runs / shards / "merged" / "metrics.json").read_text())
+    assert metrics["protocol"]["num_images"] == 16 and metrics["protocol"]["shard"] is None
     if case == "pass":
+        assert metrics["stats"]["AP"] == pytest.approx(1.0, abs=1e-12)
+        assert metrics["gate"]["verdict"] == "PASS"
         assert (record["JobState"], record["ExitCode"]) == ("COMPLETED", "0:0"), outputs
-        assert "PASS" in summary and "FAIL" not in summary
     else:
+        # Hand count: the even ids are found. person 3 of 6, dog 2 of 5, toothbrush 3 of 5, each at
+        # precision 1: 51, 41 and 61 of COCO's 101 recall points -> AP (51 + 41 + 61) / 303.
+        assert metrics["stats"]["AP"] == pytest.approx(153 / 303, abs=1e-12)
+        assert metrics["gate"]["verdict"] == "FAIL"
         assert (record["JobState"], record["ExitCode"]) == ("FAILED", "1:0"), outputs
-        assert "FAIL" in summary
