@@ -10,19 +10,32 @@ live at the end of the file.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import hashlib
 import json
-from collections.abc import Callable
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 import yaml
 from conftest import TINY_GT
 from helpers import save_table_detector, write_config
+from onnx import helper, numpy_helper
 
 from ssd_eval.cli import main
+from ssd_eval.evaluation import detection_log
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,7 @@ class Env:
     coco: Path
     model: Path
     config: Path
+    patch: pytest.MonkeyPatch
 
     @property
     def results(self) -> Path:
@@ -52,9 +66,10 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path, tiny_coco: Path) -> Env:
+def env(tmp_path: Path, tiny_coco: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     model = save_table_detector(tmp_path / "perfect.onnx", tiny_coco, TINY_GT)
-    return Env(tmp_path, tiny_coco, model, write_config(tmp_path / "c.yaml", model, tiny_coco))
+    config = write_config(tmp_path / "c.yaml", model, tiny_coco)
+    return Env(tmp_path, tiny_coco, model, config, monkeypatch)
 
 
 def _snapshot(root: Path) -> dict[Path, str]:
@@ -153,6 +168,102 @@ def _log_untouched(name: str, ids: list[int]) -> Callable[[Env], None]:
     return check
 
 
+# --- item 5: input problems found at run time ----------------------------------------------------
+
+# The evaluated images in order (selection "annotated"): 1, 2, 5, 7, 9; the faults hit image 5, so
+# the log must keep exactly images 1 and 2.
+IMAGE_5 = "000000000005.png"
+
+
+def failing_detector(path: Path, coco: Path, fail_on: set[int]) -> Path:
+    """The perfect table detector, except that onnxruntime raises (Gather index out of bounds) on the
+    images in `fail_on`."""
+    save_table_detector(path, coco, TINY_GT)
+    model = onnx.load(path)
+    ids = [
+        im["id"] for im in json.loads((coco / "annotations" / "instances_val2017.json").read_text())["images"]
+    ]
+    remap = np.array([1000 if image_id in fail_on else row for row, image_id in enumerate(ids)], np.int64)
+    model.graph.initializer.append(numpy_helper.from_array(remap, "remap"))
+    for node in model.graph.node:
+        if node.op_type == "Gather" and list(node.input) == ["table_counts", "idx"]:
+            node.input[1] = "bad_idx"
+    model.graph.node.insert(4, helper.make_node("Gather", ["remap", "idx"], ["bad_idx"], axis=0))
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def _ort_fails_on_image_5(env: Env) -> list[str]:
+    model = failing_detector(env.tmp / "failing.onnx", env.coco, {5})
+    return ["--config", str(env.config), "--model", str(model), "--run-name", "r"]
+
+
+def _ort_fails_on_every_image(env: Env) -> list[str]:
+    model = failing_detector(env.tmp / "failing.onnx", env.coco, {1, 2, 5, 7, 9, 11})
+    env.edit(dataset={"on_bad_image": "skip"})
+    return ["--config", str(env.config), "--model", str(model), "--run-name", "r"]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height: Pillow reads the size from the header without decoding."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+def _giant_image_5(env: Env) -> list[str]:
+    (env.coco / "val2017" / IMAGE_5).write_bytes(png_header(14000, 14000))
+    return ["--config", str(env.config), "--run-name", "r"]
+
+
+def _low_pixel_limit(env: Env) -> list[str]:
+    # Image 5 is 120x90 = 10,800 pixels; images 1 (64x48) and 2 (50x80) are under 5,000.
+    env.edit(dataset={"max_image_pixels": 5000})
+    return ["--config", str(env.config), "--run-name", "r"]
+
+
+def _disk_full_in_the_log(env: Env) -> list[str]:
+    """The third line hits a full disk after 10 of its bytes were written (a short write, then ENOSPC)."""
+    real_write = os.write
+    lines = {"started": 0, "short": False}
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        if not os.readlink(f"/proc/self/fd/{fd}").endswith("detections.jsonl"):
+            return real_write(fd, data)
+        if lines["short"]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        lines["started"] += 1
+        if lines["started"] == 3:
+            lines["short"] = True
+            return real_write(fd, bytes(data[:10]))
+        return real_write(fd, data)
+
+    env.patch.setattr(detection_log.os, "write", write)
+    return ["--config", str(env.config), "--run-name", "r"]
+
+
+def _log_keeps(ids: list[int]) -> Callable[[Env], None]:
+    def check(env: Env) -> None:
+        log = env.results / "r" / "detections.jsonl"
+        assert _image_ids(log) == ids
+        assert log.read_bytes().endswith(b"\n")
+
+    return check
+
+
+def _disk_freed_run_resumes(env: Env) -> None:
+    _log_keeps([1, 2])(env)
+    env.patch.undo()  # space is freed
+    run = env.results / "r"
+    assert main(["--resume", str(run), "--quiet"]) == 0
+    assert _image_ids(run / "detections.jsonl") == [1, 2, 5, 7, 9]
+    assert json.loads((run / "metrics.json").read_text())["stats"]["AP"] == pytest.approx(1.0, abs=1e-12)
+
+
 FAULTS = [
     # item 4
     Fault("run-name-dotdot-overwrite", _parent_with_user_files, 2, ("--run-name", "'..'"), _thesis_kept),
@@ -213,6 +324,52 @@ FAULTS = [
         2,
         ("busy", "is in use by ssd-eval pid 4242"),
         _log_untouched("busy", [1, 2, 5, 7, 9]),
+    ),
+    # item 5
+    Fault(
+        "onnxruntime-fails-on-an-image",
+        _ort_fails_on_image_5,
+        2,
+        (IMAGE_5, "onnxruntime failed running model", "failing.onnx", "2 images done so far are kept"),
+        _log_keeps([1, 2]),
+    ),
+    Fault(
+        "onnxruntime-fails-on-every-image-with-skip",
+        _ort_fails_on_every_image,
+        2,
+        ("failing.onnx", "on each of the first 3 images"),
+    ),
+    Fault(
+        "decompression-bomb-14000x14000",
+        _giant_image_5,
+        2,
+        (
+            IMAGE_5,
+            "196000000 pixels",
+            "dataset.max_image_pixels is 89,478,485",
+            "2 images done so far are kept",
+        ),
+        _log_keeps([1, 2]),
+    ),
+    Fault(
+        "image-over-max-image-pixels",
+        _low_pixel_limit,
+        2,
+        (IMAGE_5, "120x90 = 10,800 pixels", "dataset.max_image_pixels (5,000)"),
+        _log_keeps([1, 2]),
+    ),
+    Fault(
+        "max-image-pixels-out-of-range",
+        lambda env: (env.edit(dataset={"max_image_pixels": 0}), ["--config", str(env.config)])[1],
+        2,
+        ("c.yaml", "dataset.max_image_pixels", "got 0"),
+    ),
+    Fault(
+        "disk-full-while-writing-detections",
+        _disk_full_in_the_log,
+        2,
+        ("detections.jsonl", "No space left on device", "the 2 images before are kept", "--resume"),
+        _disk_freed_run_resumes,
     ),
 ]
 
@@ -283,3 +440,184 @@ def test_failed_download_urls_are_folded_into_the_error_line(
     assert missing in err[0] and dead in err[0] and "every source failed" in err[0]
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
     assert not (tmp_path / "models" / "fake.onnx").exists()
+
+
+# Image 5 held one of 4 persons and one of 2 dogs (tests/test_cli.py counts it): person recall 3/4
+# (76 of 101 recall points), dog 1/2 (51 of 101), toothbrush 1.
+AP_WITHOUT_IMAGE_5 = (76 / 101 + 51 / 101 + 1) / 3
+
+
+def test_onnxruntime_failure_with_skip_skips_that_image(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    model = failing_detector(env.tmp / "failing.onnx", env.coco, {5})
+    env.edit(dataset={"on_bad_image": "skip"})
+    assert main(["--config", str(env.config), "--model", str(model), "--run-name", "s", "--quiet"]) == 0
+    metrics = json.loads((env.results / "s" / "metrics.json").read_text())
+    assert [s["image_id"] for s in metrics["skipped_images"]] == [5]
+    assert "onnxruntime failed running model" in metrics["skipped_images"][0]["reason"]
+    assert metrics["stats"]["AP"] == pytest.approx(AP_WITHOUT_IMAGE_5, abs=1e-12)
+
+
+def test_oversized_image_with_skip_is_skipped_in_one_line(env: Env) -> None:
+    """10000x9000 is over Pillow's warning limit but under its refusal: our check, not Pillow's warning."""
+    (env.coco / "val2017" / IMAGE_5).write_bytes(png_header(10000, 9000))
+    env.edit(dataset={"on_bad_image": "skip"})
+    done = subprocess.run(
+        [sys.executable, "-m", "ssd_eval", "--config", str(env.config), "--run-name", "s", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert [line for line in lines if "SKIPPED" in line] == lines[:1]
+    assert "10000x9000 = 90,000,000 pixels" in lines[0] and "DecompressionBomb" not in done.stderr
+    metrics = json.loads((env.results / "s" / "metrics.json").read_text())
+    assert [s["image_id"] for s in metrics["skipped_images"]] == [5]
+    assert metrics["stats"]["AP"] == pytest.approx(AP_WITHOUT_IMAGE_5, abs=1e-12)
+
+
+# --- item 6: signals, with a real process ---------------------------------------------------------
+
+
+def slow_detector(path: Path, coco: Path, *, steps: int = 100) -> Path:
+    """The perfect table detector plus a chain of 512x512 matrix products (about 0.1-1 s per image,
+    depending on the load) whose result is added to the scores times zero: same detections, slow
+    enough to be interrupted mid-run."""
+    save_table_detector(path, coco, TINY_GT)
+    model = onnx.load(path)
+    graph = model.graph
+    for node in graph.node:
+        if list(node.output) == ["scores"]:
+            node.output[0] = "scores_raw"
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([1, -1], np.int64), "flat_shape"),
+            numpy_helper.from_array(np.array([512, 1], np.int64), "tile_reps"),
+            numpy_helper.from_array(np.full((3 * 32 * 32, 512), 1e-3, np.float32), "w0"),
+            numpy_helper.from_array(np.eye(512, dtype=np.float32), "w"),
+            numpy_helper.from_array(np.array(0.0, np.float32), "zero_f"),
+        ]
+    )
+    nodes = [
+        helper.make_node("Reshape", ["image", "flat_shape"], ["flat"]),
+        helper.make_node("Tile", ["flat", "tile_reps"], ["tiled"]),
+        helper.make_node("MatMul", ["tiled", "w0"], ["y0"]),
+    ]
+    nodes += [helper.make_node("MatMul", [f"y{i}", "w"], [f"y{i + 1}"]) for i in range(steps)]
+    nodes += [
+        helper.make_node("ReduceMean", [f"y{steps}"], ["mean"], keepdims=0),
+        helper.make_node("Mul", ["mean", "zero_f"], ["nothing"]),
+        helper.make_node("Add", ["scores_raw", "nothing"], ["scores"]),
+    ]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def _start_slow_run(env: Env, name: str) -> tuple[subprocess.Popen[str], Path]:
+    model = slow_detector(env.tmp / "slow.onnx", env.coco)
+    argv = ["--config", str(env.config), "--model", str(model), "--run-name", name, "--quiet"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ssd_eval", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    run = env.results / name
+    # Wait (no time limit of ours: the process ending unexpectedly stops the wait) until inference runs.
+    while not (run / "detections.jsonl").exists() and process.poll() is None:
+        time.sleep(0.01)
+    assert process.poll() is None, process.communicate()
+    return process, run
+
+
+def _whole_lines(log: Path) -> list[int]:
+    """Every line of the log parses: an interrupted run leaves no torn line."""
+    data = log.read_text()
+    assert data == "" or data.endswith("\n")
+    return _image_ids(log)
+
+
+def _signal(process: subprocess.Popen[str], signum: int, times: int) -> tuple[int, list[str]]:
+    for _ in range(times):
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signum)
+        time.sleep(0.05)  # spread the signals over the interrupt and its cleanup
+    _, err = process.communicate(timeout=120)
+    return process.returncode, err.strip().splitlines()
+
+
+def test_ctrl_c_three_times_ends_like_once(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    process, run = _start_slow_run(env, "sigint")
+    # A second process on the same run folder is refused while the first one holds it.
+    assert main(["--resume", str(run), "--quiet"]) == 2
+    assert "is in use by ssd-eval pid" in capsys.readouterr().err
+    code, err = _signal(process, signal.SIGINT, 3)
+    assert code == 130, err
+    assert err == [f"ssd-eval: interrupted; all written so far is kept: continue with --resume {run}"]
+    done = _whole_lines(run / "detections.jsonl")
+    assert done == [1, 2, 5, 7, 9][: len(done)]
+    assert main(["--resume", str(run), "--quiet"]) == 0
+    assert _image_ids(run / "detections.jsonl") == [1, 2, 5, 7, 9]
+    assert json.loads((run / "metrics.json").read_text())["stats"]["AP"] == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("times", [1, 3])
+def test_sigterm_ends_with_143_and_one_line(env: Env, times: int) -> None:
+    process, run = _start_slow_run(env, "sigterm")
+    code, err = _signal(process, signal.SIGTERM, times)
+    assert code == 143, err
+    assert err == [
+        f"ssd-eval: terminated (SIGTERM); all written so far is kept: continue with --resume {run}"
+    ]
+    done = _whole_lines(run / "detections.jsonl")
+    assert done == [1, 2, 5, 7, 9][: len(done)]
+    assert not (run / "metrics.json").exists()
+
+
+# --- item 5: a real full disk (a tmpfs; needs the right to mount, e.g. root) -----------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+@pytest.mark.parametrize("free_pages", [3, 5])
+def test_full_disk_is_one_line_and_the_run_resumes_when_space_is_freed(
+    env: Env, small_disk: Path, free_pages: int
+) -> None:
+    """A run whose disk fills up (3 free pages: at the first detection line; 5: at detections.json,
+    on Linux 6) ends with exit 2 naming the file; freed, `--resume` finishes it with AP 1."""
+    env.edit(output={"dir": str(small_disk / "results")})
+    stat = os.statvfs(small_disk)
+    filler = small_disk / "filler"
+    filler.write_bytes(b"x" * (stat.f_bavail * stat.f_frsize - free_pages * stat.f_frsize))
+    command = [sys.executable, "-m", "ssd_eval", "--quiet"]
+    done = subprocess.run(
+        [*command, "--config", str(env.config), "--run-name", "r"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    run = small_disk / "results" / "r"
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0] and str(run) in lines[0], lines
+    assert f"--resume {run}" in lines[0]
+    done_ids = _whole_lines(run / "detections.jsonl") if (run / "detections.jsonl").exists() else []
+    assert done_ids == [1, 2, 5, 7, 9][: len(done_ids)]
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    filler.unlink()  # space is freed
+    resumed = subprocess.run([*command, "--resume", str(run)], capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _image_ids(run / "detections.jsonl") == [1, 2, 5, 7, 9]
+    assert json.loads((run / "metrics.json").read_text())["stats"]["AP"] == pytest.approx(1.0, abs=1e-12)

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import importlib
 import logging
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
 from typing import NoReturn
 
+from PIL import Image
+
 from ssd_eval import __version__
 from ssd_eval.cli.interrupts import Interrupts
-from ssd_eval.errors import EXIT_INTERNAL, SsdEvalError
+from ssd_eval.errors import EXIT_INTERNAL, EXIT_USAGE, SsdEvalError
+
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 def _subcommand_modules() -> list[ModuleType]:
@@ -122,7 +128,17 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    interrupts = Interrupts()
+    interrupts.install()
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv), interrupts)
+    except KeyboardInterrupt:  # before the command started (or with --debug)
+        return interrupts.report()
+    finally:
+        interrupts.restore()
+
+
+def _main(args_list: list[str], interrupts: Interrupts) -> int:
     command_line = ("ssd-eval", *args_list)  # as given, recorded in metrics.json
     parser = build_parser()
     known = _subcommand_names(parser)
@@ -144,9 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
         stream=sys.stderr,
     )
-    interrupts = Interrupts()
+    # The data stage refuses images above dataset.max_image_pixels itself, with one line (or a skip);
+    # Pillow's own warning for them would only add lines.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     args.remember_run_dir = interrupts.remember_run_dir
-    interrupts.install()
     try:
         code: int = args.handler(args)
         return code
@@ -160,10 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # last line of defence: one line, exit 3, traceback with --debug
         if debug:
             raise
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRORS:
+            # A full disk or read-only folder met outside the run's own guarded writes (e.g. junit.xml).
+            where = f" {exc.filename}" if exc.filename else ""
+            resume = f"; a run continues with --resume {interrupts.run_dir}" if interrupts.run_dir else ""
+            print(f"ssd-eval: error: cannot write{where}: {exc.strerror}{resume}", file=sys.stderr)
+            return EXIT_USAGE
         print(
             f"ssd-eval: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
             file=sys.stderr,
         )
         return EXIT_INTERNAL
-    finally:
-        interrupts.restore()

@@ -43,11 +43,11 @@ class Interrupts:
             self._previous[signum] = signal.signal(signum, self._on_signal)
 
     def restore(self) -> None:
-        """Put the previous handlers back, unless a signal came: then the process is ending anyway, and a
-        later signal must still end it with one line."""
-        if self.exit_code is None:
-            for signum, handler in self._previous.items():
-                signal.signal(signum, handler)
+        """Put the previous handlers back; after a signal, ignore further ones instead: the process is
+        ending, its line is printed, and Python's shutdown would reset any handler of ours to the
+        default one (a later SIGTERM would then kill the process without its exit code)."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler if self.exit_code is None else signal.SIG_IGN)
         self._previous.clear()
 
     def remember_run_dir(self, folder: Path) -> None:

@@ -23,6 +23,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # The allowed |measured - expected| when a config or `--expect-ap` gives none: measured runs of the
 # published protocol land at 0.1958 +- 0.001 against the card's 0.195 (see README).
 DEFAULT_TOLERANCE = 0.003
+# Pillow's Image.MAX_IMAGE_PIXELS (its decompression-bomb warning limit); Pillow refuses outright any
+# image of more than twice as many pixels, so dataset.max_image_pixels cannot go beyond that.
+PILLOW_MAX_IMAGE_PIXELS = 89_478_485
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class DatasetConfig:
     selection: Literal["annotated", "all"] = "annotated"
     limit: int | None = None
     on_bad_image: Literal["stop", "skip"] = "stop"
+    # Larger images are bad images (stop or skip as above), refused from their header before decoding.
+    max_image_pixels: int = PILLOW_MAX_IMAGE_PIXELS
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,14 @@ def _check_values(config: RunConfig, where: str) -> None:
         problems.append(("dataset", "set `root` (a COCO folder) or `source` (e.g. coco-val2017)"))
     if config.dataset.limit is not None and config.dataset.limit < 1:
         problems.append(("dataset.limit", f"must be >= 1 or null, got {config.dataset.limit}"))
+    if not 1 <= config.dataset.max_image_pixels <= 2 * PILLOW_MAX_IMAGE_PIXELS:
+        problems.append(
+            (
+                "dataset.max_image_pixels",
+                f"must be between 1 and {2 * PILLOW_MAX_IMAGE_PIXELS} (Pillow refuses larger images), "
+                f"got {config.dataset.max_image_pixels}",
+            )
+        )
     problems.extend(check_preprocess_values(config.preprocess))
     if not config.providers:
         problems.append(("providers", "list at least one execution provider, e.g. [{name: cpu}]"))

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ssd_eval.config.run import PILLOW_MAX_IMAGE_PIXELS
 from ssd_eval.data.annotation_checks import check_annotation_data
 from ssd_eval.data.categories import LabelMap, check_categories
 from ssd_eval.errors import DatasetError
@@ -176,20 +177,74 @@ def open_ground_truth(
     )
 
 
-def load_rgb(path: Path) -> np.ndarray:
+def load_rgb(path: Path, *, max_pixels: int = PILLOW_MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decode an image file to uint8 RGB pixels `[H, W, 3]` in stored-pixel orientation.
 
     EXIF orientation is deliberately NOT applied: COCO's boxes are in the stored pixel frame, and
-    rotating the image would misplace every box of a rotated photo.
+    rotating the image would misplace every box of a rotated photo. An image of more than
+    `max_pixels` pixels is refused from its header, before it is decoded.
     """
     try:
         with Image.open(path) as image:
+            check_pixel_count(path, image.size, max_pixels)
             image.load()
             return to_rgb(image)
     except FileNotFoundError:
         raise DatasetError(f"image {path} not found") from None
+    except Image.DecompressionBombError as exc:
+        raise _too_large(path, exc, max_pixels) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"image {path} is corrupt or not an image: {exc}") from None
+
+
+def _too_large(path: Path, exc: Exception, max_pixels: int) -> DatasetError:
+    """Pillow refused the image outright (more than twice its own limit, so more than any allowed)."""
+    reason = str(exc).split(",")[0]  # "Image size (N pixels) exceeds limit of M pixels"
+    return DatasetError(
+        f"image {path} is too large: {reason}; dataset.max_image_pixels is {max_pixels:,} "
+        "(a decompression bomb, or a genuine giant that cannot be evaluated); set dataset.on_bad_image: skip"
+    )
+
+
+def check_pixel_count(path: Path, size: tuple[int, int], max_pixels: int) -> None:
+    """An image larger than `dataset.max_image_pixels` is a DatasetError (a decompression bomb, or a
+    genuine giant that needs the limit raised)."""
+    width, height = size
+    if width * height > max_pixels:
+        raise DatasetError(
+            f"image {path} is {width}x{height} = {width * height:,} pixels, more than "
+            f"dataset.max_image_pixels ({max_pixels:,}): raise that setting if the image is genuine, "
+            "or set dataset.on_bad_image: skip"
+        )
+
+
+def probe_image(
+    gt: CocoGroundTruth, record: ImageRecord, *, max_pixels: int = PILLOW_MAX_IMAGE_PIXELS
+) -> None:
+    """Check one evaluated image from its header alone (cheap: no decoding): it exists, Pillow knows
+    its format, its size is the annotation file's and within `max_pixels`."""
+    path = gt.image_path(record)
+    try:
+        with Image.open(path) as image:
+            size = image.size
+    except FileNotFoundError:
+        raise DatasetError(f"image {path} not found") from None
+    except Image.DecompressionBombError as exc:
+        raise _too_large(path, exc, max_pixels) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DatasetError(f"image {path} is corrupt or not an image: {exc}") from None
+    check_pixel_count(path, size, max_pixels)
+    _check_size(gt, record, path, size)
+
+
+def _check_size(gt: CocoGroundTruth, record: ImageRecord, path: Path, size: tuple[int, int]) -> None:
+    width, height = size
+    if (width, height) != (record.width, record.height):
+        # A re-encoded or EXIF-rotated copy: its boxes would not line up with the ground truth.
+        raise DatasetError(
+            f"image {path} is {width}x{height} but {gt.annotation_file.name} says "
+            f"{record.width}x{record.height}: use the original COCO files (not a resized or rotated copy)"
+        )
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:
@@ -215,17 +270,14 @@ class LoadedImage:
     pixels: np.ndarray  # uint8 [H, W, 3] RGB
 
 
-def load_checked(gt: CocoGroundTruth, record: ImageRecord) -> LoadedImage:
+def load_checked(
+    gt: CocoGroundTruth, record: ImageRecord, *, max_pixels: int = PILLOW_MAX_IMAGE_PIXELS
+) -> LoadedImage:
     """Decode one evaluated image and check its size against the annotation file."""
     path = gt.image_path(record)
-    pixels = load_rgb(path)
+    pixels = load_rgb(path, max_pixels=max_pixels)
     height, width = pixels.shape[:2]
-    if (width, height) != (record.width, record.height):
-        # A re-encoded or EXIF-rotated copy: its boxes would not line up with the ground truth.
-        raise DatasetError(
-            f"image {path} is {width}x{height} but {gt.annotation_file.name} says "
-            f"{record.width}x{record.height}: use the original COCO files (not a resized or rotated copy)"
-        )
+    _check_size(gt, record, path, (width, height))
     return LoadedImage(record=record, pixels=pixels)
 
 

@@ -141,6 +141,19 @@ def locked_run_folder(folder: Path) -> Iterator[None]:
                     folder.rmdir()
 
 
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """An OSError while writing a run file (a full disk, a read-only folder) is one OutputError naming it;
+    what was written before stays, and the run continues from it."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {path}: {exc.strerror or exc}; free some space (or fix the folder), then "
+            f"continue with --resume {path.parent}"
+        ) from None
+
+
 def load_run_config(folder: Path) -> RunConfig:
     """The resolved config a run folder was started with (for --resume and re-scoring)."""
     path = folder / CONFIG_FILE
@@ -152,7 +165,7 @@ def load_run_config(folder: Path) -> RunConfig:
 
 
 def append_skipped(path: Path, item: SkippedImage) -> None:
-    with path.open("a", encoding="utf-8") as handle:
+    with writing(path), path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps({"image_id": item.image_id, "file": item.file, "reason": item.reason}) + "\n")
 
 
@@ -213,8 +226,12 @@ def read_run_info(folder: Path) -> RunInfo | None:
 def write_run_info(folder: Path, info: RunInfo) -> None:
     path = folder / RUN_INFO_FILE
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(info.to_json(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with writing(path):
+        try:
+            tmp.write_text(json.dumps(info.to_json(), indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def parse_shard(text: str) -> Shard:

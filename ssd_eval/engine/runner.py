@@ -36,6 +36,7 @@ from ssd_eval.engine.run_folder import (
     prepare_run_folder,
     read_run_info,
     write_run_info,
+    writing,
 )
 from ssd_eval.errors import ConfigError, DatasetError, ModelError, ProviderError
 from ssd_eval.evaluation.detection_log import (
@@ -50,7 +51,7 @@ from ssd_eval.pipeline.feeder import default_workers, ordered_map
 from ssd_eval.pipeline.graph_preprocess import GraphPreprocessor
 from ssd_eval.pipeline.output_contract import detection_count_warning
 from ssd_eval.pipeline.preprocess import HostPreprocessor, Normalization
-from ssd_eval.pipeline.session import ProviderSession
+from ssd_eval.pipeline.session import InferenceFailed, ProviderSession
 from ssd_eval.reports.results import (
     METRICS_FILE,
     Protocol,
@@ -64,6 +65,9 @@ from ssd_eval.reports.results import (
 )
 
 log = logging.getLogger(__name__)
+
+# With on_bad_image: skip, onnxruntime failing on this many images before any ran is a model fault.
+_MODEL_FAULT_AFTER = 3
 
 ProgressFactory = Callable[[int, int, str], "Progress"]
 
@@ -159,6 +163,7 @@ class _Target:
     detections: dict[int, Detections] = field(default_factory=dict)
     skipped: dict[int, SkippedImage] = field(default_factory=dict)
     clock: _StageClock = field(default_factory=_StageClock)
+    failed_inferences: int = 0  # images onnxruntime failed on
 
 
 def _common_shard(folders: Sequence[Path], options: RunOptions) -> RunOptions:
@@ -326,8 +331,10 @@ def finish_run(
     results_file, log_file = folder / RESULTS_FILE, folder / DETECTION_LOG
     log_mtime = log_file.stat().st_mtime if log_file.is_file() else 0.0
     if not results_file.is_file() or results_file.stat().st_mtime < log_mtime:
-        write_results_json(results_file, ordered)
-    (folder / COCOEVAL_LOG).write_text(scores.cocoeval_log, encoding="utf-8")
+        with writing(results_file):
+            write_results_json(results_file, ordered)
+    with writing(folder / COCOEVAL_LOG):
+        (folder / COCOEVAL_LOG).write_text(scores.cocoeval_log, encoding="utf-8")
     warnings = [w for w in (detection_count_warning({d.image_id: len(d) for d in ordered}),) if w]
     for warning in warnings:
         log.warning("WARNING: %s", warning)
@@ -357,7 +364,8 @@ def finish_run(
         versions=package_versions(),
         machine=machine_info(),
     )
-    write_metrics(folder / METRICS_FILE, result)
+    with writing(folder / METRICS_FILE):
+        write_metrics(folder / METRICS_FILE, result)
     return result
 
 
@@ -406,11 +414,13 @@ class Prepared:
     preprocess_s: float
 
 
-def prepare_image(gt: CocoGroundTruth, host: HostPreprocessor, record: ImageRecord) -> Prepared:
+def prepare_image(
+    gt: CocoGroundTruth, host: HostPreprocessor, record: ImageRecord, *, max_pixels: int
+) -> Prepared:
     """Decode and preprocess one image (runs in a feeder thread); a bad image becomes a value."""
     start = time.perf_counter()
     try:
-        pixels = load_checked(gt, record).pixels
+        pixels = load_checked(gt, record, max_pixels=max_pixels).pixels
     except DatasetError as exc:
         return Prepared(record, None, exc, time.perf_counter() - start, 0.0)
     read_s = time.perf_counter() - start
@@ -463,7 +473,8 @@ def _infer_all(
     log.debug("preprocess backend %s, %d feeder worker(s)", host.backend, workers)
     label = "evaluating" if len(targets) == 1 else f"evaluating {len(targets)} sessions"
     progress = options.progress(len(gt.images), len(gt.images) - len(pending), label)
-    feed = ordered_map(partial(prepare_image, gt, host), pending, workers=workers)
+    prepare = partial(prepare_image, gt, host, max_pixels=config.dataset.max_image_pixels)
+    feed = ordered_map(prepare, pending, workers=workers)
     try:
         with contextlib.ExitStack() as stack:
             logs = [stack.enter_context(DetectionLog(t.folder / DETECTION_LOG)) for t in targets]
@@ -488,7 +499,10 @@ def _infer_all(
                     progress.update()
                     continue
                 for target, det_log in todo:
-                    _infer_one(target, det_log, item, gt)
+                    try:
+                        _infer_one(target, det_log, item, gt)
+                    except InferenceFailed as exc:
+                        _inference_failed(config, options, target, item, gt, exc)
                 progress.update()
     finally:
         progress.close()
@@ -519,6 +533,23 @@ def _infer_one(target: _Target, det_log: DetectionLog, item: Prepared, gt: CocoG
     det_log.append(dets)
     clock.add("write", time.perf_counter() - start)
     target.detections[item.record.image_id] = dets
+
+
+def _inference_failed(
+    config: RunConfig,
+    options: RunOptions,
+    target: _Target,
+    item: Prepared,
+    gt: CocoGroundTruth,
+    exc: InferenceFailed,
+) -> None:
+    """onnxruntime failed on one image: a bad image (stop or skip), unless not one image has run yet
+    after a few tries; then the model or its provider is at fault, not the images."""
+    target.failed_inferences += 1
+    if target.failed_inferences >= _MODEL_FAULT_AFTER and not target.clock.samples["infer"]:
+        raise ModelError(f"{exc} (on each of the first {target.failed_inferences} images)") from None
+    error = DatasetError(f"image {gt.image_path(item.record)}: {exc}")
+    _bad_image(config, options, replace(item, error=error), [target])
 
 
 def _bad_image(config: RunConfig, options: RunOptions, item: Prepared, targets: Sequence[_Target]) -> None:

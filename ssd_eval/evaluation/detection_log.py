@@ -15,6 +15,8 @@ is the one way to read a run's detections; it picks the store or the log.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -210,11 +212,17 @@ def read_detection_log(path: Path) -> dict[int, Detections]:
 
 
 class DetectionLog:
-    """Appends one line per image to a JSON-lines file and flushes it; writes the store when closed."""
+    """Appends one line per image to a JSON-lines file; writes the store when closed.
+
+    Each line goes to the file in one unbuffered write: a line is either whole in the file or, when
+    the write fails (a full disk) or is interrupted, cut away again, so the log stays a clean prefix
+    of the run and `--resume` continues from it once the cause is fixed.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._handle: IO[str] | None = None
+        self._handle: IO[bytes] | None = None
+        self._size = 0
         self._last_sync = time.monotonic()
         self._earlier = DetectionColumns.of([])
         self._appended: list[Detections] = []
@@ -224,7 +232,8 @@ class DetectionLog:
         self._earlier = _read_columns(self.path)
         self._appended = []
         try:
-            self._handle = self.path.open("a", encoding="utf-8")
+            self._handle = self.path.open("ab", buffering=0)
+            self._size = os.fstat(self._handle.fileno()).st_size
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
         return self
@@ -234,10 +243,14 @@ class DetectionLog:
     ) -> None:
         if self._handle is None:
             return
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
-        self._handle = None
+        handle, self._handle = self._handle, None
+        try:
+            os.fsync(handle.fileno())
+        except OSError as error:
+            if exc_type is None:
+                raise self._write_error(error) from None
+        finally:
+            handle.close()
         if exc_type is None:
             # Interrupted runs skip this: the next reader rebuilds the store from the log.
             appended = DetectionColumns.of(self._appended)
@@ -247,12 +260,33 @@ class DetectionLog:
     def append(self, detections: Detections) -> None:
         if self._handle is None:
             raise RuntimeError("DetectionLog.append outside its `with` block")
-        self._handle.write(detections_to_line(detections) + "\n")
-        self._handle.flush()
+        line = (detections_to_line(detections) + "\n").encode("utf-8")
+        rest = memoryview(line)
+        try:
+            while rest:
+                written = os.write(self._handle.fileno(), rest)
+                if not written:
+                    raise OSError(errno.EIO, "the write made no progress")
+                rest = rest[written:]
+        except BaseException as exc:
+            # A part of the line may be in the file: cut it so the log ends on a whole line.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._handle.fileno(), self._size)
+            if isinstance(exc, OSError):
+                raise self._write_error(exc) from None
+            raise
+        self._size += len(line)
         self._appended.append(detections)
         if time.monotonic() - self._last_sync > _FSYNC_EVERY_SECONDS:
             os.fsync(self._handle.fileno())
             self._last_sync = time.monotonic()
+
+    def _write_error(self, exc: OSError) -> OutputError:
+        done = len(self._earlier.image_ids) + len(self._appended)
+        return OutputError(
+            f"cannot write {self.path}: {exc.strerror or exc} (the {done} images before are kept); "
+            f"free some space, then continue with --resume {self.path.parent}"
+        )
 
 
 def _concatenate(first: DetectionColumns, second: DetectionColumns) -> DetectionColumns:
@@ -284,12 +318,16 @@ def write_results_json(path: Path, detections: Iterable[Detections]) -> int:
     """The COCO results file (a JSON list), written atomically; returns the number of records."""
     tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write("[")
-        for dets in detections:
-            for record in dets.to_coco_json():
-                handle.write(("," if count else "") + "\n" + json.dumps(record, separators=(",", ":")))
-                count += 1
-        handle.write("\n]\n")
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write("[")
+            for dets in detections:
+                for record in dets.to_coco_json():
+                    handle.write(("," if count else "") + "\n" + json.dumps(record, separators=(",", ":")))
+                    count += 1
+            handle.write("\n]\n")
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or an interrupt: no half-written temporary file stays behind
+        tmp.unlink(missing_ok=True)
+        raise
     return count

@@ -133,6 +133,10 @@ def check_signature(
     )
 
 
+class InferenceFailed(ModelError):
+    """onnxruntime raised while running the model on one input (the caller names the image)."""
+
+
 @dataclass(frozen=True)
 class RawOutputs:
     """The model's three outputs for one image, batch dimension removed."""
@@ -233,7 +237,13 @@ class ProviderSession:
             raise RuntimeError("ProviderSession.infer called before activate()")
         names = [self.signature.outputs.boxes, self.signature.outputs.labels, self.signature.outputs.scores]
         start = time.perf_counter()
-        boxes, labels, scores = self._session.run(names, {self.signature.input_name: tensor})
+        try:
+            boxes, labels, scores = self._session.run(names, {self.signature.input_name: tensor})
+        except Exception as exc:  # onnxruntime's own exception types (Fail, InvalidArgument, ...)
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InferenceFailed(
+                f"onnxruntime failed running model {self.model} on {self.providers_used[0]}: {text}"
+            ) from None
         elapsed = time.perf_counter() - start
         boxes, labels, scores = np.asarray(boxes), np.asarray(labels), np.asarray(scores)
         check_output_arrays(boxes, labels, scores, self.signature.outputs, model=self.model)
