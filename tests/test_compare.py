@@ -75,6 +75,8 @@ def test_two_sessions_of_one_model_agree_fully(tmp_path, models):
     assert again.providers_used[0] == "CPUExecutionProvider"
     assert again.latency["infer"].count == 4 and again.latency["infer_first"].count == 1
     assert again.worst_images == ()  # nothing to draw
+    assert result.pictures["disagreements"] == {"again": []}
+    assert not (Path(result.out_dir) / "disagreements").exists()
 
 
 def test_perturbed_model_hand_counted(tmp_path, models):
@@ -285,3 +287,29 @@ def test_pr_curve_numbers_and_plot(tmp_path, tiny_coco):
     if plots.matplotlib_available():
         plots.plot_pr_curves({"a": curve}, tmp_path / "pr.png", title="t")
         assert (tmp_path / "pr.png").stat().st_size > 0
+
+
+def test_disagreement_picture_is_drawn_at_a_legible_size():
+    import numpy as np
+
+    from ssd_eval.evaluation.agreement import match_detections
+    from ssd_eval.pipeline.decode import Detections
+
+    pixels = np.full((48, 64, 3), 120, np.uint8)  # a small image: enlarged to the drawn size
+    ref = Detections(1, np.array([[4.0, 4, 30, 30]]), np.array([0.9]), np.array([1]))
+    run = Detections(1, np.array([[40.0, 4, 20, 30]]), np.array([0.8]), np.array([1]))
+    image = plots.draw_disagreement(
+        pixels,
+        ref,
+        run,
+        match_detections(ref, run),
+        names=("a", "b"),
+        label_names={1: "person"},
+        max_side=640,
+    )
+    # Two panels of 640 px (64 px enlarged 10x) with a 6 px gap; 480 px of image under a caption bar.
+    assert image.width == 2 * 640 + 6 and image.height > 480
+    _, top, _, bottom = plots.label_font(640).getbbox("person 0.90")
+    assert bottom - top >= 12  # 1/40 of 640 px = 16 px type; the bitmap default is ~11 px
+    # The unmatched reference box is drawn red 3 px wide at 10x: its left edge at x = 40.
+    assert tuple(np.asarray(image)[-200, 40]) == plots.UNMATCHED
