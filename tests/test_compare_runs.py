@@ -265,3 +265,30 @@ def test_runs_that_cannot_be_compared_are_refused_with_one_line(tmp_path, setup,
     folders = [str(tmp_path / "runs" / "all5"), str(tmp_path / "runs" / "other")]
     assert main(["compare", *folders, "--output", out, "--run-name", "ok", "--quiet"]) == 0
     assert "perturbed.onnx" in (tmp_path / "runs" / "ok" / "summary.md").read_text()
+
+
+def test_provider_selects_the_side_run_here_and_the_other_machine_fills_in(tmp_path, setup, capsys):
+    root, _, perturbed, cmp = setup
+    data = yaml.safe_load(cmp.read_text())
+    data["runs"] = [{"name": "gpu", "provider": {"name": "cuda"}, "model": {"path": str(perturbed)}}]
+    cmp.write_text(yaml.safe_dump(data))
+    # Here only the CPU side runs; CUDA is not even tried (it is not available in this environment).
+    assert main(["compare", "--config", str(cmp), "--provider", "cpu", "--run-name", "two", "--quiet"]) == 0
+    folder = tmp_path / "results" / "two"
+    out = capsys.readouterr().out
+    assert "finished   ref" in out and "waiting    gpu" in out
+    assert (folder / "runs" / "ref" / "metrics.json").is_file() and not (folder / "metrics.json").exists()
+    # The GPU machine's run folder arrives (here: made by another process, on CPU, with the run's model).
+    run_config = write_config(tmp_path / "run.yaml", perturbed, root)
+    done = _subprocess_run("--config", str(run_config), "--output", str(folder / "runs"), "--run-name", "gpu")
+    assert done.returncode == 0, done.stderr
+    # Continuing the comparison runs nothing new (the reference is finished) and writes the report.
+    assert main(["compare", "--resume", str(folder), "--provider", "cpu", "--quiet"]) == 1  # person drops
+    report = json.loads((folder / "metrics.json").read_text())
+    assert [r["name"] for r in report["runs"]] == ["ref", "gpu"]
+    assert report["runs"][1]["agreement"]["missing"] == 1 and report["runs"][1]["agreement"]["extra"] == 1
+    assert main(["compare", "--config", str(cmp), "--provider", "dml", "--run-name", "x", "--quiet"]) == 2
+    assert (
+        "--provider dml matches none of the comparison's runs: ref (cpu), gpu (cuda)"
+        in capsys.readouterr().err
+    )
