@@ -124,6 +124,11 @@ def test_score_run_dir_equals_the_runs_metrics(tmp_path, setup):
     (run_dir / "metrics.json").unlink()
     assert main(["score", str(run_dir), "--quiet"]) == 0
     _same_result(_metrics(run_dir), reference)
+    (run_dir / "detections.npz").unlink()  # the store is rebuilt from the log
+    assert main(["score", str(run_dir), "--quiet", "--scorer", "numpy"]) == 0
+    _same_result(_metrics(run_dir), reference)  # bit-identical to pycocotools
+    assert _metrics(run_dir)["config"]["scoring"]["backend"] == "numpy"
+    assert (run_dir / "detections.npz").is_file()
     pytest.importorskip("faster_coco_eval")
     assert main(["score", str(run_dir), "--quiet", "--scorer", "faster-coco-eval"]) == 0
     fast = _metrics(run_dir)

@@ -9,9 +9,10 @@ from pathlib import Path
 from ssd_eval.config.run import RunConfig
 from ssd_eval.engine.rescore import rescore_run
 from ssd_eval.engine.run_folder import gate_baseline, load_run_config
+from ssd_eval.evaluation.scoring import SCORING_BACKENDS
 from ssd_eval.reports.results import utc_now
 
-SCORERS = ("pycocotools", "faster-coco-eval")
+SCORERS = SCORING_BACKENDS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -112,9 +112,10 @@ class DecodeConfig:
 class ScoringConfig:
     """Which COCOeval implementation scores the detections."""
 
-    # pycocotools: the reference; faster-coco-eval: same 12 stats, ~5x faster, less memory
+    # pycocotools: the reference; numpy: pycocotools' computation on arrays, bit-identical results,
+    # seconds instead of minutes at val2017 scale; faster-coco-eval: same 12 stats to 1e-12
     # (pip install 'ssd_eval[fast]').
-    backend: Literal["pycocotools", "faster-coco-eval"] = "pycocotools"
+    backend: Literal["pycocotools", "faster-coco-eval", "numpy"] = "pycocotools"
 
 
 @dataclass(frozen=True)
