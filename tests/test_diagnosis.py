@@ -291,6 +291,16 @@ def test_all_images_instead_of_the_annotated(built, reference):
     assert "unchanged" in d.line
 
 
+def test_a_smaller_image_set_is_not_called_the_5000_image_mistake():
+    # The ssd-10 config on the 50-image slice: 48 annotated images against the published 4952.
+    stats = {**PUBLISHED, "AP": 0.231}
+    d = _named(diagnose(stats, replace(PUBLISHED_PROTOCOL, num_images=48), PUBLISHED_REFERENCE), "images")
+    assert d.line == (
+        "48 images scored (annotated), the reference scored 4952 (annotated): AP 0.231 vs 0.196 on another "
+        "image set; the reference's figures hold for its own images only"
+    )
+
+
 def test_boxes_clipped(built, reference):
     stats = _evaluate(built.coco, built.outputs, built.annotated_ids, clip_boxes=True)
     # Ground truth lies inside the image: clipping a box that sticks out can only raise its IoU.

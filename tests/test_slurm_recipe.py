@@ -109,12 +109,13 @@ def test_slurm_recipe_merge_exit_code_is_the_verdict(cluster, tmp_path, case):
     shards, merge = _submit(cluster, tmp_path, config, runs)
     task_log = runs / shards / "shard1" / "detections.jsonl"
     _wait_for(lambda: len(_lines(task_log)) == 2, "array task 1 to write its first two images")
-    first_attempt = _lines(task_log)
     task = cluster.job(f"{shards}_1")
     assert task["JobState"] == "RUNNING" and not (task_log.parent / "metrics.json").exists()
 
     cluster.command("scontrol", "requeue", f"{shards}_1")
     _wait_for(lambda: cluster.job(f"{shards}_1")["JobState"] == "PENDING", "the task to be requeued")
+    first_attempt = _lines(task_log)  # its process is gone: what it left
+    assert len(first_attempt) == 2
     image.unlink()
     image.write_bytes(original)
     # Slurm holds a requeued job back for ~2 minutes (its BeginTime); start it now instead.
@@ -140,3 +141,17 @@ def test_slurm_recipe_merge_exit_code_is_the_verdict(cluster, tmp_path, case):
         assert metrics["stats"]["AP"] == pytest.approx(153 / 303, abs=1e-12)
         assert metrics["gate"]["verdict"] == "FAIL"
         assert (record["JobState"], record["ExitCode"]) == ("FAILED", "1:0"), outputs
+
+
+def test_where_slurm_cannot_start_the_reason_is_given(monkeypatch):
+    import slurm_cluster
+
+    monkeypatch.setattr(slurm_cluster.os, "geteuid", lambda: 1000)
+    assert slurm_cluster.unavailable_reason() == (
+        "slurmd must run as root (it starts jobs as their user); run the test as root"
+    )
+    monkeypatch.setattr(slurm_cluster.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(slurm_cluster.shutil, "which", lambda name: None)
+    reason = slurm_cluster.unavailable_reason()
+    assert reason is not None and reason.endswith("missing): apt-get install slurm-wlm munge")
+    assert "sbatch, scontrol, sinfo" in reason
