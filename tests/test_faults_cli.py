@@ -264,6 +264,33 @@ def _disk_freed_run_resumes(env: Env) -> None:
     assert json.loads((run / "metrics.json").read_text())["stats"]["AP"] == pytest.approx(1.0, abs=1e-12)
 
 
+# --- item 7: `ssd-eval check` ---------------------------------------------------------------------
+
+
+def _check_missing_images(env: Env) -> list[str]:
+    (env.coco / "val2017" / IMAGE_5).unlink()
+    (env.coco / "val2017" / "000000000009.png").unlink()
+    return ["check", "--data", str(env.coco), "--model", str(env.model)]
+
+
+def _check_giant_image(env: Env) -> list[str]:
+    (env.coco / "val2017" / IMAGE_5).write_bytes(png_header(14000, 14000))
+    return ["check", "--data", str(env.coco)]
+
+
+def _check_duplicate_image_id(env: Env) -> list[str]:
+    path = env.coco / "annotations" / "instances_val2017.json"
+    data = json.loads(path.read_text())
+    data["images"].append(dict(data["images"][0]))
+    path.write_text(json.dumps(data))
+    return ["check", "--data", str(env.coco)]
+
+
+def _check_failing_model(env: Env) -> list[str]:
+    model = failing_detector(env.tmp / "failing.onnx", env.coco, {1})
+    return ["check", "--data", str(env.coco), "--model", str(model)]
+
+
 FAULTS = [
     # item 4
     Fault("run-name-dotdot-overwrite", _parent_with_user_files, 2, ("--run-name", "'..'"), _thesis_kept),
@@ -370,6 +397,28 @@ FAULTS = [
         2,
         ("detections.jsonl", "No space left on device", "the 2 images before are kept", "--resume"),
         _disk_freed_run_resumes,
+    ),
+    # item 7
+    Fault(
+        "check-missing-images",
+        _check_missing_images,
+        2,
+        (IMAGE_5, "not found", "(1 more of the 5 images have problems)"),
+    ),
+    Fault("check-giant-image", _check_giant_image, 2, (IMAGE_5, "196000000 pixels")),
+    Fault("check-duplicate-image-id", _check_duplicate_image_id, 2, ("instances_val2017.json", "images")),
+    Fault(
+        "check-model-fails-on-the-first-image",
+        _check_failing_model,
+        2,
+        ("onnxruntime failed running model", "failing.onnx"),
+    ),
+    Fault("check-nothing-to-check", _argv("check"), 2, ("nothing to check", "--data ROOT")),
+    Fault(
+        "check-unknown-model",
+        _argv("check", "--config", "{config}", "--model", "ssd-99"),
+        2,
+        ("known models",),
     ),
 ]
 
@@ -621,3 +670,24 @@ def test_full_disk_is_one_line_and_the_run_resumes_when_space_is_freed(
     assert resumed.returncode == 0, resumed.stderr
     assert _image_ids(run / "detections.jsonl") == [1, 2, 5, 7, 9]
     assert json.loads((run / "metrics.json").read_text())["stats"]["AP"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_check_passes_with_a_summary_and_writes_nothing(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _snapshot(env.tmp)
+    assert main(["check", "--data", str(env.coco), "--model", str(env.model), "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    # tests/conftest.py: 6 images, 5 annotated; 2+1+2+1+1 = 7 annotations; image 1 holds 2 of them.
+    assert out[0].startswith(f"data   {env.coco / 'annotations' / 'instances_val2017.json'}: ")
+    assert "5 of 6 images (annotated), 7 annotations, 80 categories" in out[0]
+    assert out[1] == (
+        f"model  {env.model}: input 32x32 on CPUExecutionProvider; 000000000001.png: 2 detections, "
+        "output contract kept"
+    )
+    assert out[2] == "check OK" and len(out) == 3
+    assert _snapshot(env.tmp) == before and not env.results.exists()
+
+
+def test_check_with_a_config_checks_its_model_and_data(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--config", str(env.config), "--selection", "all", "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "6 of 6 images (all)" in out[0] and out[1].startswith(f"model  {env.model}: ")
