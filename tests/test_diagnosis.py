@@ -480,3 +480,30 @@ def test_a_different_resize(tmp_path, capsys):
     line = metrics["diagnosis"]["line"]
     assert line.startswith("images resized by pillow to 32x32, the reference by pillow to 320x320: AP ")
     assert f"diagnosis: {line}" in capsys.readouterr().err
+
+
+def test_the_committed_published_baseline_is_a_diagnosis_reference():
+    from ssd_eval.reports.baseline import read_baseline
+    from ssd_eval.reports.diagnosis import reference_from_baseline
+
+    path = Path(__file__).resolve().parents[1] / "results" / "baselines" / "ssd-10-published.json"
+    reference = reference_from_baseline(read_baseline(path))
+    assert reference is not None
+    assert reference.protocol == PUBLISHED_PROTOCOL
+    assert (
+        reference.stats["AP"] == 0.19578
+        and reference.stats["APs"] == 0.115
+        and reference.stats["AR100"] == 0.341
+    )
+    # mlcommons/inference #657's figures against it: the upscaled ground truth.
+    upscaled = {
+        **PUBLISHED,
+        "AP": 0.196,
+        "AP50": 0.373,
+        "APs": 0.038,
+        "APm": 0.172,
+        "APl": 0.246,
+        "AR1": 0.202,
+    }
+    d = _named(diagnose(upscaled, PUBLISHED_PROTOCOL, reference), "ground-truth-rescaled")
+    assert d.line.startswith("APs 0.038 with AP 0.196 (reference APs 0.115, AP 0.196)")
