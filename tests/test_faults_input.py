@@ -242,7 +242,7 @@ MODEL_FAULTS = [
         "boxes in pixels",
         _patched_model("bboxes", _times(640.0)),
         # image 1 is 64x48, its first box (4, 4, 30, 30): x1 = 4 / 64 * 640 = 40, y1 = 4 / 48 * 640 = 53.33
-        "output 'bboxes' holds [40, 53.33, 340, 453.3] (detection 0; 2 of 2 beyond [-1, 2]); expected x1, "
+        "output 'bboxes' holds [40, 53.33, 340, 453.3] (detection 0; 2 of 2 beyond [-4, 5]); expected x1, "
         "y1, x2, y2 normalized to [0, 1]: these look like pixels",
     ),
     Fault(

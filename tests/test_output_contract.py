@@ -121,10 +121,10 @@ def _values(boxes, labels=None, scores=None):
 
 
 def test_values_on_the_edges_are_accepted():
-    # Slightly outside [0, 1] occurs (not clipped); the accepted range is [-1, 2]; x2 == x1 is a point.
+    # Slightly outside [0, 1] occurs (not clipped); the accepted range is [-4, 5]; x2 == x1 is a point.
     check_output_values(
         *_values(
-            [[-0.05, 0.0, 0.5, 1.02], [-1.0, -1.0, 2.0, 2.0], [0.3, 0.3, 0.3, 0.3]], scores=[0.0, 1.0, 0.05]
+            [[-0.05, 0.0, 0.5, 1.02], [-4.0, -4.0, 5.0, 5.0], [0.3, 0.3, 0.3, 0.3]], scores=[0.0, 1.0, 0.05]
         ),
         image_id=1,
         num_labels=80,
@@ -148,8 +148,8 @@ def test_values_on_the_edges_are_accepted():
         ),
         (_values([[0, 0, 1, 1]], scores=[1.001]), r"'scores' holds 1.001 .*expected scores in \[0, 1\]"),
         (
-            _values([[0, 0, 1, 1], [-1.01, 0, 1, 1]]),
-            r"'bboxes' holds \[-1.01, 0, 1, 1\] \(detection 1; 1 of 2 beyond",
+            _values([[0, 0, 1, 1], [-4.01, 0, 1, 1]]),
+            r"'bboxes' holds \[-4.01, 0, 1, 1\] \(detection 1; 1 of 2 beyond \[-4, 5\]",
         ),
         (_values([[10, 20, 300, 400]]), r"holds \[10, 20, 300, 400\] .*these look like pixels"),
         (_values([[0.5, 0.1, 0.4, 0.9]]), r"holds \[0.5, 0.1, 0.4, 0.9\] .*x2 < x1 or y2 < y1"),

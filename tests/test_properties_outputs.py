@@ -61,8 +61,8 @@ def _f32(low: float, high: float) -> st.SearchStrategy[float]:
 def valid_outputs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """[1, N, 4] float boxes (a little outside [0, 1] allowed, x2 >= x1, y2 >= y1), labels, scores."""
     n = draw(st.integers(0, 230))  # more than the card's 200 is a warning, not an error
-    corners = draw(hnp.arrays(np.float32, (n, 2), elements=_f32(-0.5, 1.0)))
-    sizes = draw(hnp.arrays(np.float32, (n, 2), elements=_f32(0.0, 0.8)))
+    corners = draw(hnp.arrays(np.float32, (n, 2), elements=_f32(-1.5, 1.5)))
+    sizes = draw(hnp.arrays(np.float32, (n, 2), elements=_f32(0.0, 2.0)))
     boxes = np.concatenate([corners, corners + sizes], axis=1)[None]
     labels = draw(
         hnp.arrays(draw(st.sampled_from([np.int64, np.int32])), (1, n), elements=st.integers(1, 80))
@@ -143,8 +143,8 @@ def broken_outputs(draw: st.DrawFn, fault: str) -> list[np.ndarray]:
             scores[0, k] = np.nan
     elif fault == "pixels":
         size = draw(st.sampled_from([300, 600, 1200]))
-        corner = draw(hnp.arrays(np.float32, (n, 2), elements=_f32(0.0, size - 3)))
-        extent = draw(hnp.arrays(np.float32, (n, 2), elements=_f32(3.0, size)))
+        corner = draw(hnp.arrays(np.float32, (n, 2), elements=_f32(0.0, size - 6)))
+        extent = draw(hnp.arrays(np.float32, (n, 2), elements=_f32(6.0, size)))  # beyond 5: pixels
         boxes = np.concatenate([corner, corner + extent], axis=1)[None]
     elif fault == "x2 < x1":
         boxes[0, k, 2] = boxes[0, k, 0] - draw(_f32(1e-3, 0.5))
