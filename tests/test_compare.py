@@ -278,6 +278,10 @@ def test_pr_curve_numbers_and_plot(tmp_path, tiny_coco):
     ]
     curve = plots.pr_curve(gt.coco_json, perfect, image_ids=gt.image_ids)
     assert curve.precision_50 == pytest.approx(np.ones(101), abs=1e-12)
+    nothing = plots.pr_curve(
+        gt.coco_json, [Detections.empty(i) for i in gt.image_ids], image_ids=gt.image_ids
+    )
+    assert plots.all_flat({"none": nothing}) and not plots.all_flat({"none": nothing, "perfect": curve})
     # Without image 2's person: person precision 1 up to recall 0.75 (76 points), then 0; dog and
     # toothbrush 1 everywhere -> the mean over categories is 1 up to 0.75 and 2/3 beyond.
     missing = [d if d.image_id != 2 else Detections.empty(2) for d in perfect]

@@ -327,9 +327,16 @@ def _pictures(
                 )
                 for run in runs
             }
-            path = folder / "pr_curves.png"
-            plots.plot_pr_curves(curves, path, title=f"{len(gt.images)} images, reference {result.reference}")
-            pictures["pr_curves"] = path.name
+            if plots.all_flat(curves):
+                pictures["pr_curves"] = None
+                pictures["pr_curves_absent"] = (
+                    f"every run's precision is below {plots.FLAT_PRECISION} at every recall (a flat line)"
+                )
+            else:
+                path = folder / "pr_curves.png"
+                title = f"{len(gt.images)} images, reference {result.reference}"
+                plots.plot_pr_curves(curves, path, title=title)
+                pictures["pr_curves"] = path.name
         else:
             pictures["pr_curves"] = None
             pictures["pr_curves_absent"] = plots.MATPLOTLIB_MISSING

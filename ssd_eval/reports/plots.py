@@ -73,6 +73,17 @@ def pr_curve(
     )
 
 
+FLAT_PRECISION = 0.01  # below this everywhere, a PR plot is a line on the axis: nothing to see
+
+
+def all_flat(curves: Mapping[str, PrCurve]) -> bool:
+    """True when no run reaches precision FLAT_PRECISION at any recall (a plot would say nothing)."""
+    return all(
+        float(max(c.precision_50.max(initial=0.0), c.precision_mean.max(initial=0.0))) < FLAT_PRECISION
+        for c in curves.values()
+    )
+
+
 def plot_pr_curves(curves: Mapping[str, PrCurve], path: Path, *, title: str) -> None:
     """One plot, a colour per run: precision over recall, mean over IoU .50:.95 (solid) and at .50 (dashed).
 
