@@ -10,7 +10,13 @@ import pytest
 from ssd_eval.cli import main
 from ssd_eval.config.run import GateConfig, load_config
 from ssd_eval.errors import ConfigError, OutputError
-from ssd_eval.reports.baseline import baseline_from_metrics, published_slack, read_baseline, write_baseline
+from ssd_eval.reports.baseline import (
+    baseline_from_metrics,
+    load_gate_baseline,
+    published_slack,
+    read_baseline,
+    write_baseline,
+)
 from ssd_eval.reports.gate import RunFacts, check_config_rules
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,3 +157,60 @@ def test_baseline_command(tmp_path, capsys):
     assert "ssd-10-published (published): AP 0.1958, AP50 0.3750" in capsys.readouterr().out
     assert main(["baseline", str(tmp_path), "--output", str(tmp_path / "c.json")]) == 2
     assert "no metrics.json" in capsys.readouterr().err
+
+
+def _published_run(**stats: float) -> RunFacts:
+    return RunFacts(
+        stats=stats,
+        per_category=(),
+        selection="annotated",
+        num_images=4952,
+        complete=True,
+        model_sha256=SSD10_SHA256,
+    )
+
+
+def test_baseline_stats_hold_each_figure_both_ways():
+    baseline = read_baseline(PUBLISHED)
+    four = ("AP", "APs", "APm", "APl")
+    gate = GateConfig(baseline=PUBLISHED, baseline_stats=four, baseline_tolerance=0.001)
+    # onnx/models #165's independent reproduction: AP .196, APs .114, APm .256, APl .227.
+    checks = check_config_rules(_published_run(AP=0.196, APs=0.114, APm=0.256, APl=0.227), gate, baseline)
+    assert [c.rule for c in checks] == [
+        "AP = 0.19578 ± 0.0010 + 5e-06",
+        "APs = 0.1150 ± 0.0010 + 0.0005",
+        "APm = 0.2560 ± 0.0010 + 0.0005",
+        "APl = 0.2280 ± 0.0010 + 0.0005",
+    ]
+    assert [c.state for c in checks] == ["passed"] * 4
+    assert (
+        checks[1].message == "APs 0.1140 is within 0.0015 of baseline ssd-10-published 0.1150 (delta -0.0010)"
+    )
+    # MLPerf's upscaled coco-1200 ground truth (mlcommons/inference #657): AP .196, APs .038,
+    # APm .172, APl .246: the size split is off both ways while AP is not.
+    checks = check_config_rules(_published_run(AP=0.196, APs=0.038, APm=0.172, APl=0.246), gate, baseline)
+    assert [c.state for c in checks] == ["passed", "failed", "failed", "failed"]
+    assert checks[3].message == (
+        "APl 0.2460 misses baseline ssd-10-published 0.2280 by +0.0180 (tolerance 0.0015)"
+    )
+    # Another model is not comparable to them.
+    other = RunFacts(**{**_published_run(AP=0.2).__dict__, "model_sha256": "0" * 64})
+    assert {c.state for c in check_config_rules(other, gate, baseline)} == {"not comparable"}
+
+
+def test_baseline_stats_are_checked_with_the_config(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"gate: {{baseline: {PUBLISHED}, baseline_stats: [AP, mAP]}}\n")
+    with pytest.raises(ConfigError, match=r"gate.baseline_stats\[1\]: must be one of AP"):
+        load_config(config)
+    config.write_text("gate: {baseline_stats: [AP]}\n")
+    with pytest.raises(ConfigError, match=r"gate\.baseline: set a baseline file"):
+        load_config(config)
+    measured = tmp_path / "b.json"
+    write_baseline(measured, baseline_from_metrics(_metrics(), name="m", source="x"))
+    data = json.loads(measured.read_text())
+    data["stats"] = {"AP": 0.5}
+    measured.write_text(json.dumps(data))
+    gate = GateConfig(baseline=measured, baseline_stats=("AP", "APs"))
+    with pytest.raises(ConfigError, match=r"c.yaml: gate.baseline_stats\[1\]: baseline .* has no APs"):
+        load_gate_baseline(gate, where="c.yaml")

@@ -150,6 +150,10 @@ class GateConfig:
     max_baseline_drop: float | None = None  # fail when baseline[metric] - metric > this
     # Fail when a category's AP is lower than in the baseline by more than this (measured baselines only).
     max_class_baseline_drop: float | None = None
+    # Stats held to the baseline's figures both ways: |stat - figure| <= baseline_tolerance plus half a
+    # unit of the figure's last published digit (e.g. [AP, AP50, APs, AR100]; empty: off).
+    baseline_stats: tuple[str, ...] = ()
+    baseline_tolerance: float = 0.001
     class_min_gt: int = 1  # categories with fewer ground-truth boxes are not gated per class
     # true: NO VERDICT (no rule evaluated: none set, all skipped or not comparable) exits 1, as a
     # failure does; a partial run (shard, limit) still exits 0: its rules are deferred to the merge.
@@ -307,14 +311,26 @@ def check_gate_values(gate: GateConfig, key: str) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     if gate.metric not in STAT_NAMES:
         problems.append((f"{key}.metric", f"must be one of {' '.join(STAT_NAMES)}, got {gate.metric!r}"))
-    for name in ("min_ap", "max_baseline_drop", "max_class_baseline_drop"):
+    for name in ("min_ap", "max_baseline_drop", "max_class_baseline_drop", "baseline_tolerance"):
         value = getattr(gate, name)
         if value is not None and not 0.0 <= value <= 1.0:
             problems.append((f"{key}.{name}", f"must be in [0, 1] or null, got {value}"))
-    needs_baseline = gate.max_baseline_drop is not None or gate.max_class_baseline_drop is not None
+    for index, stat in enumerate(gate.baseline_stats):
+        if stat not in STAT_NAMES:
+            problems.append(
+                (f"{key}.baseline_stats[{index}]", f"must be one of {' '.join(STAT_NAMES)}, got {stat!r}")
+            )
+    needs_baseline = (
+        gate.max_baseline_drop is not None
+        or gate.max_class_baseline_drop is not None
+        or bool(gate.baseline_stats)
+    )
     if needs_baseline and gate.baseline is None:
         problems.append(
-            (f"{key}.baseline", "set a baseline file for max_baseline_drop / max_class_baseline_drop")
+            (
+                f"{key}.baseline",
+                "set a baseline file for max_baseline_drop / max_class_baseline_drop / baseline_stats",
+            )
         )
     if gate.baseline is not None and not needs_baseline:
         problems.append((f"{key}.max_baseline_drop", "set it (e.g. 0.003) to gate against the baseline"))

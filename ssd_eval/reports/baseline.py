@@ -187,4 +187,10 @@ def load_gate_baseline(gate: GateConfig, *, where: str, key: str = "gate") -> Ba
             f"{where}: {key}.metric: baseline {gate.baseline} has no {gate.metric} "
             f"(it has {', '.join(baseline.stats) or 'no stats'})"
         )
+    for index, stat in enumerate(gate.baseline_stats):
+        if stat not in baseline.stats:
+            raise ConfigError(
+                f"{where}: {key}.baseline_stats[{index}]: baseline {gate.baseline} has no {stat} "
+                f"(it has {', '.join(baseline.stats) or 'no stats'})"
+            )
     return baseline

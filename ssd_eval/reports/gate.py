@@ -210,20 +210,32 @@ def model_mismatch(run: RunFacts, sha256: str | None, name: str = "") -> str | N
     )
 
 
-def expected_rule(expected: ExpectedConfig) -> str:
-    """How the `expected` rule names itself in reports."""
-    return f"{expected.metric} = {expected.value:.4f} ± {_small(expected.tolerance)}"
+def _figure(value: float) -> str:
+    """A reference figure: 4 decimals, more when it was given with more (0.19578)."""
+    text = f"{value:.4f}"
+    return text if float(text) == value else f"{value:.6g}"
+
+
+def expected_rule(expected: ExpectedConfig, *, slack: float = 0.0) -> str:
+    """How the `expected` rule (or a baseline figure held both ways) names itself in reports."""
+    allowed = _small(expected.tolerance) + (f" + {slack:.4g}" if slack else "")
+    return f"{expected.metric} = {_figure(expected.value)} ± {allowed}"
 
 
 def check_expected(
-    stats: Mapping[str, float], expected: ExpectedConfig, *, slack: float = 0.0, subject: str = ""
+    stats: Mapping[str, float],
+    expected: ExpectedConfig,
+    *,
+    slack: float = 0.0,
+    subject: str = "",
+    against: str = "the reference",
 ) -> GateCheck:
     """Pass when |stats[metric] - value| <= tolerance (+ `slack`: the figure's own rounding).
 
     Two-sided on purpose: a result far *above* the reference also means the protocol changed
     (boxes clipped, images dropped, a different model file).
     """
-    rule = expected_rule(expected)
+    rule = expected_rule(expected, slack=slack)
     if expected.metric not in stats:
         return _unknown_metric(rule, expected.metric, stats, subject)
     measured = stats[expected.metric]
@@ -234,13 +246,13 @@ def check_expected(
             rule,
             PASSED,
             f"{_who(subject)}{expected.metric} {measured:.4f} is within {_small(allowed)} of "
-            f"the reference {expected.value:.4f} (delta {_small(delta, sign=True)})",
+            f"{against} {_figure(expected.value)} (delta {_small(delta, sign=True)})",
             subject,
         )
     return GateCheck(
         rule,
         FAILED,
-        f"{_who(subject)}{expected.metric} {measured:.4f} misses the reference {expected.value:.4f} "
+        f"{_who(subject)}{expected.metric} {measured:.4f} misses {against} {_figure(expected.value)} "
         f"by {_small(delta, sign=True)} (tolerance {_small(allowed)})",
         subject,
     )
@@ -386,6 +398,8 @@ def check_config_rules(
         rules.append(f"{gate.metric} drop vs {against} <= {gate.max_baseline_drop:.4f}")
     if gate.max_class_baseline_drop is not None:
         rules.append(f"per-class AP drop vs {against} <= {gate.max_class_baseline_drop:.4f}")
+    figures = [_baseline_figure(baseline, stat, gate.baseline_tolerance) for stat in gate.baseline_stats]
+    rules.extend(expected_rule(figure, slack=published_slack(baseline, figure.metric)) for figure in figures)
     why: str | None = None
     if not run.complete:
         why = partial_reason(run)
@@ -418,7 +432,15 @@ def check_config_rules(
                 subject=subject,
             )
         )
+    for figure in figures:
+        slack = published_slack(baseline, figure.metric)
+        checks.append(check_expected(run.stats, figure, slack=slack, subject=subject, against=against))
     return checks
+
+
+def _baseline_figure(baseline: Baseline, stat: str, tolerance: float) -> ExpectedConfig:
+    """A baseline's figure for one stat as an expected value (its presence is checked at config time)."""
+    return ExpectedConfig(value=baseline.stats.get(stat, float("nan")), tolerance=tolerance, metric=stat)
 
 
 def check_expected_rule(run: RunFacts, expected: ExpectedConfig, gate: GateConfig) -> GateCheck:
