@@ -250,6 +250,9 @@ def test_provenance_is_recorded(tmp_path, perfect):
     assert prov["started"] <= prov["finished"]
     assert prov["command"] == ["ssd-eval", "--config", str(config), "--run-name", "prov", "--quiet"]
     assert prov["ssd_eval_version"] == __version__
+    summary = (tmp_path / "results" / "prov" / "summary.md").read_text()
+    assert f"`ssd-eval --config {config} --run-name prov --quiet` (ssd_eval {__version__}" in summary
+    assert f"{prov['started']} to {prov['finished']}." in summary
     root = Path(__file__).resolve().parents[1]
     head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
     if head.returncode != 0:

@@ -134,6 +134,14 @@ def run_markdown(result: RunResult, report: GateReport) -> str:
         ]
     for warning in result.warnings:
         lines += ["", f"**Warning:** {warning}"]
+    prov = result.provenance
+    if prov:
+        commit = f", commit `{str(prov['git_commit'])[:12]}`" if prov.get("git_commit") else ""
+        lines += [
+            "",
+            f"`{_escape(' '.join(prov['command']))}` (ssd_eval {prov['ssd_eval_version']}{commit}), "
+            f"{prov['started']} to {prov['finished']}.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -401,12 +401,12 @@ def check_config_rules(
     figures = [_baseline_figure(baseline, stat, gate.baseline_tolerance) for stat in gate.baseline_stats]
     rules.extend(expected_rule(figure, slack=published_slack(baseline, figure.metric)) for figure in figures)
     why: str | None = None
-    if not run.complete:
+    if not gate.any_model:  # another model first: the figures are not about this model at all
+        why = model_mismatch(run, baseline.model.get("sha256"), str(baseline.model.get("name", "")))
+    if why is None and not run.complete:
         why = partial_reason(run)
-    else:
+    if why is None:
         why = baseline_mismatch(baseline, selection=run.selection, num_images=run.num_images)
-        if why is None and not gate.any_model:
-            why = model_mismatch(run, baseline.model.get("sha256"), str(baseline.model.get("name", "")))
     if why is not None:
         return checks + [not_comparable(rule, why, subject=subject) for rule in rules]
     if gate.max_baseline_drop is not None:
@@ -446,15 +446,15 @@ def _baseline_figure(baseline: Baseline, stat: str, tolerance: float) -> Expecte
 def check_expected_rule(run: RunFacts, expected: ExpectedConfig, gate: GateConfig) -> GateCheck:
     """The `expected` rule, or why it does not apply to this run."""
     rule = expected_rule(expected)
+    mismatch = None if gate.any_model else model_mismatch(run, expected.model_sha256)
+    if mismatch is not None:
+        return not_comparable(rule, mismatch)
     if not run.complete:
         return not_comparable(rule, partial_reason(run))
     if expected.selection is not None and expected.selection != run.selection:
         return not_comparable(
             rule, f"the figure is for selection {expected.selection!r}, this run used {run.selection!r}"
         )
-    mismatch = None if gate.any_model else model_mismatch(run, expected.model_sha256)
-    if mismatch is not None:
-        return not_comparable(rule, mismatch)
     return check_expected(run.stats, expected)
 
 
