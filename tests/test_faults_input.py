@@ -405,3 +405,18 @@ def test_more_than_200_detections_is_a_warning_in_the_report(setup: Setup, capsy
     assert len(warnings) == 1 and warnings[0].startswith(expected)
     assert f"WARNING    {expected}" in capsys.readouterr().out
     assert f"**Warning:** {expected}" in (run_dir / "summary.md").read_text()
+
+
+def test_an_output_fault_on_a_later_image_keeps_the_images_done(setup: Setup, capsys) -> None:
+    """Image 5 (the third) gets a negative score: exit 2 naming it; images 1 and 2 stay in the log."""
+    dets = {**TINY_GT, 5: [Det(0, 0, 60, 45, 1, score=-0.25), *TINY_GT[5][1:]]}
+    model = save_table_detector(setup.tmp / "late.onnx", setup.coco, dets)
+    before = _snapshot(setup.tmp)
+    assert main(["--config", str(setup.config), "--model", str(model), "--run-name", "late", "--quiet"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in lines[0]
+    assert "image 5: the model's output 'scores' holds -0.25 (detection 0; 1 of 2 outside [0, 1])" in lines[0]
+    log = (setup.tmp / "results" / "late" / "detections.jsonl").read_text().splitlines()
+    assert [json.loads(line)["image_id"] for line in log] == [1, 2]
+    after = _snapshot(setup.tmp)
+    assert {k: after.get(k) for k in before} == before
