@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -10,11 +11,16 @@ import numpy as np
 import pytest
 
 from ssd_eval.errors import OutputError
+from ssd_eval.evaluation import detection_log
 from ssd_eval.evaluation.detection_log import (
     DetectionColumns,
     DetectionLog,
+    detections_from_line,
+    detections_to_line,
     read_detection_log,
     store_path,
+    truncate_torn_tail,
+    write_results_json,
 )
 from ssd_eval.pipeline.decode import Detections
 
@@ -195,3 +201,130 @@ def test_columns_refuse_inconsistent_shapes():
             scores=np.zeros(3),
             category_ids=np.zeros(3, dtype=np.int64),
         )
+
+
+# Byte-for-byte expectations of the log format and the results file (issue 11).
+
+
+def _dets(image_id: int, n: int) -> Detections:
+    boxes = np.array([[1.5, 2.0, 3.25, 4.0], [10.0, 20.0, 30.0, 40.5]])[:n]
+    return Detections(image_id, boxes, np.array([0.875, 0.125])[:n], np.array([18, 90])[:n])
+
+
+def test_a_line_is_compact_json():
+    assert detections_to_line(_dets(7, 2)) == (
+        '{"image_id":7,"boxes":[1.5,2.0,3.25,4.0,10.0,20.0,30.0,40.5],'
+        '"scores":[0.875,0.125],"category_ids":[18,90]}'
+    )
+    empty = '{"image_id":3,"boxes":[],"scores":[],"category_ids":[]}'
+    assert detections_to_line(Detections.empty(3)) == empty
+
+
+def test_a_line_reads_back_with_the_right_dtypes():
+    # Integers in the JSON (a hand-written or foreign log) still give float64 boxes and scores.
+    dets = detections_from_line(
+        '{"image_id":"5","boxes":[1,2,3,4,5,6,7,8],"scores":[1,0],"category_ids":[1,3]}'
+    )
+    assert dets.image_id == 5
+    assert dets.boxes.dtype == np.float64 and dets.boxes.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert dets.scores.dtype == np.float64 and dets.scores.tolist() == [1.0, 0.0]
+    assert dets.category_ids.dtype == np.int64 and dets.category_ids.tolist() == [1, 3]
+    empty = detections_from_line('{"image_id":9,"boxes":[],"scores":[],"category_ids":[]}')
+    assert empty.boxes.shape == (0, 4) and empty.boxes.dtype == np.float64
+    assert empty.category_ids.dtype == np.int64 and empty.scores.dtype == np.float64
+
+
+def test_log_appends_one_line_per_image_and_closes(tmp_path):
+    path = tmp_path / "d.jsonl"
+    log = DetectionLog(path)
+    with pytest.raises(RuntimeError, match=r"^DetectionLog.append outside its `with` block$"):
+        log.append(_dets(1, 1))
+    with log:
+        log.append(_dets(1, 1))
+        log.append(_dets(2, 0))
+        # flushed after every image: readable while the run goes on
+        assert path.read_text().count("\n") == 2
+    with pytest.raises(RuntimeError, match="outside its `with` block"):
+        log.append(_dets(3, 1))  # closed on exit
+    with DetectionLog(path) as again:  # appends, never truncates
+        again.append(_dets(3, 2))
+    assert path.read_text() == (
+        '{"image_id":1,"boxes":[1.5,2.0,3.25,4.0],"scores":[0.875],"category_ids":[18]}\n'
+        '{"image_id":2,"boxes":[],"scores":[],"category_ids":[]}\n'
+        '{"image_id":3,"boxes":[1.5,2.0,3.25,4.0,10.0,20.0,30.0,40.5],"scores":[0.875,0.125],'
+        '"category_ids":[18,90]}\n'
+    )
+    assert sorted(read_detection_log(path)) == [1, 2, 3]
+
+
+def test_unwritable_log_is_an_output_error(tmp_path):
+    with pytest.raises(OutputError, match=r"^cannot write .*nodir.d\.jsonl: No such file or directory$"):
+        DetectionLog(tmp_path / "nodir" / "d.jsonl").__enter__()
+
+
+def test_fsync_at_most_every_five_seconds(tmp_path, monkeypatch):
+    clock = [100.0]
+    synced: list[int] = []
+    monkeypatch.setattr(detection_log.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(detection_log.os, "fsync", lambda fd: synced.append(fd))
+    with DetectionLog(tmp_path / "d.jsonl") as log:
+        for now, expected in ((104.9, 0), (105.0, 0), (105.1, 1), (110.0, 1), (110.2, 2)):
+            clock[0] = now
+            log.append(_dets(1, 1))
+            assert len(synced) == expected, now
+        assert all(isinstance(fd, int) and fd >= 0 for fd in synced)
+    assert len(synced) == 3  # and once on close
+
+
+def test_read_back_blank_lines_torn_and_damaged(tmp_path, caplog):
+    good = [detections_to_line(_dets(i, 1)) for i in (1, 2, 3)]
+    path = tmp_path / "a.jsonl"
+    path.write_text(f"{good[0]}\n\n{good[1]}\n{good[2]}\n")  # a blank line does not end the log
+    assert sorted(read_detection_log(path)) == [1, 2, 3]
+    path = tmp_path / "b.jsonl"
+    path.write_text(f"{good[0]}\n{good[1]}\n{good[2][:20]}")  # killed mid-write
+    with caplog.at_level(logging.WARNING):
+        assert sorted(read_detection_log(path)) == [1, 2]
+    assert "dropping a torn last line" in caplog.text
+    path = tmp_path / "c.jsonl"
+    path.write_text(f"{good[0]}\n{good[1]}\n{{broken\n")  # a damaged last line, newline-terminated
+    assert sorted(read_detection_log(path)) == [1, 2]
+    path = tmp_path / "d.jsonl"
+    path.write_text(f"{good[0]}\n{{broken\n{good[2]}\n")  # damaged in the middle: not a torn tail
+    damaged = r"d\.jsonl: line 2 is not a detections record; the file is damaged$"
+    with pytest.raises(OutputError, match=damaged):
+        read_detection_log(path)
+    path = tmp_path / "e.jsonl"
+    path.write_text(f"{{broken\n{good[1]}\n{good[2]}\n")
+    with pytest.raises(OutputError, match=r": line 1 is not"):
+        read_detection_log(path)
+
+
+def test_truncate_torn_tail(tmp_path):
+    path = tmp_path / "d.jsonl"
+    truncate_torn_tail(path)  # no file: nothing to do
+    assert not path.exists()
+    path.write_bytes(b'{"a":1}\n{"b":2}\n{"c":')
+    truncate_torn_tail(path)
+    assert path.read_bytes() == b'{"a":1}\n{"b":2}\n'
+    truncate_torn_tail(path)  # a clean file stays as it is
+    assert path.read_bytes() == b'{"a":1}\n{"b":2}\n'
+    path.write_bytes(b'{"c":')
+    truncate_torn_tail(path)
+    assert path.read_bytes() == b""
+
+
+def test_results_file_is_the_coco_results_list(tmp_path):
+    path = tmp_path / "detections.json"
+    count = write_results_json(path, [_dets(4, 2), _dets(5, 0), _dets(6, 1)])
+    assert count == 3
+    assert path.read_text() == (
+        "[\n"
+        '{"image_id":4,"category_id":18,"bbox":[1.5,2.0,3.25,4.0],"score":0.875},\n'
+        '{"image_id":4,"category_id":90,"bbox":[10.0,20.0,30.0,40.5],"score":0.125},\n'
+        '{"image_id":6,"category_id":18,"bbox":[1.5,2.0,3.25,4.0],"score":0.875}\n'
+        "]\n"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["detections.json"]  # no temporary file left
+    assert write_results_json(path, []) == 0
+    assert json.loads(path.read_text()) == []
