@@ -7,6 +7,7 @@ import pytest
 
 from ssd_eval.evaluation.agreement import (
     DiffStats,
+    corners,
     disagreement,
     iou_matrix,
     match_detections,
@@ -120,3 +121,109 @@ def test_empty_sides():
     assert summary.raw_scores == DiffStats(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="cannot match image 4 with image 5"):
         match_detections(some, dets(5, []))
+
+
+def test_iou_by_hand_non_square_and_offset():
+    a = np.array([[2, 3, 8, 4]])  # x 2..10, y 3..7: area 32
+    b = np.array(
+        [
+            [6, 5, 8, 6],  # x 6..14, y 5..11: overlap 4 x 2 = 8, union 32 + 48 - 8 = 72 -> 1/9
+            [12, 3, 8, 4],  # beside it (y overlaps, x does not) -> 0, not negative
+            [2, 10, 8, 4],  # below it (x overlaps, y does not) -> 0
+            [2, 3, 4, 4],  # its left half -> 16 / 32 = 1/2
+        ]
+    )
+    np.testing.assert_allclose(iou_matrix(a, b), [[1 / 9, 0.0, 0.0, 0.5]], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(iou_matrix(b, a), [[1 / 9], [0.0], [0.0], [0.5]], rtol=0, atol=1e-15)
+
+
+def test_iou_of_sub_pixel_and_zero_area_boxes():
+    # Boxes smaller than a pixel (a far-away object on a small image) have a real IoU too.
+    small = np.array([[0.0, 0.0, 0.5, 0.5]])
+    half = np.array([[0.0, 0.0, 0.5, 0.25]])
+    assert iou_matrix(small, half)[0, 0] == 0.5  # 0.125 / 0.25
+    # Zero-area boxes: 1 when identical, 0 otherwise (never a division by zero).
+    points = np.array([[3.0, 3.0, 0.0, 0.0], [5.0, 5.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(iou_matrix(points[:1], points), [[1.0, 0.0]])
+
+
+def test_iou_is_float64_whatever_the_input():
+    a = np.array([[0, 0, 3, 3]], np.float32)
+    b = np.array([[1, 0, 3, 3]], np.float32)
+    iou = iou_matrix(a, b)
+    assert iou.dtype == np.float64 and iou[0, 0] == 0.5  # 6 / 12
+    assert iou_matrix([[0, 0, 3, 3]], [[1, 0, 3, 3]]).dtype == np.float64
+
+
+def test_iou_exactly_at_the_threshold_matches():
+    reference = dets(2, [(0, 0, 10, 10, 1, 0.9)])
+    run = dets(2, [(0, 0, 10, 5, 1, 0.9)])  # IoU 50 / 100 = 0.5 exactly
+    agreement = match_detections(reference, run)
+    assert agreement.pairs.tolist() == [[0, 0]] and agreement.image_id == 2
+    assert match_detections(reference, run, iou_threshold=0.5000001).matched == 0
+
+
+def test_ties_in_score_go_to_the_first_emitted():
+    # 20 references elsewhere (category 2) at 0.5, then 20 identical references at 0.9 competing for
+    # one run box: the first emitted of the 0.9 group (index 20) takes it.
+    rows = [(100 + 20 * k, 0, 10, 10, 2, 0.5) for k in range(20)] + [(0, 0, 10, 10, 1, 0.9)] * 20
+    reference = dets(1, rows)
+    run = dets(1, [(0, 0, 10, 10, 1, 0.9)])
+    assert match_detections(reference, run).pairs.tolist() == [[20, 0]]
+
+
+def test_corners_and_normalized_pair_differences():
+    assert corners(np.array([[1, 2, 3, 5]])).tolist() == [[1, 2, 4, 7]]
+    assert corners([[1, 2, 3, 5]]).dtype == np.float64
+    reference = dets(1, [(10, 5, 20, 10, 1, 0.8)])
+    run = dets(1, [(13, 5, 20, 14, 1, 0.6)])  # IoU 17*10 / (200 + 280 - 170) = 0.548
+    agreement = match_detections(reference, run)
+    diff = pair_differences(reference, run, agreement, width=200, height=50)
+    np.testing.assert_allclose(diff.ref_corners, [[0.05, 0.1, 0.15, 0.3]], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(diff.run_corners, [[0.065, 0.1, 0.165, 0.38]], rtol=0, atol=1e-15)
+    assert diff.box_px.tolist() == [4.0]  # y2: 15 -> 19
+    assert diff.ref_scores.tolist() == [0.8] and diff.run_scores.tolist() == [0.6]
+    none = pair_differences(
+        reference, dets(1, []), match_detections(reference, dets(1, [])), width=9, height=9
+    )
+    assert none.box_px.shape == (0,) and none.ref_corners.shape == (0, 4)
+
+
+def test_diff_stats_by_hand():
+    stats = DiffStats.of(np.array([0, 2, 4]), np.array([1, 3, 4]))  # integer inputs
+    assert stats.count == 3
+    assert (stats.abs_max, stats.abs_mean) == (1.0, pytest.approx(2 / 3))
+    assert stats.rel_max == pytest.approx(1 / np.finfo(np.float64).eps)  # |1 - 0| / eps
+    assert stats.rel_mean == pytest.approx((1 / np.finfo(np.float64).eps + 0.5) / 3)
+    # Percentile 99 of 0..100 is 99 (not the maximum 100).
+    ramp = DiffStats.of(np.full(101, 1.0), 1.0 + np.arange(101.0))
+    assert ramp.abs_p99 == pytest.approx(99.0) and ramp.abs_max == 100.0
+    assert ramp.rel_p99 == pytest.approx(99.0) and ramp.rel_max == 100.0
+    assert ramp.abs_mean == pytest.approx(50.0) and ramp.rel_mean == pytest.approx(50.0)
+
+
+def test_summary_over_images_with_and_without_pairs():
+    ref1 = dets(1, [(0, 0, 10, 10, 1, 0.9)])
+    run1 = dets(1, [(1, 0, 10, 10, 1, 0.7)])  # 1 px apart, scores 0.2 apart
+    ref2 = dets(2, [(0, 0, 10, 10, 1, 0.9)])
+    run2 = dets(2, [])
+    items = []
+    for ref, run in ((ref1, run1), (ref2, run2)):
+        agreement = match_detections(ref, run)
+        items.append((agreement, pair_differences(ref, run, agreement, width=100, height=100)))
+    summary = summarize_agreement(items, iou_threshold=0.3)
+    assert summary.iou_threshold == 0.3 and summary.images == 2 and summary.images_full_agreement == 1
+    assert (summary.reference_detections, summary.run_detections) == (2, 1)
+    assert (summary.matched, summary.missing, summary.extra) == (1, 1, 0)
+    assert summary.box_diff_px_mean == 1.0 and summary.box_diff_px_max == 1.0  # image 2 adds no pair
+    assert summary.score_diff_mean == pytest.approx(0.2) and summary.score_diff_max == pytest.approx(0.2)
+    assert summary.raw_scores.count == 1 and summary.raw_boxes.count == 4
+    assert summary.match_rate == 0.5
+
+
+def test_summary_of_nothing():
+    summary = summarize_agreement([], iou_threshold=0.5)
+    assert summary.images == 0 and summary.match_rate == 1.0
+    assert (summary.score_diff_mean, summary.score_diff_max) == (0.0, 0.0)
+    assert (summary.box_diff_px_mean, summary.box_diff_px_max) == (0.0, 0.0)
+    assert summary.raw_scores.count == 0 and summary.raw_boxes.count == 0

@@ -9,7 +9,15 @@ import pytest
 from PIL import Image
 
 from ssd_eval.data.categories import canonical_label_map, check_categories, coco_categories_json
-from ssd_eval.data.dataset import ImageRecord, Shard, load_rgb, open_ground_truth, select_images, to_rgb
+from ssd_eval.data.dataset import (
+    ImageRecord,
+    Shard,
+    iter_images,
+    load_rgb,
+    open_ground_truth,
+    select_images,
+    to_rgb,
+)
 from ssd_eval.errors import DatasetError
 
 
@@ -113,3 +121,122 @@ def test_label_map_is_the_canonical_sorted_table():
         and label_map.category_ids[80] == 90
     )
     assert label_map.names[0] == "person" and label_map.names[79] == "toothbrush"
+
+
+def test_shard_bounds_and_name():
+    assert str(Shard(0, 3)) == "1/3" and str(Shard(2, 3)) == "3/3"
+    for index, count in ((3, 3), (-1, 3), (0, 0)):
+        with pytest.raises(ValueError, match=rf"^shard index must be in \[0, {count}\), got {index}$"):
+            Shard(index, count)
+
+
+def _write_annotations(tmp_path, images, annotations, image_dir=True):
+    path = tmp_path / "ann.json"
+    data = {"images": images, "annotations": annotations, "categories": coco_categories_json()}
+    path.write_text(json.dumps(data))
+    if image_dir:
+        (tmp_path / "img").mkdir(exist_ok=True)
+    return path, tmp_path / "img"
+
+
+def _img(image_id, w=30, h=20):
+    return {"id": image_id, "file_name": f"{image_id}.png", "width": w, "height": h}
+
+
+def _ann(image_id):
+    return {
+        "id": image_id,
+        "image_id": image_id,
+        "bbox": [0, 0, 1, 1],
+        "category_id": 1,
+        "area": 1,
+        "iscrowd": 0,
+    }
+
+
+def test_ground_truth_counts_and_records(tmp_path):
+    # 4 images, 3 of them annotated; one annotation points at an image not in the file.
+    path, images = _write_annotations(
+        tmp_path, [_img(7, 31, 17), _img(3), _img(5), _img(9)], [_ann(3), _ann(3), _ann(7), _ann(9), _ann(99)]
+    )
+    gt = open_ground_truth(path, images)
+    assert gt.image_ids == [3, 7, 9]
+    assert (gt.total_images, gt.annotated_images, gt.selection) == (4, 3, "annotated")
+    assert gt.images[1] == ImageRecord(7, "7.png", 31, 17)
+    assert gt.image_path(gt.images[1]) == images / "7.png"
+    assert gt.coco_json["images"][0]["id"] == 7  # the parsed tree, kept for the evaluator
+    assert gt.label_map.category_ids[80] == 90
+    every = open_ground_truth(path, images, selection="all", limit=3, shard=Shard(1, 2))
+    assert every.image_ids == [5] and every.selection == "all"  # all: 3 5 7 9 -> first 3 -> 2nd of 2
+    assert open_ground_truth(path, images, limit=2).image_ids == [3, 7]
+
+
+def test_ground_truth_errors(tmp_path):
+    path, images = _write_annotations(tmp_path, [_img(1)], [])
+    with pytest.raises(DatasetError, match=r"ann\.json: no images to evaluate \(selection 'annotated'\)$"):
+        open_ground_truth(path, images)
+    path, _ = _write_annotations(tmp_path, [_img(1)], [_ann(1)])
+    with pytest.raises(
+        DatasetError, match=r"^image folder .*nothere not found: set dataset.root / dataset.images"
+    ):
+        open_ground_truth(path, tmp_path / "nothere")
+    path, images = _write_annotations(tmp_path, [_img(1), {"id": 2, "file_name": "2.png", "width": 3}], [])
+    with pytest.raises(DatasetError, match=r"ann\.json: images\[1\] lacks id/file_name/width/height$"):
+        open_ground_truth(path, images)
+    path, images = _write_annotations(tmp_path, [_img(1), {**_img(2), "width": "wide"}], [])
+    with pytest.raises(DatasetError, match=r"images\[1\] lacks"):
+        open_ground_truth(path, images)
+
+
+def test_annotation_file_shape_errors(tmp_path):
+    path = tmp_path / "ann.json"
+    path.write_text("[]")
+    with pytest.raises(
+        DatasetError, match=r"ann\.json is not a COCO instances file \(top level is not an object\)$"
+    ):
+        open_ground_truth(path, tmp_path)
+    path.write_text('{"images": {}}')
+    with pytest.raises(
+        DatasetError, match=r"no 'images', 'annotations', 'categories' list \(use annotations/"
+    ):
+        open_ground_truth(path, tmp_path)
+    path.write_bytes(b'{"images": "\xff\xfe"}')
+    with pytest.raises(DatasetError, match=r"ann\.json is not readable JSON"):
+        open_ground_truth(path, tmp_path)
+    path.write_text(json.dumps({"images": [], "annotations": ["x"], "categories": []}))
+    with pytest.raises(DatasetError, match=r"annotations\[0\] has no bbox/category_id"):
+        open_ground_truth(path, tmp_path)
+    path.write_text(json.dumps({"images": [], "annotations": [{"bbox": [0, 0, 1, 1]}], "categories": []}))
+    with pytest.raises(DatasetError, match=r"annotations\[0\] has no bbox/category_id"):
+        open_ground_truth(path, tmp_path)
+
+
+def test_gray_modes_scale_to_eight_bits():
+    # 32-bit integer (mode I) is scaled like 16-bit: 65535 -> 255; float (mode F) from [0, 1].
+    assert to_rgb(Image.fromarray(np.array([[0, 257, 65535]], np.int32))).tolist() == [
+        [[0, 0, 0], [1, 1, 1], [255, 255, 255]]
+    ]
+    floats = Image.fromarray(np.array([[0.0, 0.5, 1.0, 2.0, -1.0]], np.float32))
+    assert floats.mode == "F"
+    assert to_rgb(floats)[0, :, 1].tolist() == [0, 128, 255, 255, 0]
+
+
+def test_colour_modes_keep_their_colours():
+    assert to_rgb(Image.new("L", (2, 1), 77))[0, 0].tolist() == [77, 77, 77]
+    rgba = Image.new("RGBA", (2, 1), (10, 20, 30, 0))  # alpha dropped, colour not premultiplied
+    assert to_rgb(rgba)[0, 1].tolist() == [10, 20, 30]
+    palette = Image.new("RGB", (2, 1), (200, 100, 50)).convert("P", palette=Image.Palette.ADAPTIVE)
+    palette.info["transparency"] = 0
+    assert to_rgb(palette)[0, 0].tolist() == [200, 100, 50]
+    assert to_rgb(Image.new("RGB", (2, 1), (1, 2, 3))).dtype == np.uint8
+
+
+def test_iter_images_in_order_and_from_a_given_list(tmp_path):
+    path, images = _write_annotations(tmp_path, [_img(2, 5, 4), _img(1, 6, 3)], [_ann(1), _ann(2)])
+    Image.new("RGB", (5, 4), (1, 1, 1)).save(images / "2.png")
+    Image.new("RGB", (6, 3), (2, 2, 2)).save(images / "1.png")
+    gt = open_ground_truth(path, images)
+    loaded = list(iter_images(gt))
+    assert [x.record.image_id for x in loaded] == [1, 2]
+    assert loaded[0].pixels.shape == (3, 6, 3) and loaded[0].pixels[0, 0].tolist() == [2, 2, 2]
+    assert [x.record.image_id for x in iter_images(gt, [gt.images[1]])] == [2]
