@@ -21,7 +21,8 @@ def test_canonical_table_by_hand():
     assert ids[0] == -1  # background
     assert ids[1:] == [i for i in range(1, 91) if i not in GAPS]
     assert label_map.category_ids.dtype.name == "int64"
-    assert (label_map.names[0], label_map.names[11], label_map.names[79]) == ("person", "stop sign", "toothbrush")
+    names = label_map.names
+    assert (names[0], names[11], names[79]) == ("person", "stop sign", "toothbrush")
     assert label_map.name_of(1) == "person"
     assert label_map.name_of(13) == "stop sign"
     assert label_map.name_of(90) == "toothbrush"
@@ -85,7 +86,8 @@ def test_extra_ids_and_every_kind_at_once():
     cats = coco_categories_json()
     extra = [*cats, {"id": 91, "name": "x"}, {"id": 12, "name": "street sign"}]
     assert _message(extra) == (
-        "ann.json: categories are not the 80 COCO detection categories (unexpected category ids [12, 91])" + TAIL
+        "ann.json: categories are not the 80 COCO detection categories "
+        "(unexpected category ids [12, 91])" + TAIL
     )
     many = [*cats, *({"id": 100 + k, "name": "x"} for k in range(7))]
     assert "unexpected category ids [100, 101, 102, 103, 104])" in _message(many)
