@@ -44,6 +44,7 @@ from ssd_eval.reports.results import (
     METRICS_FILE,
     RunResult,
     SkippedImage,
+    StageTiming,
     machine_info,
     package_versions,
     result_from_json,
@@ -184,12 +185,10 @@ def _match(
     return _Matched(items, worst)
 
 
-def _latency(result: RunResult) -> dict[str, Any]:
+def _latency(result: RunResult) -> dict[str, StageTiming]:
     """Steady-state inference (the first, warm-up inference apart) and decoding, from metrics.json."""
-    timings = result.timings
-    found = {"infer": timings.get("infer_steady"), "infer_first": timings.get("infer_first")}
-    found["decode"] = timings.get("decode")
-    return {k: v for k, v in found.items() if v is not None}
+    names = {"infer": "infer_steady", "infer_first": "infer_first", "decode": "decode"}
+    return {key: result.timings[stage] for key, stage in names.items() if stage in result.timings}
 
 
 def _report(
@@ -270,8 +269,7 @@ def compare_runs(
     runs = _order([load_finished_run(Path(f), data=data) for f in folders], reference)
     _unique_names(runs)
     ref = runs[0]
-    info_shard = ref.info.shard
-    gt = scoring_ground_truth(ref.config, parse_shard(info_shard) if info_shard else None)
+    gt = scoring_ground_truth(ref.config, parse_shard(ref.info.shard) if ref.info.shard else None)
     check_comparable(runs, gt)
     check_writable(output)
     if output.exists() and any(p.name != "runs" for p in output.iterdir()) and not overwrite:
