@@ -57,7 +57,7 @@ def setup(tmp_path, tiny_coco):
 def _report(folder: Path) -> dict:
     """A comparison's metrics.json without what says where and when it ran."""
     data = json.loads((folder / "metrics.json").read_text())
-    for key in ("out_dir", "wall_s", "versions", "machine"):
+    for key in ("out_dir", "wall_s", "versions", "machine", "provenance"):
         data.pop(key)
     for run in data["runs"]:
         for key in ("run_dir", "latency", "versions", "machine"):

@@ -207,6 +207,8 @@ def test_compare_fails_and_every_file_says_so(tmp_path, perfect, tiny_coco):
     config = _compare_config(tmp_path, perfect, runs, gate={"max_ap_drop": 0.01})
     assert main(["compare", "--config", str(config), "--run-name", "bad", "--quiet"]) == 1
     metrics = assert_verdict(tmp_path / "results" / "bad", "FAIL", 1)
+    assert metrics["provenance"]["command"][:2] == ["ssd-eval", "compare"]
+    assert metrics["provenance"]["ssd_eval_version"] == __version__
     (rule,) = metrics["gate"]["rules"]
     assert rule["message"].startswith("worse: AP 0.9175 vs reference ref 1.0000 (delta -0.0825)")
 

@@ -23,6 +23,7 @@ from ssd_eval.reports.ci_report import JUNIT_FILE, SUMMARY_FILE, compare_markdow
 from ssd_eval.reports.comparison import CompareResult
 from ssd_eval.reports.gate_compare import gate_comparison
 from ssd_eval.reports.report import gate_lines
+from ssd_eval.reports.results import provenance, utc_now
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -119,6 +120,7 @@ def _gate_overrides(settings: CompareSettings, args: argparse.Namespace) -> Comp
 
 
 def run(args: argparse.Namespace) -> int:
+    args.started = utc_now()
     if args.runs:
         return _compare_folders(args)
     if args.resume is not None:
@@ -152,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             "compare their run folders with `ssd-eval compare RUN_DIR RUN_DIR ...`)"
         )
         return EXIT_OK
-    return _report(outcome.result, config, baseline)
+    return _report(outcome.result, config, baseline, args)
 
 
 def _compare_folders(args: argparse.Namespace) -> int:
@@ -173,11 +175,15 @@ def _compare_folders(args: argparse.Namespace) -> int:
     result = compare_runs(args.runs, base / name, settings=settings, reference=args.reference, data=args.data)
     # The gate reads a comparison config's gate section (and skip_unavailable, unused here: all ran).
     gated = dataclasses.replace(config or CompareConfig(), gate=settings.gate, agreement=settings.agreement)
-    return _report(result, gated, baseline)
+    return _report(result, gated, baseline, args)
 
 
-def _report(result: CompareResult, config: CompareConfig, baseline: Baseline | None) -> int:
+def _report(
+    result: CompareResult, config: CompareConfig, baseline: Baseline | None, args: argparse.Namespace
+) -> int:
     report = gate_comparison(result, config, baseline)
+    command = getattr(args, "command_line", ("ssd-eval", "compare"))
+    result = dataclasses.replace(result, provenance=provenance(args.started, command).to_json())
     result = record_compare_gate(result, report)
     folder = Path(result.out_dir)
     markdown = compare_markdown(result, report)

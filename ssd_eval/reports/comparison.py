@@ -72,6 +72,7 @@ class CompareResult:
     versions: dict[str, str] = field(default_factory=dict)  # of the process that compared
     machine: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)  # GateReport.to_json()
+    provenance: dict[str, Any] = field(default_factory=dict)  # Provenance.to_json() of the compare command
 
     def run(self, name: str) -> RunReport:
         for report in self.runs:
