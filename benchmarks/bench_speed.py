@@ -1,7 +1,7 @@
-"""Speed and scale, side by side in one run: feed rate, harness overhead, scoring, fidelity.
+"""Speed and scale, side by side in one run: feed rate, harness overhead, scoring, fidelity, a whole run.
 
-    python benchmarks/bench_speed.py                      # everything (~10-15 min on 2 cores)
-    python benchmarks/bench_speed.py --skip-twin          # feed rate + scoring only (~3 min)
+    python benchmarks/bench_speed.py                      # everything (~20-30 min on 2 cores)
+    python benchmarks/bench_speed.py --skip-twin          # no 1200 twin (~15 min)
 
 (a) feed rate on the real 50-image slice with a zero-cost model (the harness's own ceiling), per
     preprocessing backend, against a loop of the model card's preprocessing code;
@@ -9,7 +9,13 @@
     session options), with per-stage times; and each backend's fidelity on the twin: detections
     and AP against the pillow reference;
 (c) `ssd-eval score RUN_DIR` on a generated val2017-sized run (5000 images, ~36.8k boxes,
-    190 detections/image): wall time, scoring time and peak RSS per scorer, stats compared.
+    190 detections/image): wall time, scoring time and peak RSS per scorer (each a fresh process,
+    the minimum of --scoring-repeats), and a plain pycocotools script on the same files (COCO(),
+    loadRes of detections.json, evaluate, accumulate, summarize); 12 stats and per-category AP
+    compared with pycocotools';
+(d) a whole `ssd-eval` run over 5000 images (the real slice's 50 images again and again under new
+    ids) with a zero-cost model that emits 190 constant detections per image, scorer numpy:
+    wall time and peak RSS of the process.
 Writes results/bench/speed-<time>.json (and results/bench/speed-latest.json). No assertions.
 """
 
@@ -51,12 +57,15 @@ def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def zero_cost_model(path: Path, size: int = 1200) -> Path:
-    """Takes a [1, 3, size, size] image, ignores it, emits one constant detection."""
+def zero_cost_model(path: Path, size: int = 1200, detections: int = 1) -> Path:
+    """Takes a [1, 3, size, size] image, ignores it, emits the same `detections` every time."""
+    rng = np.random.default_rng(0)
+    x1, x2 = np.sort(rng.uniform(0.0, 1.0, (2, detections)), axis=0)
+    y1, y2 = np.sort(rng.uniform(0.0, 1.0, (2, detections)), axis=0)
     consts = {
-        "bboxes": np.array([[[0.1, 0.1, 0.5, 0.5]]], np.float32),
-        "labels": np.array([[1]], np.int64),
-        "scores": np.array([[0.9]], np.float32),
+        "bboxes": np.stack([x1, y1, x2, y2], axis=1)[None].astype(np.float32),
+        "labels": rng.integers(1, 81, (1, detections)).astype(np.int64),
+        "scores": rng.uniform(0.05, 1.0, (1, detections)).astype(np.float32),
     }
     nodes = [helper.make_node("Identity", [f"{k}_c"], [k]) for k in consts]
     graph = helper.make_graph(
@@ -64,9 +73,9 @@ def zero_cost_model(path: Path, size: int = 1200) -> Path:
         "zero_cost",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, size, size])],
         [
-            helper.make_tensor_value_info("bboxes", TensorProto.FLOAT, [1, 1, 4]),
-            helper.make_tensor_value_info("labels", TensorProto.INT64, [1, 1]),
-            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1]),
+            helper.make_tensor_value_info("bboxes", TensorProto.FLOAT, [1, detections, 4]),
+            helper.make_tensor_value_info("labels", TensorProto.INT64, [1, detections]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, detections]),
         ],
         initializer=[numpy_helper.from_array(v, f"{k}_c") for k, v in consts.items()],
     )
@@ -247,36 +256,163 @@ _SCORE_CHILD = (
     "print('VmHWM', hwm, file=sys.stderr); sys.exit(code)"
 )
 
+# What a user without ssd_eval would write: the results file through pycocotools' own loaders.
+_PLAIN_PYCOCOTOOLS = """
+import json, sys
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+gt = COCO(sys.argv[1])
+dt = gt.loadRes(sys.argv[2])
+evaluator = COCOeval(gt, dt, "bbox")
+evaluator.params.imgIds = sorted({a["image_id"] for a in gt.dataset["annotations"]})
+evaluator.evaluate(); evaluator.accumulate(); evaluator.summarize()
+hwm = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]
+print("STATS", json.dumps([float(v) for v in evaluator.stats]), file=sys.stderr)
+print("VmHWM", hwm, file=sys.stderr)
+"""
 
-def bench_scoring(work: Path, num_images: int) -> dict:
+SCORERS = ("numpy", "faster-coco-eval", "pycocotools")
+
+
+def timed_child(args: list[str]) -> tuple[float, float, str, int]:
+    """Run `python args` in a fresh process: (wall s, peak RSS MB from its own VmHWM, stderr, exit code).
+
+    The child reports its own VmHWM: ru_maxrss would include this process's, which Linux carries
+    over fork + exec.
+    """
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
+    )
+    wall = time.perf_counter() - start
+    peak_kb = int(proc.stderr.rsplit("VmHWM", 1)[1].split()[0]) if "VmHWM" in proc.stderr else 0
+    return wall, peak_kb / 1024, proc.stderr, proc.returncode
+
+
+def _per_category_ap(metrics: dict) -> dict[int, tuple]:
+    return {c["category_id"]: (c["ap"], c["ap50"]) for c in metrics["per_category"]}
+
+
+def bench_scoring(work: Path, num_images: int, repeats: int, reference_repeats: int) -> dict:
     start = time.perf_counter()
     run = fake_run_folder(work / "scoring", num_images)
     print(f"generated run folder in {time.perf_counter() - start:.1f} s", flush=True)
     out: dict = {"images": num_images, "backends": {}}
-    stats = {}
-    for backend in ("pycocotools", "faster-coco-eval"):
-        # The child reports its own peak RSS (VmHWM): ru_maxrss would include this process's, which
-        # Linux carries over fork + exec.
-        cmd = [sys.executable, "-c", _SCORE_CHILD, "score", str(run), "--scorer", backend, "--quiet"]
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
-        wall = time.perf_counter() - start
-        peak_kb = int(proc.stderr.rsplit("VmHWM", 1)[1].split()[0])
-        metrics = json.loads((run / "metrics.json").read_text())
-        stats[backend] = metrics["stats"]
+    metrics_of = {}
+    for backend in SCORERS:
+        cmd = ["-c", _SCORE_CHILD, "score", str(run), "--scorer", backend, "--quiet"]
+        rows = []
+        for _ in range(reference_repeats if backend == "pycocotools" else repeats):
+            wall, peak_mb, _, code = timed_child(cmd)
+            metrics = json.loads((run / "metrics.json").read_text())
+            rows.append((wall, peak_mb, metrics["timings"]["score"]["total_s"], code))
+        metrics_of[backend] = metrics
         out["backends"][backend] = {
-            "exit_code": proc.returncode,
-            "rescore_wall_s": round(wall, 2),
-            "scoring_s": metrics["timings"]["score"]["total_s"],
-            "peak_rss_mb": round(peak_kb / 1024, 1),
+            "exit_codes": [r[3] for r in rows],
+            "rescore_wall_s": [round(r[0], 2) for r in rows],
+            "rescore_wall_min_s": round(min(r[0] for r in rows), 2),
+            "scoring_s_min": round(min(r[2] for r in rows), 2),
+            "peak_rss_mb": [round(r[1], 1) for r in rows],
             "num_detections": metrics["num_detections"],
             "stats": metrics["stats"],
         }
         print(f"score {backend}: {out['backends'][backend]}", flush=True)
-    ref, fast = stats["pycocotools"], stats["faster-coco-eval"]
-    out["max_abs_stat_difference"] = max(abs(ref[k] - fast[k]) for k in ref)
-    py, fc = out["backends"]["pycocotools"], out["backends"]["faster-coco-eval"]
-    out["scoring_time_ratio_fast_over_pycocotools"] = round(fc["scoring_s"] / py["scoring_s"], 3)
+    plain = []
+    for _ in range(reference_repeats):
+        args = [
+            "-c",
+            _PLAIN_PYCOCOTOOLS,
+            str(work / "scoring" / "coco" / "annotations" / "instances_val2017.json"),
+        ]
+        wall, peak_mb, err, code = timed_child([*args, str(run / "detections.json")])
+        plain.append((wall, peak_mb, code))
+    plain_stats = json.loads(err.split("STATS", 1)[1].splitlines()[0])
+    out["plain_pycocotools_script"] = {
+        "exit_codes": [r[2] for r in plain],
+        "wall_s": [round(r[0], 2) for r in plain],
+        "wall_min_s": round(min(r[0] for r in plain), 2),
+        "peak_rss_mb": [round(r[1], 1) for r in plain],
+        "stats": plain_stats,
+    }
+    print(f"plain pycocotools script: {out['plain_pycocotools_script']}", flush=True)
+    ref = metrics_of["pycocotools"]
+    plain_min = out["plain_pycocotools_script"]["wall_min_s"]
+    for backend in SCORERS:
+        row, got = out["backends"][backend], metrics_of[backend]
+        row["max_abs_stat_difference_to_pycocotools"] = max(
+            abs(ref["stats"][k] - got["stats"][k]) for k in ref["stats"]
+        )
+        row["stats_identical_to_pycocotools"] = got["stats"] == ref["stats"]
+        row["stats_identical_to_plain_script"] = list(got["stats"].values()) == plain_stats
+        mine, theirs = _per_category_ap(got), _per_category_ap(ref)
+        row["per_category_ap_identical_to_pycocotools"] = mine == theirs
+        row["max_abs_per_category_ap_difference"] = max(
+            (
+                abs(a - b)
+                for k in theirs
+                for a, b in zip(mine[k], theirs[k], strict=True)
+                if a is not None and b is not None
+            ),
+            default=0.0,
+        )
+        row["rescore_wall_over_plain_script"] = round(row["rescore_wall_min_s"] / plain_min, 4)
+    return out
+
+
+def slice_copies(folder: Path, num_images: int) -> Path:
+    """A COCO root of `num_images` images: the real slice's images again and again under new ids."""
+    coco = json.loads((SLICE / "annotations" / "instances_val2017.json").read_text())
+    sources = sorted(coco["images"], key=lambda im: im["id"])
+    anns_of: dict[int, list[dict]] = {}
+    for ann in coco["annotations"]:
+        anns_of.setdefault(ann["image_id"], []).append(ann)
+    (folder / "annotations").mkdir(parents=True)
+    (folder / "val2017").mkdir()
+    images, annotations = [], []
+    for i in range(num_images):
+        src = sources[i % len(sources)]
+        new_id = 1_000_000 + i
+        name = f"{new_id:012d}.jpg"
+        os.symlink(SLICE / "val2017" / src["file_name"], folder / "val2017" / name)
+        images.append({**src, "id": new_id, "file_name": name})
+        for ann in anns_of.get(src["id"], []):
+            annotations.append({**ann, "id": len(annotations) + 1, "image_id": new_id})
+    tree = {**coco, "images": images, "annotations": annotations}
+    (folder / "annotations" / "instances_val2017.json").write_text(json.dumps(tree))
+    return folder
+
+
+def bench_whole_run(work: Path, num_images: int, detections: int, repeats: int) -> dict:
+    """A whole `ssd-eval` run (fresh process) with a zero-cost model: the harness's own time and memory."""
+    root = slice_copies(work / "whole" / "coco", num_images)
+    model = zero_cost_model(work / "whole" / "zero_cost_190.onnx", detections=detections)
+    out: dict = {"images": num_images, "detections_per_image": detections, "runs": []}
+    for r in range(repeats):
+        config = work / "whole" / f"run{r}.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "model": {"path": str(model)},
+                    "dataset": {"root": str(root), "selection": "all"},
+                    "scoring": {"backend": "numpy"},
+                    "output": {"dir": str(work / "whole" / "runs"), "run_name": f"run{r}", "overwrite": True},
+                }
+            )
+        )
+        wall, peak_mb, _, code = timed_child(["-c", _SCORE_CHILD, "--config", str(config), "--quiet"])
+        metrics = json.loads((work / "whole" / "runs" / f"run{r}" / "metrics.json").read_text())
+        row = {
+            "exit_code": code,
+            "wall_s": round(wall, 2),
+            "peak_rss_mb": round(peak_mb, 1),
+            "num_images": metrics["protocol"]["num_images"],
+            "num_detections": metrics["num_detections"],
+            "score_s": metrics["timings"]["score"]["total_s"],
+            "images_per_s": metrics["images_per_s"],
+            "load_average": load_average(),
+        }
+        out["runs"].append(row)
+        print(f"whole run {r}: {row}", flush=True)
     return out
 
 
@@ -286,12 +422,22 @@ def main() -> int:
     )
     parser.add_argument("--skip-twin", action="store_true", help="skip (b), the 1200 twin (~10 min)")
     parser.add_argument("--skip-scoring", action="store_true", help="skip (c)")
+    parser.add_argument("--skip-whole-run", action="store_true", help="skip (d)")
     parser.add_argument("--skip-feed", action="store_true", help="skip (a)")
     parser.add_argument(
         "--twin-backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="backends on the twin"
     )
     parser.add_argument("--repeats", type=int, default=3, help="feed-rate repeats (median)")
     parser.add_argument("--scoring-images", type=int, default=5000)
+    parser.add_argument("--scoring-repeats", type=int, default=3, help="re-scores per fast scorer (min)")
+    parser.add_argument(
+        "--reference-repeats",
+        type=int,
+        default=1,
+        help="pycocotools re-scores and plain-script runs (~2 min each)",
+    )
+    parser.add_argument("--whole-run-images", type=int, default=5000)
+    parser.add_argument("--whole-run-repeats", type=int, default=1)
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "bench")
     args = parser.parse_args()
     report: dict = {
@@ -311,7 +457,12 @@ def main() -> int:
             report["twin"] = bench_twin(work, ["pillow", *[b for b in args.twin_backends if b != "pillow"]])
             report["load_average_after_twin"] = load_average()
         if not args.skip_scoring:
-            report["scoring"] = bench_scoring(work, args.scoring_images)
+            report["scoring"] = bench_scoring(
+                work, args.scoring_images, args.scoring_repeats, args.reference_repeats
+            )
+            report["load_average_after_scoring"] = load_average()
+        if not args.skip_whole_run:
+            report["whole_run"] = bench_whole_run(work, args.whole_run_images, 190, args.whole_run_repeats)
     report["load_average_end"] = load_average()
     args.output.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2) + "\n"

@@ -328,3 +328,18 @@ def test_results_file_is_the_coco_results_list(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["detections.json"]  # no temporary file left
     assert write_results_json(path, []) == 0
     assert json.loads(path.read_text()) == []
+
+
+def test_the_results_file_is_the_json_of_every_record_one_a_line(tmp_path):
+    odd = Detections(
+        5, np.array([[np.inf, 1.0, 2.0, 3.0]]), np.array([0.5]), np.array([2], dtype=np.int64)
+    )  # json.dumps writes Infinity; the file says so too
+    path = tmp_path / "detections.json"
+    assert write_results_json(path, [A, B, C, odd]) == 4
+    records = [r for d in (A, C, odd) for r in d.to_coco_json()]
+    expected = "[\n" + ",\n".join(json.dumps(r, separators=(",", ":")) for r in records) + "\n]\n"
+    assert path.read_text() == expected
+    back = json.loads(path.read_text())
+    assert back[1]["bbox"][2] == 5e-324 and back[0]["bbox"][2] == 10.000000000000002  # exact floats
+    assert write_results_json(path, [B]) == 0
+    assert json.loads(path.read_text()) == []

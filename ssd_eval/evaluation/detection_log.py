@@ -314,17 +314,38 @@ def truncate_torn_tail(path: Path) -> None:
             handle.truncate(end)
 
 
+_RESULT_RECORD = '{"image_id":%d,"category_id":%d,"bbox":[%r,%r,%r,%r],"score":%r}'
+
+
+def _result_lines(detections: Detections) -> list[str]:
+    """One image's COCO result records as JSON text, the same bytes `json.dumps` writes, faster."""
+    finite = bool(np.isfinite(detections.boxes).all() and np.isfinite(detections.scores).all())
+    if not finite:  # json.dumps spells these NaN / Infinity
+        return [json.dumps(r, separators=(",", ":")) for r in detections.to_coco_json()]
+    image_id = int(detections.image_id)
+    return [
+        _RESULT_RECORD % (image_id, c, *box, s)
+        for box, s, c in zip(
+            detections.boxes.tolist(),
+            detections.scores.tolist(),
+            detections.category_ids.tolist(),
+            strict=True,
+        )
+    ]
+
+
 def write_results_json(path: Path, detections: Iterable[Detections]) -> int:
-    """The COCO results file (a JSON list), written atomically; returns the number of records."""
+    """The COCO results file (a JSON list, one record a line), written atomically; returns the count."""
     tmp = path.with_name(path.name + ".tmp")
     count = 0
     try:
         with tmp.open("w", encoding="utf-8") as handle:
             handle.write("[")
             for dets in detections:
-                for record in dets.to_coco_json():
-                    handle.write(("," if count else "") + "\n" + json.dumps(record, separators=(",", ":")))
-                    count += 1
+                lines = _result_lines(dets)
+                if lines:
+                    handle.write(("," if count else "") + "\n" + ",\n".join(lines))
+                    count += len(lines)
             handle.write("\n]\n")
         os.replace(tmp, path)
     except BaseException:  # a full disk or an interrupt: no half-written temporary file stays behind
