@@ -528,7 +528,7 @@ def test_oversized_image_with_skip_is_skipped_in_one_line(env: Env) -> None:
 # --- item 6: signals, with a real process ---------------------------------------------------------
 
 
-def slow_detector(path: Path, coco: Path, *, steps: int = 100) -> Path:
+def slow_detector(path: Path, coco: Path, *, steps: int = 150) -> Path:
     """The perfect table detector plus a chain of 512x512 matrix products (about 0.1-1 s per image,
     depending on the load) whose result is added to the scores times zero: same detections, slow
     enough to be interrupted mid-run."""
@@ -596,9 +596,6 @@ def _signal(process: subprocess.Popen[str], signum: int, times: int) -> tuple[in
 
 def test_ctrl_c_three_times_ends_like_once(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     process, run = _start_slow_run(env, "sigint")
-    # A second process on the same run folder is refused while the first one holds it.
-    assert main(["--resume", str(run), "--quiet"]) == 2
-    assert "is in use by ssd-eval pid" in capsys.readouterr().err
     code, err = _signal(process, signal.SIGINT, 3)
     assert code == 130, err
     assert err == [f"ssd-eval: interrupted; all written so far is kept: continue with --resume {run}"]
@@ -620,6 +617,28 @@ def test_sigterm_ends_with_143_and_one_line(env: Env, times: int) -> None:
     done = _whole_lines(run / "detections.jsonl")
     assert done == [1, 2, 5, 7, 9][: len(done)]
     assert not (run / "metrics.json").exists()
+
+
+def test_a_second_process_is_refused_while_a_run_holds_its_folder(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    process, run = _start_slow_run(env, "busy")
+    process.send_signal(signal.SIGSTOP)  # frozen mid-run, holding its lock: no race with its end
+    try:
+        before = (run / "detections.jsonl").read_bytes()
+        assert main(["--resume", str(run), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            f"ssd-eval: error: run folder {run} is in use by ssd-eval pid {process.pid}: wait for it to end "
+            "(or stop it), or choose another --run-name"
+        ]
+        assert (run / "detections.jsonl").read_bytes() == before
+    finally:
+        process.send_signal(signal.SIGCONT)
+    code, err = _signal(process, signal.SIGTERM, 1)
+    assert code == 143, err
+    done = _whole_lines(run / "detections.jsonl")
+    assert done == [1, 2, 5, 7, 9][: len(done)]
 
 
 # --- item 5: a real full disk (a tmpfs; needs the right to mount, e.g. root) -----------------------
