@@ -141,6 +141,18 @@ def test_score_reapplies_the_recorded_rules(tmp_path, perfect, capsys):
     assert_verdict(tmp_path / "results" / "pass", "PASS", 0)
 
 
+def test_require_gate_given_at_run_time_is_recorded(tmp_path, perfect):
+    bare = _config(tmp_path, perfect)
+    assert _run(bare, "req", "--require-gate") == 1  # no rule set: NO VERDICT, required
+    assert main(["score", str(tmp_path / "results" / "req"), "--quiet"]) == 1
+    assert_verdict(tmp_path / "results" / "req", "NO VERDICT", 1)
+    for k in (1, 2):
+        assert _run(bare, f"s{k}", "--shard", f"{k}/2", "--require-gate") == 0  # deferred
+    shards = [str(tmp_path / "results" / f"s{k}") for k in (1, 2)]
+    assert main(["merge", *shards, "--output", str(tmp_path / "results" / "m"), "--quiet"]) == 1
+    assert_verdict(tmp_path / "results" / "m", "NO VERDICT", 1)
+
+
 def test_score_reapplies_a_baseline_from_the_run_folder(tmp_path, perfect):
     config = _config(tmp_path, perfect)
     assert _run(config, "first") == 0

@@ -23,6 +23,7 @@ from ssd_eval.data.dataset import Shard
 from ssd_eval.errors import OutputError
 from ssd_eval.evaluation.detection_log import store_path
 from ssd_eval.reports.baseline import Baseline, load_gate_baseline, read_baseline, write_baseline
+from ssd_eval.reports.ci_report import JUNIT_FILE, SUMMARY_FILE
 from ssd_eval.reports.results import METRICS_FILE, ModelInfo, SkippedImage
 
 CONFIG_FILE = "config.yaml"
@@ -92,6 +93,9 @@ def prepare_run_folder(folder: Path, config: RunConfig, *, resume: bool) -> None
             METRICS_FILE,
             COCOEVAL_LOG,
             RUN_INFO_FILE,
+            GATE_BASELINE_FILE,
+            JUNIT_FILE,
+            SUMMARY_FILE,
         ):
             (folder / name).unlink(missing_ok=True)
         store_path(folder / DETECTION_LOG).unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ssd_eval.assets.fetch import MODELS
 from ssd_eval.config.run import ExpectedConfig, GateConfig
 from ssd_eval.errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE
 from ssd_eval.evaluation.scoring import CategoryScore
@@ -190,8 +191,6 @@ def partial_reason(run: RunFacts) -> str:
 
 def _known_model(sha256: str) -> str:
     """The name of a known model file with this sha256, if any."""
-    from ssd_eval.assets.fetch import MODELS
-
     for source in MODELS.values():
         if source.sha256.lower() == sha256.lower():
             return source.filename
