@@ -192,15 +192,63 @@ def test_no_log_means_no_detections(tmp_path):
     assert not store_path(tmp_path / "detections.jsonl").exists()
 
 
-def test_columns_refuse_inconsistent_shapes():
+@pytest.mark.parametrize(
+    ("counts", "boxes", "categories"),
+    [
+        ([1, 1], (3, 4), 3),  # counts sum to 2, 3 detections
+        ([4, -1], (3, 4), 3),  # a negative count
+        ([1, 2], (3, 5), 3),  # boxes are not x, y, w, h
+        ([1, 2], (3, 4), 2),  # a category missing
+        ([3], (3, 4), 3),  # one count for two records
+    ],
+)
+def test_columns_refuse_inconsistent_shapes(counts, boxes, categories):
     with pytest.raises(ValueError, match="inconsistent detection columns"):
         DetectionColumns(
             image_ids=np.array([1, 2]),
-            counts=np.array([1, 1]),
-            boxes=np.zeros((3, 4)),
+            counts=np.array(counts),
+            boxes=np.zeros(boxes),
             scores=np.zeros(3),
-            category_ids=np.zeros(3, dtype=np.int64),
+            category_ids=np.zeros(categories, dtype=np.int64),
         )
+    DetectionColumns(  # the consistent twin is accepted
+        image_ids=np.array([1, 2]),
+        counts=np.array([1, 2]),
+        boxes=np.zeros((3, 4)),
+        scores=np.zeros(3),
+        category_ids=np.zeros(3, dtype=np.int64),
+    )
+
+
+def test_a_log_that_grows_while_it_is_read_gets_no_store(tmp_path, monkeypatch):
+    """A live run appending while `score` reads: the store would claim a state it does not hold."""
+    path = tmp_path / "detections.jsonl"
+    _write(path, A)
+    store_path(path).unlink()
+    read_bytes = Path.read_bytes
+
+    def read_then_append(self: Path) -> bytes:
+        data = read_bytes(self)
+        if self == path:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(detections_to_line(C) + "\n")
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", read_then_append)
+    _check(read_detection_log(path), A)  # what was there when reading began
+    assert not store_path(path).exists()
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    _check(read_detection_log(path), A, C)
+    assert store_path(path).is_file()
+
+
+def test_the_store_holds_plain_arrays_only(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    _write(path, A, B)
+    with np.load(store_path(path), allow_pickle=False) as data:
+        assert sorted(data.files) == ["boxes", "category_ids", "counts", "image_ids", "log_stamp", "scores"]
+        assert data["boxes"].dtype == np.float64 and data["category_ids"].dtype == np.int64
+        assert data["counts"].tolist() == [2, 0]
 
 
 # Byte-for-byte expectations of the log format and the results file (issue 11).
