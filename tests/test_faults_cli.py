@@ -118,6 +118,24 @@ def _config_run_name(name: str) -> Callable[[Env], list[str]]:
     return arrange
 
 
+def _compare_into_a_user_folder(env: Env) -> list[str]:
+    (env.results / "mine").mkdir(parents=True)
+    (env.results / "mine" / "metrics.json").write_text('{"mine": true}\n')
+    config = {
+        "model": {"path": str(env.model)},
+        "reference": {"name": "ref", "provider": {"name": "cpu"}},
+        "runs": [{"name": "again", "provider": {"name": "cpu"}}],
+        "dataset": {"root": str(env.coco)},
+        "output": {"dir": str(env.results), "run_name": "mine", "overwrite": True},
+    }
+    (env.tmp / "compare.yaml").write_text(yaml.safe_dump(config))
+    return ["compare", "--config", str(env.tmp / "compare.yaml")]
+
+
+def _only_user_metrics(env: Env) -> None:
+    assert [p.name for p in (env.results / "mine").iterdir()] == ["metrics.json"]
+
+
 def _existing_run(env: Env) -> list[str]:
     env.finished_run("r")
     return ["--config", str(env.config), "--run-name", "r"]
@@ -312,6 +330,13 @@ FAULTS = [
         _notes_kept,
     ),
     Fault("existing-run-without-overwrite", _existing_run, 2, ("already exists", "--resume")),
+    Fault(
+        "compare-overwrite-into-a-folder-that-is-no-comparison",
+        _compare_into_a_user_folder,
+        2,
+        ("mine", "is not a comparison folder", "nothing in it is replaced"),
+        _only_user_metrics,
+    ),
     # item 6
     Fault(
         "typo-in-a-flag", _argv("--config", "{config}", "--limt", "3"), 2, ("did you mean --limit?", "--help")

@@ -157,6 +157,12 @@ def run_comparison(config: CompareConfig, options: CompareOptions | None = None)
             f"comparison folder {folder} already exists: continue it with --resume {folder}, choose "
             "another --run-name, or set output.overwrite: true"
         )
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / COMPARE_CONFIG_FILE).is_file():
+        # overwrite (or resume) only ever writes into a folder that holds a comparison.
+        raise OutputError(
+            f"{folder} holds files but is not a comparison folder (no {COMPARE_CONFIG_FILE}), so nothing "
+            "in it is replaced; choose another --run-name"
+        )
     specs = config.all_runs
     names = [run_name(spec) for spec in specs]
     available, all_known = ort.get_available_providers(), ort.get_all_providers()
