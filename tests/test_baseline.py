@@ -154,7 +154,9 @@ def test_baseline_command(tmp_path, capsys):
     assert main(["baseline", str(run), "--output", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["baseline", str(PUBLISHED), "--show"]) == 0
-    assert "ssd-10-published (published): AP 0.1958, AP50 0.3750" in capsys.readouterr().out
+    assert "ssd-10-published (published): AP 0.19578, AP50 0.375, AP75 0.180, APs 0.115" in (
+        capsys.readouterr().out
+    )
     assert main(["baseline", str(tmp_path), "--output", str(tmp_path / "c.json")]) == 2
     assert "no metrics.json" in capsys.readouterr().err
 

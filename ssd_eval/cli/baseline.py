@@ -61,7 +61,8 @@ def _run_metrics(folder: Path, run_name: str | None) -> dict:
 def run(args: argparse.Namespace) -> int:
     if args.show:
         baseline = read_baseline(args.source)
-        stats = ", ".join(f"{k} {v:.4f}" for k, v in baseline.stats.items())
+        # Published figures with the digits they were published with, measured ones to 4 decimals.
+        stats = ", ".join(f"{k} {v:.{baseline.decimals.get(k, 4)}f}" for k, v in baseline.stats.items())
         print(f"{baseline.name} ({baseline.kind}): {stats}")
         print(f"protocol   {baseline.protocol}")
         print(f"model      {baseline.model}")

@@ -58,7 +58,9 @@ def junit_xml(report: GateReport, *, suite: str, time_s: float = 0.0) -> str:
             failure = ET.SubElement(case, "failure", message=check.message, type="GateFailure")
             failure.text = check.message
         elif not check.evaluated:
-            ET.SubElement(case, "skipped", message=f"{check.state}: {check.message}")
+            # A not comparable rule's message already says so.
+            text = check.message if check.state == "not comparable" else f"{check.state}: {check.message}"
+            ET.SubElement(case, "skipped", message=text)
         else:
             ET.SubElement(case, "system-out").text = check.message
     case = ET.SubElement(element, "testcase", classname="ssd_eval.gate", name=VERDICT_CASE, time="0")
