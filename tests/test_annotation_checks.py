@@ -147,3 +147,23 @@ def test_long_values_are_shortened_in_the_message():
         check_annotation_data(data, source="ann.json")
     assert "annotations[0].bbox = [0, 1, 2, 3" in str(caught.value)
     assert "99" not in str(caught.value) and "..." in str(caught.value)
+
+
+def test_shortening_keeps_sixty_characters():
+    from ssd_eval.data.annotation_checks import MISSING, _short
+
+    assert repr(MISSING) == "missing"
+    exactly = "x" * 58  # its repr, with the quotes, is 60 characters: shown whole
+    assert _short(exactly) == repr(exactly)
+    longer = "x" * 59  # repr 61 characters: 57 of them, then "..."
+    assert _short(longer) == "'" + "x" * 56 + "..."
+    assert len(_short(longer)) == 60
+
+
+def test_offences_of_one_section_in_numeric_not_text_order():
+    data = _valid()
+    data["images"] = [{"id": k, "file_name": f"{k}.jpg", "width": 10, "height": 10} for k in range(1, 12)]
+    data["annotations"] = []
+    data["images"][10]["width"] = 0  # images[10]
+    data["images"][2]["height"] = -1  # images[2]: first in the file, though "images[10]" < "images[2]" as text
+    assert _paths(data) == ["images[2].height", "images[10].width"]

@@ -243,3 +243,67 @@ def test_iter_images_in_order_and_from_a_given_list(tmp_path):
     assert [x.record.image_id for x in loaded] == [1, 2]
     assert loaded[0].pixels.shape == (3, 6, 3) and loaded[0].pixels[0, 0].tolist() == [2, 2, 2]
     assert [x.record.image_id for x in iter_images(gt, [gt.images[1]])] == [2]
+
+
+def _probe_setup(tmp_path, size=(20, 10), record_size=(20, 10)):
+    from ssd_eval.data.categories import canonical_label_map
+    from ssd_eval.data.dataset import CocoGroundTruth
+
+    Image.new("RGB", size, (9, 9, 9)).save(tmp_path / "a.png")
+    record = ImageRecord(1, "a.png", *record_size)
+    gt = CocoGroundTruth(
+        annotation_file=tmp_path / "ann.json",
+        image_dir=tmp_path,
+        coco_json={},
+        images=(record,),
+        label_map=canonical_label_map(),
+        selection="annotated",
+        total_images=1,
+        annotated_images=1,
+    )
+    return gt, record
+
+
+def test_probe_checks_the_header_only(tmp_path):
+    from ssd_eval.data.dataset import load_checked, probe_image
+
+    gt, record = _probe_setup(tmp_path)
+    assert probe_image(gt, record, max_pixels=200) is None  # 20 x 10 = 200: at the limit is allowed
+    with pytest.raises(DatasetError) as info:
+        probe_image(gt, record, max_pixels=199)
+    assert str(info.value) == (
+        f"image {tmp_path / 'a.png'} is 20x10 = 200 pixels, more than dataset.max_image_pixels (199): "
+        "raise that setting if the image is genuine, or set dataset.on_bad_image: skip"
+    )
+    with pytest.raises(
+        DatasetError, match=r"is 20x10 = 200 pixels, more than dataset.max_image_pixels \(199\)"
+    ):
+        load_checked(gt, record, max_pixels=199)
+    gt, record = _probe_setup(tmp_path, record_size=(10, 20))
+    with pytest.raises(DatasetError, match=r"a\.png is 20x10 but ann\.json says 10x20: use the original"):
+        probe_image(gt, record)
+    (tmp_path / "a.png").write_bytes(b"not an image")
+    with pytest.raises(DatasetError, match=r"a\.png is corrupt or not an image"):
+        probe_image(gt, record)
+    (tmp_path / "a.png").unlink()
+    with pytest.raises(DatasetError, match=r"^image .*a\.png not found$"):
+        probe_image(gt, record)
+
+
+def test_a_decompression_bomb_is_refused_with_the_setting_named(tmp_path, monkeypatch):
+    from ssd_eval.data.dataset import load_rgb, probe_image
+
+    gt, record = _probe_setup(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # Pillow refuses more than twice this: 200 > 100
+    expected = (
+        f"image {tmp_path / 'a.png'} is too large: Image size (200 pixels) exceeds limit of 100 pixels; "
+        "dataset.max_image_pixels is 1,000 (a decompression bomb, or a genuine giant that cannot be "
+        "evaluated); set dataset.on_bad_image: skip"
+    )
+    for call in (
+        lambda: probe_image(gt, record, max_pixels=1000),
+        lambda: load_rgb(tmp_path / "a.png", max_pixels=1000),
+    ):
+        with pytest.raises(DatasetError) as info:
+            call()
+        assert str(info.value) == expected

@@ -391,3 +391,51 @@ def test_the_results_file_is_the_json_of_every_record_one_a_line(tmp_path):
     assert back[1]["bbox"][2] == 5e-324 and back[0]["bbox"][2] == 10.000000000000002  # exact floats
     assert write_results_json(path, [B]) == 0
     assert json.loads(path.read_text()) == []
+
+
+def test_a_full_disk_keeps_whole_lines_and_names_resume(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "d.jsonl"
+    real_write = os.write
+    calls = [0]
+
+    def write(fd, data):  # the second image: half a line, then the disk is full
+        calls[0] += 1
+        if calls[0] == 2:
+            return real_write(fd, bytes(data[:10]))
+        if calls[0] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(detection_log.os, "write", write)
+    with pytest.raises(OutputError) as info, DetectionLog(path) as det_log:
+        det_log.append(_dets(1, 1))
+        det_log.append(_dets(2, 1))
+    assert str(info.value) == (
+        f"cannot write {path}: No space left on device (the 1 images before are kept); "
+        f"free some space, then continue with --resume {tmp_path}"
+    )
+    assert path.read_text() == detections_to_line(_dets(1, 1)) + "\n"  # the half line is cut
+
+
+def test_a_write_that_makes_no_progress_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(detection_log.os, "write", lambda fd, data: 0)
+    with pytest.raises(OutputError, match=r"d\.jsonl: the write made no progress \(the 0 images before"):
+        with DetectionLog(tmp_path / "d.jsonl") as det_log:
+            det_log.append(_dets(1, 1))
+
+
+def test_a_failing_fsync_on_close_is_an_error_naming_the_images_kept(tmp_path, monkeypatch):
+    import errno
+
+    def fsync(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    path = tmp_path / "d.jsonl"
+    with pytest.raises(OutputError, match=r"Input/output error \(the 2 images before are kept\)"):
+        with DetectionLog(path) as det_log:
+            det_log.append(_dets(1, 1))
+            det_log.append(_dets(2, 0))
+            monkeypatch.setattr(detection_log.os, "fsync", fsync)
+    assert not store_path(path).exists()  # no store for a log that may not be on disk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from ssd_eval.pipeline.preprocess import Normalization, normalize_to_nchw, preprocess, resize_bilinear
@@ -49,3 +50,20 @@ def test_normalization_values():
     # By hand from the card: (0 - 0.485) / 0.229, (128 / 255 - 0.456) / 0.224, (1 - 0.406) / 0.225.
     expected = [-2.117904, 0.2051821, 2.64]
     np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_a_missing_optional_package_names_the_install(monkeypatch):
+    import importlib.util
+
+    from ssd_eval.errors import ConfigError
+    from ssd_eval.pipeline.preprocess import HostPreprocessor
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cv2" else real(name, *a))
+    with pytest.raises(ConfigError) as info:
+        HostPreprocessor("opencv", (8, 8), NORM)
+    assert str(info.value) == (
+        "preprocess.backend 'opencv' needs the opencv-python-headless package: pip install "
+        "opencv-python-headless (or pip install 'ssd_eval[fast]'), or use backend: pillow"
+    )
+    assert not HostPreprocessor("pillow", (8, 8), NORM).in_graph

@@ -204,3 +204,11 @@ def test_resume_keeps_the_shard_it_started_with(tmp_path, setup, capsys):
     assert _metrics(run_dir)["protocol"]["shard"] == "2/3"
     assert main(["--resume", str(run_dir), "--shard", "1/3", "--quiet"]) == 2
     assert "differs from the shard 2/3" in capsys.readouterr().err
+
+
+def test_default_merge_folder_drops_the_shard_suffix():
+    from ssd_eval.engine.merge import default_output
+
+    folders = [Path("/r/cpu-run-shard2of12"), Path("/other/cpu-run-shard1of12")]
+    assert default_output(folders) == Path("/r/cpu-run-merged")
+    assert default_output([Path("/r/plain")]) == Path("/r/plain-merged")
