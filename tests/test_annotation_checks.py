@@ -165,5 +165,7 @@ def test_offences_of_one_section_in_numeric_not_text_order():
     data["images"] = [{"id": k, "file_name": f"{k}.jpg", "width": 10, "height": 10} for k in range(1, 12)]
     data["annotations"] = []
     data["images"][10]["width"] = 0  # images[10]
-    data["images"][2]["height"] = -1  # images[2]: first in the file, though "images[10]" < "images[2]" as text
+    data["images"][2][
+        "height"
+    ] = -1  # images[2]: first in the file, though "images[10]" < "images[2]" as text
     assert _paths(data) == ["images[2].height", "images[10].width"]

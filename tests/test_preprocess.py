@@ -59,7 +59,9 @@ def test_a_missing_optional_package_names_the_install(monkeypatch):
     from ssd_eval.pipeline.preprocess import HostPreprocessor
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cv2" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "cv2" else real(name, *a)
+    )
     with pytest.raises(ConfigError) as info:
         HostPreprocessor("opencv", (8, 8), NORM)
     assert str(info.value) == (
