@@ -421,9 +421,9 @@ def test_a_full_disk_keeps_whole_lines_and_names_resume(tmp_path, monkeypatch):
 
 def test_a_write_that_makes_no_progress_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(detection_log.os, "write", lambda fd, data: 0)
-    with pytest.raises(OutputError, match=r"d\.jsonl: the write made no progress \(the 0 images before"):
-        with DetectionLog(tmp_path / "d.jsonl") as det_log:
-            det_log.append(_dets(1, 1))
+    no_progress = r"d\.jsonl: the write made no progress \(the 0 images before"
+    with pytest.raises(OutputError, match=no_progress), DetectionLog(tmp_path / "d.jsonl") as det_log:
+        det_log.append(_dets(1, 1))
 
 
 def test_a_failing_fsync_on_close_is_an_error_naming_the_images_kept(tmp_path, monkeypatch):
@@ -433,9 +433,9 @@ def test_a_failing_fsync_on_close_is_an_error_naming_the_images_kept(tmp_path, m
         raise OSError(errno.EIO, "Input/output error")
 
     path = tmp_path / "d.jsonl"
-    with pytest.raises(OutputError, match=r"Input/output error \(the 2 images before are kept\)"):
-        with DetectionLog(path) as det_log:
-            det_log.append(_dets(1, 1))
-            det_log.append(_dets(2, 0))
-            monkeypatch.setattr(detection_log.os, "fsync", fsync)
+    kept = r"Input/output error \(the 2 images before are kept\)"
+    with pytest.raises(OutputError, match=kept), DetectionLog(path) as det_log:
+        det_log.append(_dets(1, 1))
+        det_log.append(_dets(2, 0))
+        monkeypatch.setattr(detection_log.os, "fsync", fsync)
     assert not store_path(path).exists()  # no store for a log that may not be on disk
