@@ -417,3 +417,125 @@ def test_class_drop_exactly_at_the_limit_passes(drop):
     ref = [cat(1, "c1", 0.75)]
     assert check_class_drops([cat(1, "c1", 0.75 - drop)], ref, max_drop=drop, against="r").passed
     assert not check_class_drops([cat(1, "c1", 0.75 - drop - 1e-9)], ref, max_drop=drop, against="r").passed
+
+
+# The comparison's gate (reports/gate_compare.py), on hand-made comparison results.
+
+
+def _protocol(limit=None):
+    from ssd_eval.reports.results import Protocol
+
+    return Protocol("annotated", 5, 6, 5, limit, None, False, 0.0, "pillow", (1200, 1200))
+
+
+def _report(name, ap=None, *, skip="", per_category=(), model=True):
+    from ssd_eval.reports.comparison import RunReport
+    from ssd_eval.reports.results import ModelInfo
+
+    info = ModelInfo(path=f"/m/{name}.onnx", sha256="c" * 64, size_bytes=1, source=None) if model else None
+    if ap is None:
+        return RunReport(name, "skipped", name, {}, skip_reason=skip)
+    return RunReport(name, "ran", name, {}, model=info, stats={"AP": ap}, per_category=per_category)
+
+
+def _comparison(*runs, limit=None):
+    from ssd_eval.reports.comparison import CompareResult
+
+    return CompareResult("/out", runs[0].name, tuple(runs), _protocol(limit), 0.5)
+
+
+def test_comparison_facts():
+    from ssd_eval.reports.gate_compare import comparison_facts
+
+    per_category = (cat(1, "person", 0.5),)
+    report = _report("gpu", 0.25, per_category=per_category)
+    facts = comparison_facts(_comparison(_report("cpu", 0.5), report, limit=20), report)
+    assert facts == RunFacts(
+        stats={"AP": 0.25},
+        per_category=per_category,
+        selection="annotated",
+        num_images=5,
+        complete=False,
+        model_sha256="c" * 64,
+        model_name="gpu.onnx",
+        partial="limit 20",
+    )
+    bare = _report("gpu", 0.25, model=False)
+    facts = comparison_facts(_comparison(_report("cpu", 0.5), bare), bare)
+    assert (facts.complete, facts.partial, facts.model_sha256, facts.model_name) == (True, "", "", "")
+
+
+def _compare_config(**gate):
+    from ssd_eval.config.compare import CompareConfig, CompareGateConfig
+
+    skip = gate.pop("skip_unavailable", False)
+    return CompareConfig(skip_unavailable=skip, gate=CompareGateConfig(**gate))
+
+
+def test_comparison_gate_rules_in_order():
+    from ssd_eval.reports.gate_compare import gate_comparison
+
+    ref = _report("cpu", 0.5, per_category=(cat(1, "person", 0.5),))
+    trt = _report("trt", skip="TensorrtExecutionProvider is not available")
+    gpu = _report("gpu", 0.25, per_category=(cat(1, "person", 0.25),))
+    config = _compare_config(min_ap=0.3, max_ap_drop=0.125, max_class_ap_drop=0.5, required=True)
+    report = gate_comparison(_comparison(ref, trt, gpu), config, None)
+    assert [whole(c) for c in report.checks] == [
+        ("AP >= 0.3000", "passed", "cpu: AP 0.5000 >= 0.3000", "cpu"),
+        (
+            "trt evaluated",
+            "failed",
+            "trt: not evaluated: TensorrtExecutionProvider is not available (gate.required)",
+            "trt",
+        ),
+        ("AP >= 0.3000", "failed", "gpu: AP 0.2500 is below the minimum 0.3000 by 0.0500", "gpu"),
+        (
+            "AP drop vs reference cpu <= 0.1250",
+            "failed",
+            "gpu: AP 0.2500 vs reference cpu 0.5000 (delta -0.2500): drops more than the allowed 0.1250",
+            "gpu",
+        ),
+        (
+            "per-class AP drop vs reference cpu <= 0.5000",
+            "passed",
+            "gpu: 1 categories within 0.5000 of reference cpu (largest drop person +0.2500)",
+            "gpu",
+        ),
+    ]
+    assert report.required and report.error == "" and report.verdict == "FAIL"
+    optional = gate_comparison(_comparison(ref, trt, gpu), _compare_config(), None)
+    assert [whole(c) for c in optional.checks] == [
+        ("trt evaluated", "skipped", "trt: not evaluated: TensorrtExecutionProvider is not available", "trt")
+    ]
+    assert not optional.required
+    nameless = gate_comparison(_comparison(ref, _report("x"), gpu), _compare_config(), None)
+    assert nameless.checks[0].message == "x: not evaluated: skipped"
+
+
+def test_a_comparison_where_nothing_ran_besides_the_reference():
+    from ssd_eval.reports.gate_compare import gate_comparison
+
+    ref = _report("cpu", 0.5)
+    runs = (ref, _report("gpu", skip="no CUDA"), _report("trt"))
+    report = gate_comparison(_comparison(*runs), _compare_config(), None)
+    assert report.error == (
+        "nothing was compared: no run besides the reference cpu ran (gpu: no CUDA; trt: skipped); "
+        "install what the runs need (see README: Comparing providers)"
+    )
+    required = gate_comparison(
+        _comparison(*runs), _compare_config(skip_unavailable=True, required=True), None
+    )
+    assert required.error.endswith("(see README: Comparing providers), or drop gate.required")
+    allowed = gate_comparison(_comparison(*runs), _compare_config(skip_unavailable=True), None)
+    assert allowed.error == ""
+    alone = gate_comparison(_comparison(ref), _compare_config(), None)
+    assert alone.error == (
+        "nothing was compared: no run besides the reference cpu ran (no runs listed); "
+        "install what the runs need (see README: Comparing providers)"
+    )
+    # A reference that did not run: the runs get their own rules but none against it.
+    gpu = _report("gpu", 0.25)
+    no_ref = gate_comparison(
+        _comparison(_report("cpu", skip="x"), gpu), _compare_config(min_ap=0.2, max_ap_drop=0.0), None
+    )
+    assert [c.rule for c in no_ref.checks] == ["cpu evaluated", "AP >= 0.2000"]
