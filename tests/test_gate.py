@@ -539,3 +539,88 @@ def test_a_comparison_where_nothing_ran_besides_the_reference():
         _comparison(_report("cpu", skip="x"), gpu), _compare_config(min_ap=0.2, max_ap_drop=0.0), None
     )
     assert [c.rule for c in no_ref.checks] == ["cpu evaluated", "AP >= 0.2000"]
+
+
+def _published(**protocol) -> Baseline:
+    return Baseline(
+        name="card",
+        kind="published",
+        source="test",
+        stats={"AP": 0.196, "AP50": 0.375},
+        protocol={"selection": "annotated", "num_images": 5, **protocol},
+        model={"name": "ssd-10.onnx", "sha256": "d" * 64},
+        decimals={"AP": 3, "AP50": 3},
+    )
+
+
+def test_baseline_figures_held_both_ways_with_their_published_precision():
+    gate = GateConfig(baseline=Path("b.json"), baseline_stats=("AP", "AP50"), baseline_tolerance=0.001)
+    facts = RunFacts(
+        stats={"AP": 0.1972, "AP50": 0.377},
+        per_category=(),
+        selection="annotated",
+        num_images=5,
+        complete=True,
+        model_sha256="d" * 64,
+    )
+    # AP: |0.1972 - 0.196| = 0.0012 <= 0.001 + 0.0005; AP50: 0.002 > 0.0015.
+    assert [whole(c) for c in check_config_rules(facts, gate, _published())] == [
+        (
+            "AP = 0.1960 ± 0.0010 + 0.0005",
+            "passed",
+            "AP 0.1972 is within 0.0015 of baseline card 0.1960 (delta +0.0012)",
+            "",
+        ),
+        (
+            "AP50 = 0.3750 ± 0.0010 + 0.0005",
+            "failed",
+            "AP50 0.3770 misses baseline card 0.3750 by +0.0020 (tolerance 0.0015)",
+            "",
+        ),
+    ]
+    # Another selection in the baseline: both figures are not comparable, naming it.
+    other = check_config_rules(facts, gate, _published(selection="all"))
+    assert [c.state for c in other] == ["not comparable", "not comparable"]
+    assert other[0].message == (
+        "not comparable: baseline card is for selection 'all', this run used 'annotated'"
+    )
+    assert check_config_rules(facts, gate, _published(selection=None))[0].passed  # no selection recorded
+
+
+def test_the_expected_rule_applies_only_to_its_model_and_selection():
+    from ssd_eval.reports.gate import check_expected_rule
+
+    facts = RunFacts(
+        stats={"AP": 0.195},
+        per_category=(),
+        selection="all",
+        num_images=5,
+        complete=True,
+        model_sha256="e" * 64,
+        model_name="int8.onnx",
+    )
+    expected = ExpectedConfig(value=0.195, tolerance=0.003, model_sha256="d" * 64)
+    mismatch = check_expected_rule(facts, expected, GateConfig())
+    assert whole(mismatch) == (
+        "AP = 0.1950 ± 0.0030",
+        "not comparable",
+        "not comparable: the model is not another model: the figure is for another model "
+        "(sha256 dddddddddddd…), this run's model (int8.onnx) has sha256 eeeeeeeeeeee…",
+        "",
+    )
+    assert check_expected_rule(facts, expected, GateConfig(any_model=True)).passed
+    annotated = ExpectedConfig(value=0.195, tolerance=0.003, selection="annotated")
+    assert whole(check_expected_rule(facts, annotated, GateConfig())) == (
+        "AP = 0.1950 ± 0.0030",
+        "not comparable",
+        "not comparable: the figure is for selection 'annotated', this run used 'all'",
+        "",
+    )
+    assert check_expected_rule(facts, ExpectedConfig(value=0.195, selection="all"), GateConfig()).passed
+
+
+def test_report_reason_counts_the_other_states():
+    passed = check_min({"AP": 0.5}, metric="AP", floor=0.1)
+    report = GateReport((passed, skipped_check("r", "x"), not_comparable("s", "y")))
+    assert report.reason == "1 of 3 rule(s) passed (1 skipped, 1 not comparable)"
+    assert GateReport((passed,)).reason == "1 of 1 rule(s) passed"
