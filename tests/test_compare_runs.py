@@ -292,3 +292,23 @@ def test_provider_selects_the_side_run_here_and_the_other_machine_fills_in(tmp_p
         "--provider dml matches none of the comparison's runs: ref (cpu), gpu (cuda)"
         in capsys.readouterr().err
     )
+
+
+def test_a_run_warning_reaches_the_comparison(tmp_path, setup, capsys):
+    """A run with more than the card's 200 detections on an image says so in the comparison too."""
+    root, perfect, _, _ = setup
+    # Image 1: its 2 true boxes and 199 far-off low-score boxes, 201 detections in all.
+    many = save_table_detector(
+        tmp_path / "many.onnx", root, {**TINY_GT, 1: [*TINY_GT[1], *[Det(0, 0, 1, 1, 90, 0.06)] * 199]}
+    )
+    out = str(tmp_path / "runs")
+    for name, model in (("ref", perfect), ("many", many)):
+        config = write_config(tmp_path / f"{name}.yaml", model, root)
+        assert main(["run", "--config", str(config), "--output", out, "--run-name", name, "--quiet"]) == 0
+    folders = [str(tmp_path / "runs" / "ref"), str(tmp_path / "runs" / "many")]
+    assert main(["compare", *folders, "--output", out, "--run-name", "cmp", "--quiet"]) == 0
+    expected = "1 image(s) got more than the model card's 200 detections (most: 201 on image 1)"
+    report = json.loads((tmp_path / "runs" / "cmp" / "metrics.json").read_text())
+    warnings = {run["name"]: run["warnings"] for run in report["runs"]}
+    assert warnings["ref"] == [] and len(warnings["many"]) == 1 and warnings["many"][0].startswith(expected)
+    assert f"- **many warning**: {expected}" in (tmp_path / "runs" / "cmp" / "summary.md").read_text()

@@ -18,7 +18,7 @@ from pathlib import Path
 from ssd_eval.config.run import RunConfig
 from ssd_eval.data.dataset import CocoGroundTruth, Shard, load_checked, open_ground_truth, probe_image
 from ssd_eval.engine.resolve import resolve_assets, resolve_data
-from ssd_eval.engine.runner import _input_size
+from ssd_eval.engine.runner import model_input_size
 from ssd_eval.errors import DatasetError
 from ssd_eval.pipeline.decode import decode_image
 from ssd_eval.pipeline.graph_preprocess import GraphPreprocessor
@@ -111,7 +111,7 @@ def _check_model(config: RunConfig, model: Path, gt: CocoGroundTruth) -> ModelCh
     ) as session:
         signature = session.signature
         assert signature is not None  # set by activate()
-        input_size = _input_size(config, signature.input_height, signature.input_width, model)
+        input_size = model_input_size(config, signature.input_height, signature.input_width, model)
         record = gt.images[0]
         norm = Normalization.from_mean_std(config.preprocess.mean, config.preprocess.std)
         host = HostPreprocessor(config.preprocess.backend, input_size, norm)

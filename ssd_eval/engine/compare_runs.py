@@ -226,6 +226,7 @@ def _report(
         worst_images=tuple((i, round(d, 6)) for i, d in matched.worst[:WORST_IMAGES]) if matched else (),
         versions=dict(run.result.versions),
         machine=dict(run.result.machine),
+        warnings=tuple(run.result.warnings),
     )
 
 

@@ -378,7 +378,7 @@ def _shared_input_size(
         signature = session.signature
         assert signature is not None  # set by activate()
         name = configs[index].output.run_name or str(index)
-        sizes[name] = _input_size(
+        sizes[name] = model_input_size(
             configs[index], signature.input_height, signature.input_width, assets[index].model
         )
     if len(set(sizes.values())) > 1:
@@ -390,7 +390,8 @@ def _shared_input_size(
     return next(iter(sizes.values()))
 
 
-def _input_size(config: RunConfig, height: int | None, width: int | None, model: Path) -> tuple[int, int]:
+def model_input_size(config: RunConfig, height: int | None, width: int | None, model: Path) -> tuple[int, int]:
+    """The (height, width) a model is fed: its static input size, or preprocess.size where it sets one."""
     if config.preprocess.size is not None:
         if height is not None and width is not None and (height, width) != (config.preprocess.size,) * 2:
             raise ConfigError(

@@ -216,6 +216,8 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
     )
     for r in skipped:
         lines += ["", f"- **{r.name} skipped** ({r.provider}): {_escape(r.skip_reason)}"]
+    for r in ran:
+        lines += [f"- **{r.name} warning**: {_escape(w)}" for w in r.warnings]
     lines += ["", "Where and how each run ran:", ""]
     lines += table(
         ["run", "provider options requested", "runtime", "python", "machine", "preprocessing, input"],

@@ -50,6 +50,7 @@ class RunReport:
     worst_images: tuple[tuple[int, float], ...] = ()
     versions: dict[str, str] = field(default_factory=dict)  # of the environment the run ran in
     machine: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # the run's own warnings (e.g. more detections than the card's 200)
 
     @property
     def ran(self) -> bool:
