@@ -390,7 +390,9 @@ def _shared_input_size(
     return next(iter(sizes.values()))
 
 
-def model_input_size(config: RunConfig, height: int | None, width: int | None, model: Path) -> tuple[int, int]:
+def model_input_size(
+    config: RunConfig, height: int | None, width: int | None, model: Path
+) -> tuple[int, int]:
     """The (height, width) a model is fed: its static input size, or preprocess.size where it sets one."""
     if config.preprocess.size is not None:
         if height is not None and width is not None and (height, width) != (config.preprocess.size,) * 2:
