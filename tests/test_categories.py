@@ -105,3 +105,8 @@ def test_a_correct_file_in_any_order_gives_the_canonical_map():
     label_map = check_categories([cats[k] for k in (*range(40, 80), *range(40))], source="x")
     assert label_map.category_ids.tolist()[1:4] == [1, 2, 3]
     assert label_map.names[12] == "parking meter"
+
+
+def test_six_renamed_categories_are_cut_at_five():
+    cats = [{**c, "name": c["name"].upper()} if c["id"] <= 6 else c for c in coco_categories_json()]
+    assert "(expected 'airplane') ...)" in _message(cats)

@@ -64,3 +64,59 @@ def test_detections_validate_shapes_and_convert():
         {"image_id": 5, "category_id": 18, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5}
     ]
     assert dets.to_rows().tolist() == [[5, 1, 2, 3, 4, 0.5, 18]]
+
+
+def test_float32_outputs_are_rescaled_in_float64():
+    # The model's float32 0.1 is 0.100000001490116...; times 640 in float64 that is 64.00000095...
+    raw = _raw([[0.1, 0.1, 0.7, 0.9]], [1], [0.3])
+    dets = decode(raw, image_id=1, width=640, height=480, label_map=LABELS)
+    assert dets.boxes.dtype == np.float64 and dets.scores.dtype == np.float64
+    x = float(np.float32(0.1))
+    assert dets.boxes[0, 0] == x * 640 and dets.boxes[0, 1] == x * 480
+    assert dets.scores[0] == float(np.float32(0.3))
+
+
+def test_a_score_exactly_at_the_threshold_is_kept():
+    raw = _raw([[0, 0, 1, 1], [0, 0, 0.5, 0.5]], [1, 2], [0.5, 0.25])
+    dets = decode(raw, image_id=1, width=10, height=10, label_map=LABELS, score_threshold=0.5)
+    assert dets.scores.tolist() == [0.5] and dets.category_ids.tolist() == [1]
+
+
+def test_decode_image_uses_the_records_size_and_the_decode_settings():
+    from ssd_eval.config.run import DecodeConfig
+    from ssd_eval.data.dataset import ImageRecord
+    from ssd_eval.pipeline.decode import decode_image
+
+    raw = _raw([[-0.25, 0.0, 0.5, 1.5], [0, 0, 1, 1]], [1, 80], [0.75, 0.25])
+    record = ImageRecord(9, "9.jpg", 200, 100)
+    dets = decode_image(raw, record, LABELS, DecodeConfig(clip_boxes=True, score_threshold=0.5))
+    assert dets.image_id == 9 and dets.boxes.tolist() == [[0.0, 0.0, 100.0, 100.0]]
+    kept = decode_image(raw, record, LABELS, DecodeConfig())
+    assert kept.boxes.tolist() == [[-50.0, 0.0, 150.0, 150.0], [0.0, 0.0, 200.0, 100.0]]
+    assert kept.category_ids.tolist() == [1, 90]
+
+
+def test_output_shapes_are_checked_with_one_clear_line():
+    bad = RawOutputs(np.zeros((2, 5), np.float32), np.ones(2, np.int64), np.zeros(2, np.float32))
+    with pytest.raises(ModelError) as info:
+        decode(bad, image_id=4, width=10, height=10, label_map=LABELS)
+    assert str(info.value) == (
+        "image 4: the model's outputs are [2, 5] boxes, [2] labels and [2] scores; "
+        "expected [N, 4], [N], [N] after the batch axis"
+    )
+    flat_scores = RawOutputs(np.zeros((2, 4), np.float32), np.ones(2, np.int64), np.zeros((2, 1), np.float32))
+    with pytest.raises(ModelError, match=r"are \[2, 4\] boxes, \[2\] labels and \[2, 1\] scores"):
+        decode(flat_scores, image_id=4, width=10, height=10, label_map=LABELS)
+    flat_labels = RawOutputs(np.zeros((2, 4), np.float32), np.ones((2, 1), np.int64), np.zeros(2, np.float32))
+    with pytest.raises(ModelError, match=r"\[2, 1\] labels"):
+        decode(flat_labels, image_id=4, width=10, height=10, label_map=LABELS)
+    uneven = RawOutputs(np.zeros((2, 4), np.float32), np.ones(3, np.int64), np.zeros(2, np.float32))
+    with pytest.raises(ModelError) as info:
+        decode(uneven, image_id=4, width=10, height=10, label_map=LABELS)
+    assert str(info.value) == "image 4: the model returned 2 boxes, 3 labels and 2 scores; they must match"
+
+
+def test_empty_detections_have_the_record_dtypes():
+    empty = Detections.empty(3)
+    assert empty.boxes.shape == (0, 4) and empty.category_ids.dtype == np.int64
+    assert empty.scores.dtype == np.float64 and empty.to_rows().dtype == np.float64

@@ -69,3 +69,29 @@ def test_a_missing_optional_package_names_the_install(monkeypatch):
         "opencv-python-headless (or pip install 'ssd_eval[fast]'), or use backend: pillow"
     )
     assert not HostPreprocessor("pillow", (8, 8), NORM).in_graph
+
+
+def test_normalization_is_float32_per_channel():
+    norm = Normalization.from_mean_std((0.5, 0.25, 0.0), (0.5, 0.25, 1.0))
+    assert norm.scale.dtype == np.float32 and norm.offset.dtype == np.float32
+    np.testing.assert_array_equal(norm.scale, np.float32([2 / 255, 4 / 255, 1 / 255]))
+    np.testing.assert_array_equal(norm.offset, np.float32([-1.0, -1.0, 0.0]))
+
+
+def test_the_onnx_backends_need_onnx(monkeypatch):
+    import importlib.util
+
+    from ssd_eval.errors import ConfigError
+    from ssd_eval.pipeline.preprocess import HostPreprocessor
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a)
+    )
+    for backend in ("onnx-normalize", "onnx-resize"):
+        with pytest.raises(ConfigError) as info:
+            HostPreprocessor(backend, (8, 8), NORM)
+        assert str(info.value).startswith(
+            f"preprocess.backend '{backend}' needs the onnx package: pip install onnx"
+        )
+    assert HostPreprocessor("pillow", (8, 8), NORM).backend == "pillow"

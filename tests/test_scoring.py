@@ -127,3 +127,45 @@ def test_restricted_to_evaluated_images():
 
 def test_cocoeval_printout_is_kept():
     assert "Average Precision" in _score(_perfect()).cocoeval_log
+
+
+def test_result_records_are_plain_python_numbers():
+    from ssd_eval.evaluation.scoring import detections_to_rows, result_records
+
+    assert detections_to_rows([]).shape == (0, 7)
+    rows = detections_to_rows(_dets({7: [(1.5, 2, 3, 4, 18, 0.25)], 9: [(0, 0, 1, 1, 90, 0.5)]}))
+    records = result_records(rows)
+    assert records == [
+        {"image_id": 7, "bbox": [1.5, 2.0, 3.0, 4.0], "score": 0.25, "category_id": 18, "segmentation": []},
+        {"image_id": 9, "bbox": [0.0, 0.0, 1.0, 1.0], "score": 0.5, "category_id": 90, "segmentation": []},
+    ]
+    assert type(records[0]["image_id"]) is int and type(records[0]["category_id"]) is int
+
+
+def test_pycocotools_is_the_default_scorer(monkeypatch):
+    import pycocotools.cocoeval
+
+    used = []
+
+    class Spy(pycocotools.cocoeval.COCOeval):
+        def evaluate(self):
+            used.append("pycocotools")
+            super().evaluate()
+
+    monkeypatch.setattr(pycocotools.cocoeval, "COCOeval", Spy)
+    assert _score(_perfect()).stats["AP"] == ONE
+    assert used == ["pycocotools"]
+
+
+def test_a_missing_faster_coco_eval_names_the_install(monkeypatch):
+    import sys
+
+    from ssd_eval.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "faster_coco_eval", None)  # import fails
+    with pytest.raises(ConfigError) as info:
+        score(_coco(), [], image_ids=[1], label_map=canonical_label_map(), backend="faster-coco-eval")
+    assert str(info.value) == (
+        "scoring.backend 'faster-coco-eval' needs the faster-coco-eval package: "
+        "pip install faster-coco-eval (or 'ssd_eval[fast]'), or use backend: pycocotools"
+    )
