@@ -6,6 +6,7 @@ the same parsed tree, so val2017's 25 MB JSON is never parsed twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -184,11 +185,18 @@ def load_rgb(path: Path, *, max_pixels: int = PILLOW_MAX_IMAGE_PIXELS) -> np.nda
     rotating the image would misplace every box of a rotated photo. An image of more than
     `max_pixels` pixels is refused from its header, before it is decoded.
     """
+    with _open_image(path, max_pixels) as image:
+        check_pixel_count(path, image.size, max_pixels)
+        image.load()
+        return to_rgb(image)
+
+
+@contextlib.contextmanager
+def _open_image(path: Path, max_pixels: int) -> Iterator[Image.Image]:
+    """`Image.open` with its failures (missing, too large, corrupt) as one-line DatasetErrors."""
     try:
         with Image.open(path) as image:
-            check_pixel_count(path, image.size, max_pixels)
-            image.load()
-            return to_rgb(image)
+            yield image
     except FileNotFoundError:
         raise DatasetError(f"image {path} not found") from None
     except Image.DecompressionBombError as exc:
@@ -224,15 +232,8 @@ def probe_image(
     """Check one evaluated image from its header alone (cheap: no decoding): it exists, Pillow knows
     its format, its size is the annotation file's and within `max_pixels`."""
     path = gt.image_path(record)
-    try:
-        with Image.open(path) as image:
-            size = image.size
-    except FileNotFoundError:
-        raise DatasetError(f"image {path} not found") from None
-    except Image.DecompressionBombError as exc:
-        raise _too_large(path, exc, max_pixels) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"image {path} is corrupt or not an image: {exc}") from None
+    with _open_image(path, max_pixels) as image:
+        size = image.size
     check_pixel_count(path, size, max_pixels)
     _check_size(gt, record, path, size)
 
