@@ -408,32 +408,60 @@ def check_config_rules(
         why = baseline_mismatch(baseline, selection=run.selection, num_images=run.num_images)
     if why is not None:
         return checks + [not_comparable(rule, why, subject=subject) for rule in rules]
-    if gate.max_baseline_drop is not None:
+    checks += drop_checks(
+        run,
+        baseline.stats,
+        baseline.per_category,
+        gate,
+        max_drop=gate.max_baseline_drop,
+        max_class_drop=gate.max_class_baseline_drop,
+        against=against,
+        subject=subject,
+        slack=published_slack(baseline, gate.metric),
+    )
+    for figure in figures:
+        slack = published_slack(baseline, figure.metric)
+        checks.append(check_expected(run.stats, figure, slack=slack, subject=subject, against=against))
+    return checks
+
+
+def drop_checks(
+    run: RunFacts,
+    reference_stats: Mapping[str, float],
+    reference_per_category: Sequence[CategoryScore],
+    gate: GateConfig,
+    *,
+    max_drop: float | None,
+    max_class_drop: float | None,
+    against: str,
+    subject: str = "",
+    slack: float = 0.0,
+) -> list[GateCheck]:
+    """The drop rules against a reference (a baseline, or a comparison's reference run) that are set."""
+    checks: list[GateCheck] = []
+    if max_drop is not None:
         checks.append(
             check_drop(
                 run.stats,
-                baseline.stats,
+                reference_stats,
                 metric=gate.metric,
-                max_drop=gate.max_baseline_drop,
+                max_drop=max_drop,
                 against=against,
                 subject=subject,
-                slack=published_slack(baseline, gate.metric),
+                slack=slack,
             )
         )
-    if gate.max_class_baseline_drop is not None:
+    if max_class_drop is not None:
         checks.append(
             check_class_drops(
                 run.per_category,
-                baseline.per_category,
-                max_drop=gate.max_class_baseline_drop,
+                reference_per_category,
+                max_drop=max_class_drop,
                 against=against,
                 min_gt=gate.class_min_gt,
                 subject=subject,
             )
         )
-    for figure in figures:
-        slack = published_slack(baseline, figure.metric)
-        checks.append(check_expected(run.stats, figure, slack=slack, subject=subject, against=against))
     return checks
 
 

@@ -18,9 +18,8 @@ from ssd_eval.reports.gate import (
     GateCheck,
     GateReport,
     RunFacts,
-    check_class_drops,
     check_config_rules,
-    check_drop,
+    drop_checks,
     skipped_check,
 )
 
@@ -77,28 +76,15 @@ def gate_comparison(result: CompareResult, config: CompareConfig, baseline: Base
         checks.extend(check_config_rules(facts, gate, baseline, subject=report.name))
         if report is reference or not reference.ran:
             continue
-        against = f"reference {reference.name}"
-        if gate.max_ap_drop is not None:
-            checks.append(
-                check_drop(
-                    report.stats,
-                    reference.stats,
-                    metric=gate.metric,
-                    max_drop=gate.max_ap_drop,
-                    against=against,
-                    subject=report.name,
-                )
-            )
-        if gate.max_class_ap_drop is not None:
-            checks.append(
-                check_class_drops(
-                    report.per_category,
-                    reference.per_category,
-                    max_drop=gate.max_class_ap_drop,
-                    against=against,
-                    min_gt=gate.class_min_gt,
-                    subject=report.name,
-                )
-            )
+        checks += drop_checks(
+            facts,
+            reference.stats,
+            reference.per_category,
+            gate,
+            max_drop=gate.max_ap_drop,
+            max_class_drop=gate.max_class_ap_drop,
+            against=f"reference {reference.name}",
+            subject=report.name,
+        )
     # A comparison with --limit is not partial for its own rules: every run saw the same images.
     return GateReport(tuple(checks), required=gate.required, error=_nothing_compared(result, config))
