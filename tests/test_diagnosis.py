@@ -480,6 +480,13 @@ def test_a_different_resize(tmp_path, capsys):
     line = metrics["diagnosis"]["line"]
     assert line.startswith("images resized by pillow to 32x32, the reference by pillow to 320x320: AP ")
     assert f"diagnosis: {line}" in capsys.readouterr().err
+    # The diagnosis explains a verdict that is not PASS: a run within a loose gate gets none, even
+    # with the resize mistake in it.
+    loose = write_config(
+        tmp_path / "loose.yaml", model, root, preprocess={"size": 32}, gate={**gate, "max_baseline_drop": 0.9}
+    )
+    assert main(["--config", str(loose), "--run-name", "loose", "--quiet"]) == 0
+    assert json.loads((tmp_path / "results" / "loose" / "metrics.json").read_text())["diagnosis"] is None
 
 
 def test_the_committed_published_baseline_is_a_diagnosis_reference():

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import Det, TinyImage, make_coco, save_table_detector, write_config
 
 import ssd_eval.engine.runner as runner_module
 from ssd_eval.cli import main
 from ssd_eval.config.run import RunConfig
-from ssd_eval.engine.merge import ShardRun, _combine_timings, check_compatible
+from ssd_eval.engine.merge import ShardRun, _combine_timings, check_compatible, merge_runs
 from ssd_eval.engine.run_folder import RunInfo
-from ssd_eval.errors import OutputError
+from ssd_eval.errors import DatasetError, OutputError
 from ssd_eval.reports.results import ModelInfo, StageTiming
 
 IMAGES = tuple(TinyImage(10 + 3 * i, 40 + 7 * i, 60 - 2 * i) for i in range(12))
@@ -310,9 +312,10 @@ def test_shard_sets_that_are_not_one_run():
 
 def test_timings_add_up_by_hand():
     a = {"infer": StageTiming(2.0, 20.0, 18.0, 30.0, 100), "read": StageTiming(0.5, 5.0, 4.0, 9.0, 100)}
-    b = {"infer": StageTiming(1.0, 10.0, 9.0, 12.0, 300), "score": StageTiming(0.0, 0.0, 0.0, 0.0, 0)}
+    b = {"infer": StageTiming(1.0, 10.0, 9.0, 12.0, 300), "decode": StageTiming(0.0, 0.0, 0.0, 0.0, 0)}
     combined = _combine_timings([a, b])
-    assert sorted(combined) == ["infer", "read"]  # a stage with no sample is left out
+    # A stage with no sample ("decode", sorted first) is left out, and the stages after it are kept.
+    assert sorted(combined) == ["infer", "read"]
     # infer: 3.0 s over 400 images -> 7.5 ms; median (18*100 + 9*300) / 400 = 11.25;
     # p90 (30*100 + 12*300) / 400 = 16.5.
     assert combined["infer"] == StageTiming(total_s=3.0, mean_ms=7.5, median_ms=11.25, p90_ms=16.5, count=400)
@@ -321,3 +324,88 @@ def test_timings_add_up_by_hand():
     c = {"infer": StageTiming(1.23456789, 1.0, 1.23456789, 2.34567891, 3)}
     assert _combine_timings([c])["infer"] == StageTiming(1.2346, 411.523, 1.235, 2.346, 3)
     assert _combine_timings([]) == {}
+
+
+def _set_timings(folder: Path, *, wall_s: float, inferred: int) -> None:
+    """Give a finished shard known timings (the real ones are whatever this machine took)."""
+    metrics = _metrics(folder)
+    metrics["wall_s"] = wall_s
+    infer = {"total_s": wall_s / 2, "mean_ms": 1.0, "median_ms": 1.0, "p90_ms": 1.0, "count": inferred}
+    metrics["timings"] = {"infer": infer}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_merge_runs_by_hand(tmp_path, setup, caplog):
+    """merge_runs itself: skipped images, timings, the output folder, overwrite, overrides, refusals."""
+    root, _ = setup
+    bad = IMAGES[5]
+    (root / "val2017" / f"{bad.image_id:012d}.png").write_bytes(b"not a png at all")
+    config = write_config(
+        tmp_path / "skip.yaml", tmp_path / "model.onnx", root, dataset={"on_bad_image": "skip"}
+    )
+    assert _run(config, "whole") == 0
+    whole = tmp_path / "results" / "whole"
+    assert [s["image_id"] for s in _metrics(whole)["skipped_images"]] == [bad.image_id]
+    shards = []
+    for k, wall_s, inferred in ((1, 0.5, 4), (2, 0.25, 2)):
+        assert _run(config, f"cpu-shard{k}of2", "--shard", f"{k}/2") == 0
+        shards.append(tmp_path / "results" / f"cpu-shard{k}of2")
+        _set_timings(shards[-1], wall_s=wall_s, inferred=inferred)
+    # Which shard skipped the bad image depends on the partition; the merge must carry it either way.
+    assert sum(len(_metrics(s)["skipped_images"]) for s in shards) == 1
+
+    with pytest.raises(OutputError, match=r"^cannot merge: give the run folders of the shards$"):
+        merge_runs([])
+
+    out = tmp_path / "elsewhere" / "m"
+    caplog.clear()
+    result = merge_runs(shards, out)
+    assert "different fallback providers" not in caplog.text
+    assert result.run_dir == str(out)
+    _same_result(_metrics(out), _metrics(whole))
+    assert (out / "detections.jsonl").read_text() == (whole / "detections.jsonl").read_text()
+    assert (out / "skipped.jsonl").read_text() == (whole / "skipped.jsonl").read_text()
+    assert [s.image_id for s in result.skipped_images] == [bad.image_id]
+    recorded = yaml.safe_load((out / "config.yaml").read_text())["output"]
+    assert (recorded["dir"], recorded["run_name"], recorded["overwrite"]) == (str(out.parent), "m", False)
+    # Wall times add up (0.5 + 0.25 s, below one second); 4 + 2 images inferred: 6 / 0.75 = 8 images/s.
+    assert (result.wall_s, result.images_per_s) == (0.75, 8.0)
+
+    # A finished merge is not replaced silently; with overwrite it is, and nothing is appended twice.
+    with pytest.raises(OutputError, match="already exists"):
+        merge_runs(shards, out)
+    merge_runs(shards, out, overwrite=True)
+    assert (out / "detections.jsonl").read_text() == (whole / "detections.jsonl").read_text()
+    assert (out / "skipped.jsonl").read_text() == (whole / "skipped.jsonl").read_text()
+
+    # No output folder: beside the first shard, without its shard suffix.
+    assert merge_runs(shards).run_dir == str(tmp_path / "results" / "cpu-merged")
+
+    # No time recorded: no throughput (not a division by zero).
+    for folder in shards:
+        _set_timings(folder, wall_s=0.0, inferred=3)
+    assert merge_runs(shards, tmp_path / "untimed").images_per_s == 0.0
+
+    # Another scorer and a moved dataset, as `ssd-eval merge --backend --data` give them.
+    moved = root.rename(tmp_path / "moved")
+    with pytest.raises(DatasetError):
+        merge_runs(shards, tmp_path / "lost")
+    rescored = merge_runs(shards, tmp_path / "moved-numpy", backend="numpy", data=moved)
+    recorded = yaml.safe_load((tmp_path / "moved-numpy" / "config.yaml").read_text())
+    assert recorded["scoring"]["backend"] == "numpy"
+    assert rescored.stats["AP"] == pytest.approx(_metrics(whole)["stats"]["AP"], abs=1e-12)
+
+    # A fallback provider only one shard used is worth a warning, not a refusal.
+    info = json.loads((shards[1] / "run_info.json").read_text())
+    info["providers_used"] = [*info["providers_used"], "OtherExecutionProvider"]
+    (shards[1] / "run_info.json").write_text(json.dumps(info))
+    caplog.clear()
+    merge_runs(shards, tmp_path / "mixed", data=moved)
+    assert "the shards used different fallback providers" in caplog.text
+
+    # A shard that lost an image is refused, naming the shard's folder.
+    log_lines = (shards[1] / "detections.jsonl").read_text().splitlines(keepends=True)
+    (shards[1] / "detections.jsonl").write_text("".join(log_lines[1:]))
+    holed = rf"^{re.escape(str(shards[1]))}: 1 of 6 images have no detections yet"
+    with pytest.raises(OutputError, match=holed):
+        merge_runs(shards, tmp_path / "holed", data=moved)

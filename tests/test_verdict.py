@@ -26,14 +26,16 @@ SSD10_SHA256 = "80013dd940efc1462c616143b461ef35885bcc1706e0670b66623293b4b52c59
 MISSED = {"value": 0.5, "tolerance": 0.01}  # AP 1.0 misses it by +0.5
 
 
-def assert_verdict(folder: Path, verdict: str, exit_code: int) -> dict:
-    """metrics.json, summary.md and junit.xml in `folder` all say `verdict` and imply `exit_code`."""
+def assert_verdict(folder: Path, verdict: str, exit_code: int, *, by: str) -> dict:
+    """metrics.json, summary.md and junit.xml in `folder` all say `verdict` and imply `exit_code`;
+    the JUnit suite is named after the command `by` that wrote them (run, score, merge, compare)."""
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["gate"]["verdict"] == verdict and metrics["gate"]["exit_code"] == exit_code
     summary = (folder / "summary.md").read_text()
     assert f"**Gate: {verdict}** — {metrics['gate']['reason']}" in summary
     suite = ET.parse(folder / "junit.xml").getroot().find("testsuite")
     assert suite is not None
+    assert suite.get("name") == f"ssd-eval {by} {folder.name}"
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props == {"verdict": verdict, "exit_code": str(exit_code)}
     (case,) = [c for c in suite.iter("testcase") if c.get("name") == "gate verdict"]
@@ -66,7 +68,7 @@ def test_run_fails_and_every_file_says_so(tmp_path, perfect, capsys):
     err = capsys.readouterr().err
     assert "gate FAIL: AP 1.0000 misses the reference 0.5000 by +0.5000 (tolerance 0.0100)" in err
     assert "gate verdict FAIL: 1 of 1 rule(s) failed" in err
-    metrics = assert_verdict(tmp_path / "results" / "fail", "FAIL", 1)
+    metrics = assert_verdict(tmp_path / "results" / "fail", "FAIL", 1, by="run")
     assert [r["state"] for r in metrics["gate"]["rules"]] == ["failed"]
 
 
@@ -87,7 +89,7 @@ def test_resume_gates_like_a_run(tmp_path, perfect, monkeypatch):
     assert not (run_dir / "metrics.json").exists()
     monkeypatch.setattr(runner_module, "decode_image", real)
     assert main(["--resume", str(run_dir), "--quiet"]) == 1
-    assert_verdict(run_dir, "FAIL", 1)
+    assert_verdict(run_dir, "FAIL", 1, by="run")
 
 
 def test_shards_defer_and_the_merge_applies_the_full_run_rules(tmp_path, perfect, capsys):
@@ -97,7 +99,7 @@ def test_shards_defer_and_the_merge_applies_the_full_run_rules(tmp_path, perfect
         # Even with --require-gate a shard exits 0: its rules are deferred, or the merge never starts.
         assert _run(config, f"s{k}", "--shard", f"{k}/2", "--require-gate") == 0
         shards.append(tmp_path / "results" / f"s{k}")
-        metrics = assert_verdict(shards[-1], "NO VERDICT", 0)
+        metrics = assert_verdict(shards[-1], "NO VERDICT", 0, by="run")
         assert metrics["gate"]["partial"] == f"shard {k}/2"
         assert metrics["gate"]["rules"][0]["state"] == "not comparable"
     out = capsys.readouterr().out
@@ -106,7 +108,7 @@ def test_shards_defer_and_the_merge_applies_the_full_run_rules(tmp_path, perfect
     merged = tmp_path / "results" / "merged"
     assert main(["merge", *map(str, shards), "--output", str(merged), "--quiet"]) == 1
     assert "gate FAIL: AP 1.0000 misses the reference 0.5000" in capsys.readouterr().err
-    metrics = assert_verdict(merged, "FAIL", 1)
+    metrics = assert_verdict(merged, "FAIL", 1, by="merge")
     assert metrics["gate"]["partial"] is None and metrics["protocol"]["num_images"] == 5
 
 
@@ -116,15 +118,15 @@ def test_a_merge_that_passes_and_a_merge_with_no_rule(tmp_path, perfect):
         assert _run(config, f"p{k}", "--shard", f"{k}/2") == 0
     results = tmp_path / "results"
     assert main(["merge", str(results / "p1"), str(results / "p2"), "--output", str(results / "m")]) == 0
-    assert_verdict(results / "m", "PASS", 0)
+    assert_verdict(results / "m", "PASS", 0, by="merge")
     bare = _config(tmp_path, perfect, name="bare.yaml")
     for k in (1, 2):
         assert _run(bare, f"b{k}", "--shard", f"{k}/2") == 0
     shards = [str(results / "b1"), str(results / "b2")]
     assert main(["merge", *shards, "--output", str(results / "mb"), "--quiet"]) == 0
-    assert_verdict(results / "mb", "NO VERDICT", 0)
+    assert_verdict(results / "mb", "NO VERDICT", 0, by="merge")
     assert main(["merge", *shards, "--output", str(results / "mr"), "--quiet", "--require-gate"]) == 1
-    assert_verdict(results / "mr", "NO VERDICT", 1)
+    assert_verdict(results / "mr", "NO VERDICT", 1, by="merge")
 
 
 def test_score_reapplies_the_recorded_rules(tmp_path, perfect, capsys):
@@ -135,22 +137,22 @@ def test_score_reapplies_the_recorded_rules(tmp_path, perfect, capsys):
     # The flags given at run time are part of the run's recorded rules.
     assert main(["score", str(run_dir), "--quiet"]) == 1
     assert "misses the reference 0.5000 by +0.5000 (tolerance 0.0100)" in capsys.readouterr().err
-    assert_verdict(run_dir, "FAIL", 1)
+    assert_verdict(run_dir, "FAIL", 1, by="score")
     assert _run(config, "pass") == 0
     assert main(["score", str(tmp_path / "results" / "pass"), "--quiet"]) == 0
-    assert_verdict(tmp_path / "results" / "pass", "PASS", 0)
+    assert_verdict(tmp_path / "results" / "pass", "PASS", 0, by="score")
 
 
 def test_require_gate_given_at_run_time_is_recorded(tmp_path, perfect):
     bare = _config(tmp_path, perfect)
     assert _run(bare, "req", "--require-gate") == 1  # no rule set: NO VERDICT, required
     assert main(["score", str(tmp_path / "results" / "req"), "--quiet"]) == 1
-    assert_verdict(tmp_path / "results" / "req", "NO VERDICT", 1)
+    assert_verdict(tmp_path / "results" / "req", "NO VERDICT", 1, by="score")
     for k in (1, 2):
         assert _run(bare, f"s{k}", "--shard", f"{k}/2", "--require-gate") == 0  # deferred
     shards = [str(tmp_path / "results" / f"s{k}") for k in (1, 2)]
     assert main(["merge", *shards, "--output", str(tmp_path / "results" / "m"), "--quiet"]) == 1
-    assert_verdict(tmp_path / "results" / "m", "NO VERDICT", 1)
+    assert_verdict(tmp_path / "results" / "m", "NO VERDICT", 1, by="merge")
 
 
 def test_score_reapplies_a_baseline_from_the_run_folder(tmp_path, perfect):
@@ -164,7 +166,7 @@ def test_score_reapplies_a_baseline_from_the_run_folder(tmp_path, perfect):
     assert _run(gated, "second") == 0
     baseline.unlink()  # the run folder keeps the copy it was gated against
     assert main(["score", str(tmp_path / "results" / "second"), "--quiet"]) == 0
-    metrics = assert_verdict(tmp_path / "results" / "second", "PASS", 0)
+    metrics = assert_verdict(tmp_path / "results" / "second", "PASS", 0, by="score")
     assert metrics["gate"]["rules"][0]["rule"] == "AP drop vs baseline b <= 0.0000"
 
 
@@ -180,16 +182,16 @@ def test_every_rule_out_is_no_verdict(tmp_path, perfect, capsys):
     ) in out
     assert "misses the reference" not in out
     assert "gate verdict NO VERDICT: no rule was evaluated (1 not comparable)" in out
-    assert_verdict(tmp_path / "results" / "nv", "NO VERDICT", 0)
+    assert_verdict(tmp_path / "results" / "nv", "NO VERDICT", 0, by="run")
     assert _run(config, "nv-required", "--require-gate") == 1
     assert "gate.required (--require-gate) makes this a failure" in capsys.readouterr().err
-    assert_verdict(tmp_path / "results" / "nv-required", "NO VERDICT", 1)
+    assert_verdict(tmp_path / "results" / "nv-required", "NO VERDICT", 1, by="run")
     required = _config(tmp_path, perfect, name="r.yaml", expected=pinned, gate={"required": True})
     assert _run(required, "nv-config") == 1
-    assert_verdict(tmp_path / "results" / "nv-config", "NO VERDICT", 1)
+    assert_verdict(tmp_path / "results" / "nv-config", "NO VERDICT", 1, by="run")
     # A quick look (--limit) defers its rules: exit 0 even when the gate is required.
     assert _run(required, "nv-limit", "--limit", "2") == 0
-    assert_verdict(tmp_path / "results" / "nv-limit", "NO VERDICT", 0)
+    assert_verdict(tmp_path / "results" / "nv-limit", "NO VERDICT", 0, by="run")
     # No rule at all is no verdict either.
     bare = _config(tmp_path, perfect, name="bare.yaml")
     assert _run(bare, "none") == 0
@@ -218,7 +220,7 @@ def test_compare_fails_and_every_file_says_so(tmp_path, perfect, tiny_coco):
     runs = [{"name": "worse", "provider": {"name": "cpu"}, "model": {"path": str(worse)}}]
     config = _compare_config(tmp_path, perfect, runs, gate={"max_ap_drop": 0.01})
     assert main(["compare", "--config", str(config), "--run-name", "bad", "--quiet"]) == 1
-    metrics = assert_verdict(tmp_path / "results" / "bad", "FAIL", 1)
+    metrics = assert_verdict(tmp_path / "results" / "bad", "FAIL", 1, by="compare")
     assert metrics["provenance"]["command"][:2] == ["ssd-eval", "compare"]
     assert metrics["provenance"]["ssd_eval_version"] == __version__
     (rule,) = metrics["gate"]["rules"]
@@ -232,7 +234,7 @@ def test_compare_skipped_runs_are_in_the_verdict(tmp_path, perfect, capsys):
         tmp_path, perfect, [again, gpu], gate={"max_ap_drop": 0.01}, skip_unavailable=True
     )
     assert main(["compare", "--config", str(config), "--run-name", "one", "--quiet"]) == 0
-    metrics = assert_verdict(tmp_path / "results" / "one", "PASS", 0)
+    metrics = assert_verdict(tmp_path / "results" / "one", "PASS", 0, by="compare")
     states = {(r["subject"], r["state"]) for r in metrics["gate"]["rules"]}
     assert states == {("again", "passed"), ("gpu", "skipped")}
     skipped = next(r for r in metrics["gate"]["rules"] if r["state"] == "skipped")
@@ -243,12 +245,12 @@ def test_compare_skipped_runs_are_in_the_verdict(tmp_path, perfect, capsys):
     # With gate.required a run that did not run fails the gate.
     args = ["compare", "--config", str(config), "--quiet", "--require-gate"]
     assert main([*args, "--run-name", "req"]) == 1
-    assert_verdict(tmp_path / "results" / "req", "FAIL", 1)
+    assert_verdict(tmp_path / "results" / "req", "FAIL", 1, by="compare")
     # Only the reference ran: nothing was compared.
     only = _compare_config(tmp_path, perfect, [gpu], gate={"max_ap_drop": 0.01}, skip_unavailable=True)
     capsys.readouterr()
     assert main(["compare", "--config", str(only), "--run-name", "none", "--quiet"]) == 0
-    assert_verdict(tmp_path / "results" / "none", "NO VERDICT", 0)
+    assert_verdict(tmp_path / "results" / "none", "NO VERDICT", 0, by="compare")
     assert (
         main(["compare", "--config", str(only), "--run-name", "none-req", "--quiet", "--require-gate"]) == 2
     )
@@ -267,6 +269,13 @@ def test_provenance_is_recorded(tmp_path, perfect):
     summary = (tmp_path / "results" / "prov" / "summary.md").read_text()
     assert f"`ssd-eval --config {config} --run-name prov --quiet` (ssd_eval {__version__}" in summary
     assert f"{prov['started']} to {prov['finished']}." in summary
+
+
+def test_provenance_names_the_git_commit(tmp_path, perfect):
+    # Deselected in the mutation run ([tool.mutmut]): mutants/ is a copy, not the project's git folder.
+    config = _config(tmp_path, perfect)
+    assert _run(config, "prov") == 0
+    prov = json.loads((tmp_path / "results" / "prov" / "metrics.json").read_text())["provenance"]
     root = Path(__file__).resolve().parents[1]
     head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
     if head.returncode != 0:

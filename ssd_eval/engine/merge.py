@@ -95,18 +95,18 @@ def check_compatible(runs: Sequence[ShardRun]) -> int:
     for run in runs:
         if run.info.shard is None:
             raise OutputError(f"cannot merge: {run.folder} is not a shard (it was run without --shard K/N)")
-        shards.append(parse_shard(run.info.shard))
-    counts = {s.count for s in shards}
+        shards.append((parse_shard(run.info.shard), run.folder))
+    counts = {shard.count for shard, _ in shards}
     if len(counts) != 1:
-        raise OutputError(f"cannot merge: shard counts differ ({', '.join(str(s) for s in shards)})")
+        raise OutputError(f"cannot merge: shard counts differ ({', '.join(str(s) for s, _ in shards)})")
     (count,) = counts
     seen: dict[int, Path] = {}
-    for shard, run in zip(shards, runs, strict=True):
+    for shard, folder in shards:
         if shard.index in seen:
             raise OutputError(
-                f"cannot merge: shard {shard} is given twice ({seen[shard.index]} and {run.folder})"
+                f"cannot merge: shard {shard} is given twice ({seen[shard.index]} and {folder})"
             )
-        seen[shard.index] = run.folder
+        seen[shard.index] = folder
     missing = [str(i + 1) for i in range(count) if i not in seen]
     if missing:
         raise OutputError(

@@ -26,7 +26,7 @@ def gate_run(
     *,
     command: Sequence[str],
     started: str,
-    verb: str = "run",
+    verb: str,
 ) -> tuple[RunResult, GateReport]:
     """Apply the config's rules to a scored run and write its verdict into its folder."""
     report = check_run(gate_facts(result), expected=config.expected, gate=config.gate, baseline=baseline)
