@@ -75,7 +75,7 @@ def _shape_problem(name: str, names: OutputNames, shape: Sequence[Any], rank: in
     """Why a (possibly symbolic) declared shape breaks the contract, or ''."""
     static = [d if isinstance(d, int) else None for d in shape]
     if len(static) != rank:
-        return f" ({len(static)} axes, not {rank})"
+        return f" ({len(static)} {'axis' if len(static) == 1 else 'axes'}, not {rank})"
     if static[0] not in (1, None):
         return " (batch 1 first)"
     if name == names.boxes and static[2] != 4:
@@ -92,17 +92,17 @@ def check_output_arrays(
     """One image's raw outputs (batch axis included): shapes [1, N, 4], [1, N], [1, N] and dtypes."""
     layout = _layout(names)
     count = scores.shape[1] if scores.ndim == 2 else None
-    for name, array, kinds, shape_ok in (
-        (names.boxes, boxes, "f", boxes.ndim == 3 and boxes.shape[0] == 1 and boxes.shape[2] == 4),
-        (names.labels, labels, "iu", labels.ndim == 2 and labels.shape[0] == 1),
-        (names.scores, scores, "f", scores.ndim == 2 and scores.shape[0] == 1),
+    for name, array, kind, shape_ok in (
+        (names.boxes, boxes, np.floating, boxes.ndim == 3 and boxes.shape[0] == 1 and boxes.shape[2] == 4),
+        (names.labels, labels, np.integer, labels.ndim == 2 and labels.shape[0] == 1),
+        (names.scores, scores, np.floating, scores.ndim == 2 and scores.shape[0] == 1),
     ):
-        if shape_ok and array.dtype.kind in kinds:
+        if shape_ok and np.issubdtype(array.dtype, kind):
             continue
         hint = ""
         if name == names.boxes and boxes.ndim == 3 and boxes.shape[:2] == (1, 4):
             hint = ": this is the [1, 4, N] layout; transpose it to [1, N, 4] in the model"
-        elif name == names.labels and array.dtype.kind == "f":
+        elif name == names.labels and np.issubdtype(array.dtype, np.floating):
             hint = ": float labels would be truncated to a class; cast them to int64 in the model"
         raise ModelError(
             f"model {model} output {name!r} is {array.dtype} {list(array.shape)}; "
@@ -128,7 +128,7 @@ def check_output_values(
     """One image's detections (batch axis removed: [N, 4], [N], [N]) before any score cut."""
     names = names or OutputNames()
     where = f"image {image_id}: the model's output"
-    if labels.dtype.kind not in "iu":
+    if not np.issubdtype(labels.dtype, np.integer):
         raise ModelError(
             f"{where} {names.labels!r} is {labels.dtype}; expected {_layout(names)[names.labels]}: "
             "float labels would be truncated to a class; cast them to int64 in the model"
