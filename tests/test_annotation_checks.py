@@ -88,7 +88,10 @@ def test_each_fault_is_named_by_path_and_value(path, value, problem):
     message = str(caught.value)
     shown = "is missing" if value is None else f"= {value!r}"
     assert message.startswith(f"annotation file ann.json: {path} {shown}: "), message
-    assert problem in message and "(the only offence)" in message
+    assert problem in message
+    assert message.endswith(
+        " (the only offence); fix the file, or use the original COCO instances_val2017.json"
+    ), message
     assert "\n" not in message
 
 
@@ -169,3 +172,17 @@ def test_offences_of_one_section_in_numeric_not_text_order():
         "height"
     ] = -1  # images[2]: first in the file, though "images[10]" < "images[2]" as text
     assert _paths(data) == ["images[2].height", "images[10].width"]
+
+
+def test_a_mixed_list_is_checked_value_by_value_with_the_same_bounds():
+    # One width is a JSON true, so the widths are not all integers and are checked one by one:
+    # true is refused (a bool is no pixel count), the width of exactly 1 is accepted.
+    data = _valid()
+    data["images"][0]["width"] = True
+    data["images"][1]["width"] = 1
+    assert _paths(data) == ["images[0].width"]
+    # An integer beyond float64, negative or positive, is no finite area.
+    data = _valid()
+    data["annotations"][0]["area"] = -(10**400)
+    data["annotations"][1]["area"] = 10**400
+    assert _paths(data) == ["annotations[0].area", "annotations[1].area"]

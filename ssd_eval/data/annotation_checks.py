@@ -47,7 +47,7 @@ class Offence:
     problem: str = field(compare=False)
 
     def describe(self) -> str:
-        shown = "missing" if self.value is MISSING else _short(self.value)
+        shown = _short(self.value)  # repr(MISSING) is "missing"
         verb = "is" if self.value is MISSING else "="
         return f"{self.path} {verb} {shown}: {self.problem}"
 
@@ -62,11 +62,9 @@ def _ints(values: list[Any], *, minimum: int | None = None, members: set[int] | 
     if set(map(type, values)) <= {int}:
         with contextlib.suppress(OverflowError):  # beyond int64: checked one by one below
             array = np.array(values, dtype=np.int64)
-            ok = np.ones(len(array), dtype=bool)
-            if minimum is not None:
-                ok &= array >= minimum
+            ok = array >= minimum if minimum is not None else np.ones(len(array), dtype=bool)
             if members is not None:
-                ok &= np.isin(array, np.fromiter(members, dtype=np.int64, count=len(members)))
+                ok &= np.isin(array, list(members))
             return ok
     return np.array(
         [
@@ -238,10 +236,11 @@ def _check_boxes(anns: _Table) -> None:
 
 
 def _as_float(value: float) -> float:
+    """float(value); an integer beyond float64 is as good as infinite (only finiteness is read)."""
     try:
         return float(value)
     except OverflowError:
-        return math.inf if value > 0 else -math.inf
+        return math.inf
 
 
 def check_annotation_data(data: Mapping[str, Any], *, source: str) -> None:
