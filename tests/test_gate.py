@@ -624,3 +624,105 @@ def test_report_reason_counts_the_other_states():
     report = GateReport((passed, skipped_check("r", "x"), not_comparable("s", "y")))
     assert report.reason == "1 of 3 rule(s) passed (1 skipped, 1 not comparable)"
     assert GateReport((passed,)).reason == "1 of 1 rule(s) passed"
+
+
+def test_every_check_names_its_subject_and_a_run_has_none():
+    # In a comparison each rule is applied to one run, named by `subject`; a single run has none ("").
+    gate = GateConfig(
+        min_ap=0.4,
+        baseline=Path("b.json"),
+        max_baseline_drop=0.01,
+        max_class_baseline_drop=0.05,
+        baseline_stats=("AP",),
+    )
+    facts = RunFacts(
+        stats={"AP": 0.45},
+        per_category=(cat(1, "person", 0.5),),
+        selection="annotated",
+        num_images=5,
+        complete=True,
+        model_sha256="abc",
+    )
+    partial = replace(facts, complete=False, partial="limit 2")
+    other_model = replace(facts, model_sha256="def")
+    for run in (facts, partial, other_model):
+        named = check_config_rules(run, gate, _baseline(), subject="gpu")
+        assert len(named) == 4 and {c.subject for c in named} == {"gpu"}
+        assert {c.subject for c in check_config_rules(run, gate, _baseline())} == {""}
+    assert check_drop({"AP": 0.4}, {"AP": 0.5}, metric="AP", max_drop=0.0, against="x").subject == ""
+
+
+def test_a_baseline_without_a_model_name_is_another_model():
+    gate = GateConfig(baseline=Path("b.json"), max_baseline_drop=0.01)
+    facts = RunFacts(
+        stats={"AP": 0.5},
+        per_category=(),
+        selection="annotated",
+        num_images=5,
+        complete=True,
+        model_sha256="def",
+        model_name="twin.onnx",
+    )
+    nameless = replace(_baseline(), model={"sha256": "abc"})
+    (check,) = check_config_rules(facts, gate, nameless)
+    assert whole(check) == (
+        "AP drop vs baseline b <= 0.0100",
+        "not comparable",
+        "not comparable: the model is not another model: the figure is for another model (sha256 abc…), "
+        "this run's model (twin.onnx) has sha256 def…",
+        "",
+    )
+
+
+def test_published_precision_widens_every_rule_against_a_published_baseline():
+    gate = GateConfig(baseline=Path("b.json"), max_baseline_drop=0.001, baseline_stats=("AP",))
+    facts = RunFacts(
+        stats={"AP": 0.1948, "AP50": 0.375},
+        per_category=(),
+        selection="annotated",
+        num_images=5,
+        complete=True,
+        model_sha256="d" * 64,
+    )
+    # AP was published as .196 (3 decimals): half a unit of its last digit, 0.0005, is added to the
+    # allowed drop (0.196 - 0.1948 = 0.0012 <= 0.001 + 0.0005) and to the figure's tolerance (0.001
+    # by default).
+    drop, figure = check_config_rules(facts, gate, _published())
+    assert whole(drop) == (
+        "AP drop vs baseline card <= 0.0010",
+        "passed",
+        "AP 0.1948 vs baseline card 0.1960 (delta -0.0012, allowed drop 0.0010 + 0.0005 (the figure's "
+        "published precision))",
+        "",
+    )
+    assert figure.rule == "AP = 0.1960 ± 0.0010 + 0.0005"
+    # Not comparable (a partial run): the rules still name the figure's precision.
+    partial = check_config_rules(replace(facts, complete=False, partial="limit 2"), gate, _published())
+    assert [c.rule for c in partial] == [
+        "AP drop vs baseline card <= 0.0010",
+        "AP = 0.1960 ± 0.0010 + 0.0005",
+    ]
+
+
+def test_float_noise_at_a_limit_is_not_a_drop():
+    # A drop of 1e-12 (float noise) against an allowed drop of 0 passes; 1e-9 does not.
+    assert check_drop({"AP": 0.0}, {"AP": 1e-12}, metric="AP", max_drop=0.0, against="x").passed
+    assert not check_drop({"AP": 0.0}, {"AP": 1e-9}, metric="AP", max_drop=0.0, against="x").passed
+    noise = check_class_drops([cat(1, "person", 0.0)], [cat(1, "person", 1e-12)], max_drop=0.0, against="x")
+    assert noise.passed
+    real = check_class_drops([cat(1, "person", 0.0)], [cat(1, "person", 1e-9)], max_drop=0.0, against="x")
+    assert not real.passed
+
+
+def test_class_drops_list_five_and_count_the_rest():
+    names = ["person", "bicycle", "car", "motorcycle", "airplane", "bus"]
+    ref = [cat(i + 1, name, 0.5) for i, name in enumerate(names)]
+    run = [cat(i + 1, name, 0.5 - 0.01 * (i + 1)) for i, name in enumerate(names)]
+    listed = (
+        "bus 0.4400 vs 0.5000 (-0.0600), airplane 0.4500 vs 0.5000 (-0.0500), motorcycle 0.4600 vs "
+        "0.5000 (-0.0400), car 0.4700 vs 0.5000 (-0.0300), bicycle 0.4800 vs 0.5000 (-0.0200)"
+    )
+    six = check_class_drops(run, ref, max_drop=0.005, against="x")
+    assert six.message == f"6 of 6 categories drop more than 0.0050 vs x: {listed} and 1 more"
+    five = check_class_drops(run[1:], ref[1:], max_drop=0.005, against="x")
+    assert five.message == f"5 of 5 categories drop more than 0.0050 vs x: {listed}"

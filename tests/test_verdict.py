@@ -182,10 +182,11 @@ def test_every_rule_out_is_no_verdict(tmp_path, perfect, capsys):
     ) in out
     assert "misses the reference" not in out
     assert "gate verdict NO VERDICT: no rule was evaluated (1 not comparable)" in out
-    assert_verdict(tmp_path / "results" / "nv", "NO VERDICT", 0, by="run")
+    assert assert_verdict(tmp_path / "results" / "nv", "NO VERDICT", 0, by="run")["gate"]["required"] is False
     assert _run(config, "nv-required", "--require-gate") == 1
     assert "gate.required (--require-gate) makes this a failure" in capsys.readouterr().err
-    assert_verdict(tmp_path / "results" / "nv-required", "NO VERDICT", 1, by="run")
+    required_run = assert_verdict(tmp_path / "results" / "nv-required", "NO VERDICT", 1, by="run")
+    assert required_run["gate"]["required"] is True
     required = _config(tmp_path, perfect, name="r.yaml", expected=pinned, gate={"required": True})
     assert _run(required, "nv-config") == 1
     assert_verdict(tmp_path / "results" / "nv-config", "NO VERDICT", 1, by="run")

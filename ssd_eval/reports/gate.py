@@ -467,7 +467,7 @@ def drop_checks(
 
 def _baseline_figure(baseline: Baseline, stat: str, tolerance: float) -> ExpectedConfig:
     """A baseline's figure for one stat as an expected value (its presence is checked at config time)."""
-    return ExpectedConfig(value=baseline.stats.get(stat, float("nan")), tolerance=tolerance, metric=stat)
+    return ExpectedConfig(value=baseline.stats[stat], tolerance=tolerance, metric=stat)
 
 
 def check_expected_rule(run: RunFacts, expected: ExpectedConfig, gate: GateConfig) -> GateCheck:
