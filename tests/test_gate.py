@@ -726,3 +726,24 @@ def test_class_drops_list_five_and_count_the_rest():
     assert six.message == f"6 of 6 categories drop more than 0.0050 vs x: {listed} and 1 more"
     five = check_class_drops(run[1:], ref[1:], max_drop=0.005, against="x")
     assert five.message == f"5 of 5 categories drop more than 0.0050 vs x: {listed}"
+
+
+def test_a_comparison_holds_every_run_against_the_baseline():
+    from ssd_eval.reports.gate_compare import gate_comparison
+
+    config = _compare_config(baseline=Path("b.json"), max_baseline_drop=0.01, any_model=True)
+    report = gate_comparison(_comparison(_report("cpu", 0.5), _report("gpu", 0.25)), config, _baseline())
+    assert [whole(c) for c in report.checks] == [
+        (
+            "AP drop vs baseline b <= 0.0100",
+            "passed",
+            "cpu: AP 0.5000 vs baseline b 0.5000 (delta +0.0000, allowed drop 0.0100)",
+            "cpu",
+        ),
+        (
+            "AP drop vs baseline b <= 0.0100",
+            "failed",
+            "gpu: AP 0.2500 vs baseline b 0.5000 (delta -0.2500): drops more than the allowed 0.0100",
+            "gpu",
+        ),
+    ]
