@@ -220,6 +220,61 @@ def test_columns_refuse_inconsistent_shapes(counts, boxes, categories):
     )
 
 
+@pytest.mark.parametrize("column", ["image_ids", "counts", "boxes", "scores", "category_ids"])
+def test_columns_refuse_another_dtype(column):
+    # A float32 box or an int32 id would not be what the log's text reads back as.
+    good = {
+        "image_ids": np.array([1, 2], dtype=np.int64),
+        "counts": np.array([1, 2], dtype=np.int64),
+        "boxes": np.zeros((3, 4), dtype=np.float64),
+        "scores": np.zeros(3, dtype=np.float64),
+        "category_ids": np.zeros(3, dtype=np.int64),
+    }
+    DetectionColumns(**good)
+    other = np.int32 if good[column].dtype == np.int64 else np.float32
+    bad = {**good, column: good[column].astype(other)}
+    with pytest.raises(ValueError) as info:
+        DetectionColumns(**bad)
+    dtypes = ", ".join(str(a.dtype) for a in bad.values())
+    assert str(info.value) == (
+        f"detection columns of dtypes {dtypes}; expected int64, int64, float64, float64, int64 "
+        "(image_ids, counts, boxes, scores, category_ids)"
+    )
+
+
+def test_a_store_of_other_dtypes_is_rebuilt_bit_identical(tmp_path, caplog):
+    """A store holding float32 boxes (another version, or by hand) is not cast: it is rebuilt."""
+    path = tmp_path / "detections.jsonl"
+    _write(path, A, C)
+    with np.load(store_path(path)) as data:
+        arrays = {name: data[name].copy() for name in data.files}
+    with np.errstate(over="ignore"):  # A's 1e300 becomes inf in float32: a cast would lose it
+        arrays["boxes"] = arrays["boxes"].astype(np.float32)
+    with store_path(path).open("wb") as handle:
+        np.savez(handle, **arrays)
+    with caplog.at_level(logging.WARNING):
+        _check(read_detection_log(path), A, C)
+    assert "damaged" in caplog.text
+    with np.load(store_path(path)) as data:
+        assert data["boxes"].dtype == np.float64  # rewritten from the log
+
+
+def test_an_unreadable_log_is_an_output_error_naming_it(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "detections.jsonl"
+    _write(path, A)
+    store_path(path).unlink()
+
+    def fails(self: Path) -> bytes:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(Path, "read_bytes", fails)
+    with pytest.raises(OutputError) as info:
+        read_detection_log(path)
+    assert str(info.value) == f"cannot read {path}: Input/output error"
+
+
 def test_a_log_that_grows_while_it_is_read_gets_no_store(tmp_path, monkeypatch):
     """A live run appending while `score` reads: the store would claim a state it does not hold."""
     path = tmp_path / "detections.jsonl"
@@ -248,7 +303,10 @@ def test_the_store_holds_plain_arrays_only(tmp_path):
     with np.load(store_path(path), allow_pickle=False) as data:
         assert sorted(data.files) == ["boxes", "category_ids", "counts", "image_ids", "log_stamp", "scores"]
         assert data["boxes"].dtype == np.float64 and data["category_ids"].dtype == np.int64
-        assert data["counts"].tolist() == [2, 0]
+        assert data["image_ids"].tolist() == [7, 3] and data["counts"].tolist() == [2, 0]
+        assert data["boxes"].tobytes() == A.boxes.tobytes()
+        assert data["scores"].tobytes() == A.scores.tobytes()
+        assert data["category_ids"].tolist() == [1, 90]
 
 
 # Byte-for-byte expectations of the log format and the results file (issue 11).
@@ -400,23 +458,25 @@ def test_a_full_disk_keeps_whole_lines_and_names_resume(tmp_path, monkeypatch):
     real_write = os.write
     calls = [0]
 
-    def write(fd, data):  # the second image: half a line, then the disk is full
+    def write(fd, data):  # the third image: half a line, then the disk is full
         calls[0] += 1
-        if calls[0] == 2:
-            return real_write(fd, bytes(data[:10]))
         if calls[0] == 3:
+            return real_write(fd, bytes(data[:10]))
+        if calls[0] == 4:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
     monkeypatch.setattr(detection_log.os, "write", write)
     with pytest.raises(OutputError) as info, DetectionLog(path) as det_log:
         det_log.append(_dets(1, 1))
-        det_log.append(_dets(2, 1))
+        det_log.append(_dets(2, 2))  # lines of different lengths: the cut is at their sum
+        det_log.append(_dets(3, 1))
     assert str(info.value) == (
-        f"cannot write {path}: No space left on device (the 1 images before are kept); "
+        f"cannot write {path}: No space left on device (the 2 images before are kept); "
         f"free some space, then continue with --resume {tmp_path}"
     )
-    assert path.read_text() == detections_to_line(_dets(1, 1)) + "\n"  # the half line is cut
+    whole = detections_to_line(_dets(1, 1)) + "\n" + detections_to_line(_dets(2, 2)) + "\n"
+    assert path.read_text() == whole  # the half line is cut
 
 
 def test_a_write_that_makes_no_progress_is_an_error(tmp_path, monkeypatch):

@@ -66,6 +66,16 @@ def store_path(log_path: Path) -> Path:
     return log_path.with_suffix(STORE_SUFFIX)
 
 
+# image_ids, counts, boxes, scores, category_ids: what the log's text reads back as, bit for bit.
+_COLUMN_DTYPES = (
+    np.dtype(np.int64),
+    np.dtype(np.int64),
+    np.dtype(np.float64),
+    np.dtype(np.float64),
+    np.dtype(np.int64),
+)
+
+
 @dataclass(frozen=True)
 class DetectionColumns:
     """A log's records as flat arrays, in log order: record r holds `counts[r]` detections."""
@@ -79,6 +89,18 @@ class DetectionColumns:
     def __post_init__(self) -> None:
         n = len(self.scores)
         records = len(self.image_ids)
+        dtypes = (
+            self.image_ids.dtype,
+            self.counts.dtype,
+            self.boxes.dtype,
+            self.scores.dtype,
+            self.category_ids.dtype,
+        )
+        if dtypes != _COLUMN_DTYPES:
+            raise ValueError(
+                "detection columns of dtypes " + ", ".join(map(str, dtypes)) + "; expected int64, int64, "
+                "float64, float64, int64 (image_ids, counts, boxes, scores, category_ids)"
+            )
         if (
             self.counts.shape != (records,)
             or int(self.counts.sum()) != n
@@ -133,12 +155,14 @@ def _load_store(path: Path, stamp: np.ndarray) -> DetectionColumns | None:
             if not np.array_equal(data["log_stamp"], stamp):
                 log.info("%s is older than its log; rebuilding it", path)
                 return None
+            # Arrays of another dtype (a store written by hand or another version) are refused by
+            # DetectionColumns (ValueError) and rebuilt from the log: never cast, never rounded.
             return DetectionColumns(
-                image_ids=data["image_ids"].astype(np.int64, copy=False),
-                counts=data["counts"].astype(np.int64, copy=False),
-                boxes=data["boxes"].astype(np.float64, copy=False),
-                scores=data["scores"].astype(np.float64, copy=False),
-                category_ids=data["category_ids"].astype(np.int64, copy=False),
+                image_ids=data["image_ids"],
+                counts=data["counts"],
+                boxes=data["boxes"],
+                scores=data["scores"],
+                category_ids=data["category_ids"],
             )
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         log.warning("%s is damaged (%s); rebuilding it from the log", path, exc)
