@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import warnings
 
 import numpy as np
 import pytest
@@ -31,8 +33,9 @@ def test_every_mode_becomes_uint8_rgb(mode):
 
 
 def test_sixteen_bit_gray_is_scaled_not_clipped():
-    image = Image.fromarray(np.array([[0, 32896, 65535]], np.uint16))
-    assert to_rgb(image)[0, :, 0].tolist() == [0, 128, 255]
+    # Scaled by 255 / 65535 (= 1 / 257): 64379 / 257 = 250.502 -> 251 (by 255 / 65536 it would be 250).
+    image = Image.fromarray(np.array([[0, 32896, 64379, 65535]], np.uint16))
+    assert to_rgb(image)[0, :, 0].tolist() == [0, 128, 251, 255]
 
 
 def test_exif_orientation_is_not_applied(tmp_path):
@@ -86,8 +89,12 @@ def _annotations(tmp_path, data) -> tuple:
 
 
 def test_annotation_file_errors(tmp_path):
-    with pytest.raises(DatasetError, match=r"ann.json not found: set dataset.root"):
+    with pytest.raises(DatasetError) as info:
         open_ground_truth(tmp_path / "ann.json", tmp_path)
+    assert str(info.value) == (
+        f"annotation file {tmp_path / 'ann.json'} not found: set dataset.root / dataset.annotations in "
+        "the config (or --data), or fetch COCO with `ssd-eval fetch data`"
+    )
     path, images = _annotations(tmp_path, {"images": [], "annotations": []})
     with pytest.raises(DatasetError, match=r"not a COCO instances file: no 'categories' list"):
         open_ground_truth(path, images)
@@ -125,6 +132,7 @@ def test_label_map_is_the_canonical_sorted_table():
 
 def test_shard_bounds_and_name():
     assert str(Shard(0, 3)) == "1/3" and str(Shard(2, 3)) == "3/3"
+    assert str(Shard(0, 1)) == "1/1"  # one shard of one: the whole run
     for index, count in ((3, 3), (-1, 3), (0, 0)):
         with pytest.raises(ValueError, match=rf"^shard index must be in \[0, {count}\), got {index}$"):
             Shard(index, count)
@@ -212,6 +220,36 @@ def test_annotation_file_shape_errors(tmp_path):
     path.write_text(json.dumps({"images": [], "annotations": [{"bbox": [0, 0, 1, 1]}], "categories": []}))
     with pytest.raises(DatasetError, match=r"annotations\[0\] has no bbox/category_id"):
         open_ground_truth(path, tmp_path)
+    # A panoptic-like first entry (category_id, no bbox): the whole line.
+    path.write_text(json.dumps({"images": [], "annotations": [{"category_id": 1}], "categories": []}))
+    with pytest.raises(DatasetError) as info:
+        open_ground_truth(path, tmp_path)
+    assert str(info.value) == (
+        f"annotation file {path}: annotations[0] has no bbox/category_id: "
+        "not a COCO instances (detection) file"
+    )
+
+
+def test_only_the_first_annotation_tells_the_kind_of_file_the_checks_name_the_rest(tmp_path):
+    good = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2], "area": 4, "iscrowd": 0}
+    data = {
+        "images": [{"id": 1, "file_name": "1.png", "width": 4, "height": 4}],
+        "annotations": [good, {key: value for key, value in good.items() if key != "bbox"} | {"id": 2}],
+        "categories": coco_categories_json(),
+    }
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DatasetError) as info:
+        open_ground_truth(path, tmp_path)
+    assert str(info.value).startswith(f"annotation file {path}: annotations[1].bbox is missing: ")
+
+
+def test_a_bad_category_table_names_the_annotation_file(tmp_path):
+    data = {"images": [], "annotations": [], "categories": coco_categories_json()[:-1]}
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=rf"^{re.escape(str(path))}: .*missing categories 90 'toothbrush'"):
+        open_ground_truth(path, tmp_path)
 
 
 def test_gray_modes_scale_to_eight_bits():
@@ -231,6 +269,11 @@ def test_colour_modes_keep_their_colours():
     palette = Image.new("RGB", (2, 1), (200, 100, 50)).convert("P", palette=Image.Palette.ADAPTIVE)
     palette.info["transparency"] = 0
     assert to_rgb(palette)[0, 0].tolist() == [200, 100, 50]
+    # Per-entry transparency (bytes, as PNG's tRNS): Pillow warns when it goes to RGB directly.
+    palette.info["transparency"] = bytes([0] + [255] * 255)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert to_rgb(palette)[0, 0].tolist() == [200, 100, 50]
     assert to_rgb(Image.new("RGB", (2, 1), (1, 2, 3))).dtype == np.uint8
 
 

@@ -95,33 +95,26 @@ def read_annotation_file(path: Path) -> dict[str, Any]:
             f"annotation file {path} is not a COCO instances file: no {', '.join(repr(k) for k in missing)} "
             "list (use annotations/instances_val2017.json, not captions or keypoints)"
         )
-    for index, ann in enumerate(data["annotations"][:1]):
-        if not isinstance(ann, dict) or "bbox" not in ann or "category_id" not in ann:
-            raise DatasetError(
-                f"annotation file {path}: annotations[{index}] has no bbox/category_id: "
-                "not a COCO instances (detection) file"
-            )
+    # One look at the first annotation tells a detection file from a panoptic or captions one; the
+    # annotation checks below would name the missing keys of every entry, not what the file is.
+    first = data["annotations"][0] if data["annotations"] else None
+    if first is not None and not (isinstance(first, dict) and "bbox" in first and "category_id" in first):
+        raise DatasetError(
+            f"annotation file {path}: annotations[0] has no bbox/category_id: "
+            "not a COCO instances (detection) file"
+        )
     check_annotation_data(data, source=str(path))
     return data
 
 
-def _image_records(data: Mapping[str, Any], path: Path) -> list[ImageRecord]:
-    records = []
-    for index, image in enumerate(data["images"]):
-        try:
-            records.append(
-                ImageRecord(
-                    image_id=int(image["id"]),
-                    file_name=str(image["file_name"]),
-                    width=int(image["width"]),
-                    height=int(image["height"]),
-                )
-            )
-        except (KeyError, TypeError, ValueError):
-            raise DatasetError(
-                f"annotation file {path}: images[{index}] lacks id/file_name/width/height"
-            ) from None
-    return records
+def _image_records(data: Mapping[str, Any]) -> list[ImageRecord]:
+    """The images[] entries (the annotation checks have made sure each has these four, well typed)."""
+    return [
+        ImageRecord(
+            image_id=image["id"], file_name=image["file_name"], width=image["width"], height=image["height"]
+        )
+        for image in data["images"]
+    ]
 
 
 def select_images(
@@ -155,7 +148,7 @@ def open_ground_truth(
     """Read the annotation file, check its categories and choose the evaluated images."""
     data = read_annotation_file(annotation_file)
     label_map = check_categories(data["categories"], source=str(annotation_file))
-    records = _image_records(data, annotation_file)
+    records = _image_records(data)
     annotated_ids = {int(ann["image_id"]) for ann in data["annotations"]}
     if not image_dir.is_dir():
         raise DatasetError(
