@@ -51,32 +51,48 @@ def _set(path: str, value):
     return data
 
 
+UNIQUE = "ids must be unique"
+IMAGE_REF = "expected the integer id of an image listed in `images`"
+CATEGORY_REF = "expected the integer id of a category listed in `categories`"
+PIXELS = "expected a positive integer (pixels)"
+FOUR = "expected four numbers [x, y, w, h]"
+FINITE_BOX = "expected finite numbers ([x, y, w, h])"
+SIZE = "width and height must be >= 0 ([x, y, w, h])"
+AREA = "expected a finite number >= 0"
+
+
 @pytest.mark.parametrize(
     ("path", "value", "problem"),
     [
-        ("images[2].id", 1, "listed twice (also images[0].id)"),
+        ("images[2].id", 1, f"listed twice (also images[0].id); {UNIQUE}"),
         ("images[2].id", "3", "an image id must be an integer"),
         ("images[2].id", 3.0, "an image id must be an integer"),
-        ("images[0].width", "640", "expected a positive integer"),
-        ("images[1].height", 0, "expected a positive integer"),
+        ("images[0].width", "640", PIXELS),
+        ("images[1].height", 0, PIXELS),
         ("images[0].file_name", None, "expected a file name"),
-        ("annotations[2].id", 1, "listed twice (also annotations[0].id)"),
-        ("annotations[0].id", 0, "integer >= 1"),
-        ("annotations[1].image_id", "1", "an image listed in `images`"),
-        ("annotations[1].image_id", 4, "an image listed in `images`"),
-        ("annotations[2].category_id", 12, "a category listed in `categories`"),  # 12 is a gap in COCO
-        ("annotations[2].category_id", True, "a category listed in `categories`"),
-        ("annotations[0].bbox", [10, 20, 30], "expected four numbers"),
-        ("annotations[0].bbox", [10, 20, "30", 40], "expected four numbers"),
-        ("annotations[0].bbox", [10, 20, float("nan"), 40], "expected finite numbers"),
-        ("annotations[0].bbox", [10, 20, 30, float("inf")], "expected finite numbers"),
-        ("annotations[1].bbox", [10, 20, -1, 40], "width and height must be >= 0"),
-        ("annotations[1].bbox", [10, 20, 1, -0.5], "width and height must be >= 0"),
+        ("annotations[2].id", 1, f"listed twice (also annotations[0].id); {UNIQUE}"),
+        (
+            "annotations[0].id",
+            0,
+            "an annotation id must be an integer >= 1 (COCOeval reads id 0 as 'no match')",
+        ),
+        ("annotations[1].image_id", "1", IMAGE_REF),
+        ("annotations[1].image_id", 4, IMAGE_REF),
+        ("annotations[2].category_id", 12, CATEGORY_REF),  # 12 is a gap in COCO
+        ("annotations[2].category_id", True, CATEGORY_REF),
+        ("annotations[0].bbox", [10, 20, 30], FOUR),
+        ("annotations[0].bbox", [10, 20, "30", 40], FOUR),
+        ("annotations[0].bbox", [10, 20, float("nan"), 40], FINITE_BOX),
+        ("annotations[0].bbox", [10, 20, 30, float("inf")], FINITE_BOX),
+        ("annotations[1].bbox", [10, 20, -1, 40], SIZE),
+        ("annotations[1].bbox", [10, 20, 1, -0.5], SIZE),
         ("annotations[0].iscrowd", None, "expected 0 or 1"),
         ("annotations[0].iscrowd", 2, "expected 0 or 1"),
-        ("annotations[0].area", None, "expected a finite number >= 0"),
-        ("annotations[0].area", -3, "expected a finite number >= 0"),
-        ("annotations[0].area", "1200", "expected a finite number >= 0"),
+        ("annotations[0].area", None, AREA),
+        ("annotations[0].area", -3, AREA),
+        ("annotations[0].area", "1200", AREA),
+        ("categories[3].id", "4", "a category id must be an integer"),
+        ("categories[0].name", 5, "expected a string"),
     ],
 )
 def test_each_fault_is_named_by_path_and_value(path, value, problem):
@@ -85,14 +101,25 @@ def test_each_fault_is_named_by_path_and_value(path, value, problem):
     assert [o.path for o in offences] == [path]
     with pytest.raises(DatasetError) as caught:
         check_annotation_data(data, source="ann.json")
-    message = str(caught.value)
     shown = "is missing" if value is None else f"= {value!r}"
-    assert message.startswith(f"annotation file ann.json: {path} {shown}: "), message
-    assert problem in message
-    assert message.endswith(
-        " (the only offence); fix the file, or use the original COCO instances_val2017.json"
-    ), message
-    assert "\n" not in message
+    assert str(caught.value) == (
+        f"annotation file ann.json: {path} {shown}: {problem} (the only offence); "
+        "fix the file, or use the original COCO instances_val2017.json"
+    )
+
+
+def test_values_on_the_bounds_are_valid():
+    # A width of 1 pixel and a box of height 0 (a line) are valid; COCO has both kinds of entries.
+    data = _set("images[0].width", 1)
+    data["annotations"][0]["bbox"] = [1, 2, 3, 0]
+    assert find_offences(data) == []
+
+
+def test_an_entry_that_is_not_an_object():
+    data = _valid()
+    data["images"].append(7)
+    (offence,) = find_offences(data)
+    assert offence.describe() == "images[3] = 7: expected an object"
 
 
 def test_duplicate_category_id_and_non_object_entries():
