@@ -56,9 +56,38 @@ def test_nan_is_an_error():
         decode(_raw([[0, np.nan, 1, 1]], [1], [0.5]), image_id=3, width=10, height=10, label_map=LABELS)
 
 
+@pytest.mark.parametrize(
+    ("boxes", "scores", "categories"),
+    [
+        ((2, 4), (3,), (2,)),  # one score too many
+        ((3, 4), (2,), (2,)),  # boxes alone disagree
+        ((2, 4), (2,), (3,)),  # category ids alone disagree
+        ((2, 4), (2, 1), (2,)),  # scores of the right length, wrong shape
+        ((2, 5), (2,), (2,)),  # five coordinates
+    ],
+)
+def test_detections_refuse_inconsistent_shapes(boxes, scores, categories):
+    with pytest.raises(ValueError) as info:
+        Detections(1, np.zeros(boxes), np.zeros(scores), np.zeros(categories, np.int64))
+    assert str(info.value) == (
+        f"inconsistent detection arrays: boxes {boxes}, scores {scores}, category_ids {categories}"
+    )
+
+
+def test_a_refusal_names_the_models_own_output_names():
+    from ssd_eval.config.run import OutputNames
+
+    raw = RawOutputs(
+        np.zeros((1, 4), np.float32),
+        np.ones(1, np.int64),
+        np.array([7.0], np.float32),
+        OutputNames(boxes="det_boxes", labels="det_classes", scores="det_scores"),
+    )
+    with pytest.raises(ModelError, match=r"^image 3: the model's output 'det_scores' holds 7 "):
+        decode(raw, image_id=3, width=10, height=10, label_map=LABELS)
+
+
 def test_detections_validate_shapes_and_convert():
-    with pytest.raises(ValueError, match="inconsistent"):
-        Detections(1, np.zeros((2, 4)), np.zeros(3), np.zeros(2, np.int64))
     dets = Detections(5, np.array([[1.0, 2, 3, 4]]), np.array([0.5]), np.array([18]))
     assert dets.to_coco_json() == [
         {"image_id": 5, "category_id": 18, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5}

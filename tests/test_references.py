@@ -18,6 +18,7 @@ import yaml
 from helpers import Det, save_table_detector, write_config
 from PIL import Image
 
+import ssd_eval.evaluation.scoring as scoring_module
 from ssd_eval.cli import main
 from ssd_eval.config.compare import AgreementConfig
 from ssd_eval.config.run import ExpectedConfig, PreprocessConfig, load_config
@@ -389,9 +390,16 @@ class _Spy:
         monkeypatch.setattr(ort, "InferenceSession", session)
         monkeypatch.setattr(pycocotools.cocoeval, "COCOeval", PyCocoSpy)
         monkeypatch.setattr(faster_coco_eval, "COCOeval_faster", FastSpy)
+        real_numpy = scoring_module.evaluate_bbox
+
+        def numpy_scorer(*args, **kwargs):  # type: ignore[no-untyped-def]
+            spy.scorers.append("numpy")
+            return real_numpy(*args, **kwargs)
+
+        monkeypatch.setattr(scoring_module, "evaluate_bbox", numpy_scorer)
 
 
-@pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval"])
+@pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval", "numpy"])
 def test_pipeline_feeds_rgb_card_values_at_the_models_non_square_size(tmp_path, monkeypatch, backend):
     pytest.importorskip("faster_coco_eval")
     spy = _Spy(monkeypatch)
@@ -418,7 +426,7 @@ def test_pipeline_feeds_rgb_card_values_at_the_models_non_square_size(tmp_path, 
     assert metrics["config"]["scoring"]["backend"] == backend
 
 
-@pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval"])
+@pytest.mark.parametrize("backend", ["pycocotools", "faster-coco-eval", "numpy"])
 def test_score_uses_the_backend_it_is_given(monkeypatch, backend):
     pytest.importorskip("faster_coco_eval")
     spy = _Spy(monkeypatch)
@@ -432,3 +440,4 @@ def test_score_uses_the_backend_it_is_given(monkeypatch, backend):
     )
     assert spy.scorers == [backend]
     assert result.stats["AP"] == pytest.approx(1.0, abs=1e-12)
+    assert (result.num_images, result.num_detections) == (1, 1)

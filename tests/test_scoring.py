@@ -169,3 +169,15 @@ def test_a_missing_faster_coco_eval_names_the_install(monkeypatch):
         "scoring.backend 'faster-coco-eval' needs the faster-coco-eval package: "
         "pip install faster-coco-eval (or 'ssd_eval[fast]'), or use backend: pycocotools"
     )
+
+
+def test_per_class_ap_counts_up_to_100_detections_per_image():
+    # The car of image 1 is found only by the 11th car detection in score order; ten misses rank
+    # above it. Within 100 detections per image (COCO's maxDets for AP) the car's precision at its
+    # only recall point is 1/11, so AP = 1/11 at every recall threshold; within 10 it would be 0.
+    misses = [(400 + k, 400, 10, 10, 3, 0.9 - 0.01 * k) for k in range(10)]
+    rows = _perfect()
+    rows[1] = [r for r in rows[1] if r[4] != 3] + misses + [(10, 200, 100, 100, 3, 0.5)]
+    result = _score(rows)
+    assert _ap(result, "car") == pytest.approx(1 / 11, abs=1e-12)
+    assert _ap(result, "person") == ONE
