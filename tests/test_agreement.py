@@ -227,3 +227,16 @@ def test_summary_of_nothing():
     assert (summary.score_diff_mean, summary.score_diff_max) == (0.0, 0.0)
     assert (summary.box_diff_px_mean, summary.box_diff_px_max) == (0.0, 0.0)
     assert summary.raw_scores.count == 0 and summary.raw_boxes.count == 0
+
+
+def test_visible_unmatched_counts_both_sides_from_the_minimum_score():
+    from ssd_eval.evaluation.agreement import visible_unmatched
+
+    reference = dets(1, [(0, 0, 10, 10, 1, 0.5), (50, 50, 10, 10, 1, 0.2)])
+    run = dets(1, [(100, 100, 10, 10, 1, 0.5), (0, 0, 10, 10, 1, 0.6)])
+    agreement = match_detections(reference, run, iou_threshold=0.5)
+    # The reference's 0.2 box is missing from the run; the run's 0.5 box is extra.
+    assert (agreement.missing.tolist(), agreement.extra.tolist()) == ([1], [0])
+    assert visible_unmatched(reference, run, agreement, min_score=0.5) == 1  # 0.5 counts, 0.2 does not
+    assert visible_unmatched(reference, run, agreement, min_score=0.2) == 2
+    assert visible_unmatched(reference, run, agreement, min_score=0.6) == 0

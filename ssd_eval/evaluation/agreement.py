@@ -12,7 +12,7 @@ normalized x1, y1, x2, y2 box corners), absolute difference |run - ref| and rela
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,12 +196,13 @@ def summarize_agreement(
         agreements.append(agreement)
         diffs.append(diff)
 
-    def cat(arrays: Sequence[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
-        return np.concatenate(arrays) if arrays else np.zeros(shape)
+    def flat(arrays: Iterable[np.ndarray]) -> np.ndarray:
+        """All values in one flat array (an empty one when there are none)."""
+        return np.concatenate([np.zeros(0), *(np.ravel(a) for a in arrays)])
 
-    ref_scores = cat([d.ref_scores for d in diffs], (0,))
-    run_scores = cat([d.run_scores for d in diffs], (0,))
-    box_px = cat([d.box_px for d in diffs], (0,))
+    ref_scores = flat(d.ref_scores for d in diffs)
+    run_scores = flat(d.run_scores for d in diffs)
+    box_px = flat(d.box_px for d in diffs)
     score_diff = np.abs(run_scores - ref_scores)
     return AgreementSummary(
         iou_threshold=iou_threshold,
@@ -217,9 +218,7 @@ def summarize_agreement(
         box_diff_px_mean=float(box_px.mean()) if box_px.size else 0.0,
         box_diff_px_max=float(box_px.max()) if box_px.size else 0.0,
         raw_scores=DiffStats.of(ref_scores, run_scores),
-        raw_boxes=DiffStats.of(
-            cat([d.ref_corners for d in diffs], (0, 4)), cat([d.run_corners for d in diffs], (0, 4))
-        ),
+        raw_boxes=DiffStats.of(flat(d.ref_corners for d in diffs), flat(d.run_corners for d in diffs)),
     )
 
 
