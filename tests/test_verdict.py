@@ -222,8 +222,13 @@ def test_compare_fails_and_every_file_says_so(tmp_path, perfect, tiny_coco):
     config = _compare_config(tmp_path, perfect, runs, gate={"max_ap_drop": 0.01})
     assert main(["compare", "--config", str(config), "--run-name", "bad", "--quiet"]) == 1
     metrics = assert_verdict(tmp_path / "results" / "bad", "FAIL", 1, by="compare")
-    assert metrics["provenance"]["command"][:2] == ["ssd-eval", "compare"]
-    assert metrics["provenance"]["ssd_eval_version"] == __version__
+    prov = metrics["provenance"]
+    assert prov["command"] == ["ssd-eval", "compare", "--config", str(config), "--run-name", "bad", "--quiet"]
+    assert prov["ssd_eval_version"] == __version__
+    # The summary says which command, code and times produced it, as a run's does.
+    summary = (tmp_path / "results" / "bad" / "summary.md").read_text()
+    assert f"`ssd-eval compare --config {config} --run-name bad --quiet` (ssd_eval {__version__}" in summary
+    assert f"{prov['started']} to {prov['finished']}." in summary
     (rule,) = metrics["gate"]["rules"]
     assert rule["message"].startswith("worse: AP 0.9175 vs reference ref 1.0000 (delta -0.0825)")
 

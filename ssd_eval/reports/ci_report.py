@@ -8,8 +8,9 @@ rules failed. The Markdown is fit for a CI job summary (e.g. `cat summary.md >> 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ssd_eval.coco_stats import STAT_NAMES
 from ssd_eval.errors import EXIT_GATE_FAILED
@@ -136,15 +137,20 @@ def run_markdown(result: RunResult, report: GateReport) -> str:
         ]
     for warning in result.warnings:
         lines += ["", f"**Warning:** {warning}"]
-    prov = result.provenance
-    if prov:
-        commit = f", commit `{str(prov['git_commit'])[:12]}`" if prov.get("git_commit") else ""
-        lines += [
-            "",
-            f"`{_escape(' '.join(prov['command']))}` (ssd_eval {prov['ssd_eval_version']}{commit}), "
-            f"{prov['started']} to {prov['finished']}.",
-        ]
+    lines += _provenance_lines(result.provenance)
     return "\n".join(lines) + "\n"
+
+
+def _provenance_lines(prov: Mapping[str, Any]) -> list[str]:
+    """The command, version, commit and times behind a summary (none before they are recorded)."""
+    if not prov:
+        return []
+    commit = f", commit `{str(prov['git_commit'])[:12]}`" if prov.get("git_commit") else ""
+    return [
+        "",
+        f"`{_escape(' '.join(prov['command']))}` (ssd_eval {prov['ssd_eval_version']}{commit}), "
+        f"{prov['started']} to {prov['finished']}.",
+    ]
 
 
 def write_ci_files(
@@ -343,4 +349,5 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
             "",
             f"**{len(result.skipped_images)} image(s) skipped**; their ground truth counted as missed.",
         ]
+    lines += _provenance_lines(result.provenance)
     return "\n".join(lines) + "\n"
