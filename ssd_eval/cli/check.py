@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
-from ssd_eval.config.run import ProviderConfig, RunConfig, load_config
+from ssd_eval.config.run import RunConfig, load_config
 from ssd_eval.engine.check import CheckReport, check_inputs
 from ssd_eval.errors import EXIT_OK, ConfigError
 
@@ -39,25 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace) -> RunConfig:
-    from ssd_eval.cli.run import with_model
+    from ssd_eval.cli.run import input_overrides
 
     if args.config is None and args.data is None:
         raise ConfigError("nothing to check: give --data ROOT (a COCO folder) or --config FILE")
     config = load_config(args.config) if args.config is not None else RunConfig()
-    replace = dataclasses.replace
-    if args.model is not None:
-        config = with_model(config, args.model)
-    if args.data is not None:
-        config = replace(config, dataset=replace(config.dataset, root=args.data.absolute(), source=None))
-    if args.selection is not None:
-        config = replace(config, dataset=replace(config.dataset, selection=args.selection))
-    if args.limit is not None:
-        config = replace(config, dataset=replace(config.dataset, limit=args.limit))
-    if args.provider:
-        config = replace(config, providers=tuple(ProviderConfig(name=name) for name in args.provider))
-    if args.offline:
-        config = replace(config, assets=replace(config.assets, download=False))
-    return config
+    return input_overrides(config, args)
 
 
 def summary_lines(report: CheckReport) -> list[str]:

@@ -143,8 +143,9 @@ def with_run_name(config: RunConfig, name: str) -> RunConfig:
     return dataclasses.replace(config, output=dataclasses.replace(config.output, run_name=name))
 
 
-def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
-    """CLI flags replace config keys; their relative paths resolve against the current folder."""
+def input_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """The flags that choose a run's inputs (`run` and `check` alike): --model, --offline, --data,
+    --limit, --selection, --provider. Relative paths resolve against the current folder."""
     replace = dataclasses.replace
     if args.model is not None:
         config = with_model(config, args.model)
@@ -158,6 +159,13 @@ def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
         config = replace(config, dataset=replace(config.dataset, selection=args.selection))
     if args.provider:
         config = replace(config, providers=tuple(ProviderConfig(name=name) for name in args.provider))
+    return config
+
+
+def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """CLI flags replace config keys; their relative paths resolve against the current folder."""
+    replace = dataclasses.replace
+    config = input_overrides(config, args)
     if args.output is not None:
         config = replace(config, output=replace(config.output, dir=args.output.absolute()))
     if args.run_name is not None:
