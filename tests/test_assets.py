@@ -1,4 +1,4 @@
-"""ssd_eval.assets.fetch: the sources table, the cache, models and COCO val2017, on a local HTTP server."""
+"""assets.sources and assets.fetch: the sources table, the cache, models, COCO val2017, on a local server."""
 
 from __future__ import annotations
 
@@ -16,13 +16,11 @@ from http_server import FileServer, closed_port_url
 from PIL import Image
 
 from ssd_eval.assets import fetch as assets
+from ssd_eval.assets import sources
 from ssd_eval.assets.fetch import (
     ALREADY_PRESENT,
     DOWNLOADED,
     EXTRACTED,
-    ArchiveSource,
-    DatasetSource,
-    ModelSource,
     cache_home,
     downloads_allowed,
     ensure_coco_val2017,
@@ -31,8 +29,8 @@ from ssd_eval.assets.fetch import (
     fetch,
     fetch_dataset,
     fetch_model,
-    get_source,
 )
+from ssd_eval.assets.sources import ArchiveSource, DatasetSource, ModelSource, get_source
 from ssd_eval.errors import AssetError
 
 MODEL_BYTES = b"not really onnx " * 4096
@@ -148,8 +146,8 @@ def test_the_table_knows_the_zoo_models_and_coco() -> None:
         and "/vision/" in ssd10.urls[2]
         and "validated" not in ssd10.urls[2]
     )
-    for name in assets.MODELS:
-        source = assets.MODELS[name]
+    for name in sources.MODELS:
+        source = sources.MODELS[name]
         assert len(source.sha256) == 64 and source.size > 0 and source.urls
         assert all(url.endswith(source.filename) for url in source.urls)
     coco = get_source("coco-val2017")
@@ -163,7 +161,7 @@ def test_the_table_knows_the_zoo_models_and_coco() -> None:
 
 def test_the_tables_cannot_be_changed_in_place() -> None:
     with pytest.raises(TypeError):
-        assets.MODELS["mine"] = assets.MODELS["ssd-10"]  # type: ignore[index]
+        sources.MODELS["mine"] = sources.MODELS["ssd-10"]  # type: ignore[index]
 
 
 def test_an_unknown_name_lists_the_known_ones() -> None:
@@ -287,7 +285,7 @@ def test_air_gapped_error_names_the_full_path_the_url_and_the_checksum(
 def test_ensure_model_by_name_uses_the_table(
     server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(assets, "MODELS", {"fake": model_source(server)})
+    monkeypatch.setattr(sources, "MODELS", {"fake": model_source(server)})
     path = ensure_model("fake", cache=tmp_path, allow_download=True, progress=False)
     assert path == tmp_path / "models" / "fake.onnx"
 
@@ -441,7 +439,7 @@ def test_an_incomplete_coco_folder_is_never_overwritten(server: FileServer, tmp_
 def test_ensure_coco_val2017_uses_the_table(
     server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(assets, "DATASETS", {"coco-val2017": dataset_source(server)})
+    monkeypatch.setattr(sources, "DATASETS", {"coco-val2017": dataset_source(server)})
     root = ensure_coco_val2017(cache=tmp_path, allow_download=True, progress=False)
     assert (root / "annotations" / "instances_val2017.json").is_file()
 
@@ -449,8 +447,8 @@ def test_ensure_coco_val2017_uses_the_table(
 def test_fetch_all_reports_each_asset(
     server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(assets, "MODELS", {"fake": model_source(server)})
-    monkeypatch.setattr(assets, "DATASETS", {"coco-val2017": dataset_source(server)})
+    monkeypatch.setattr(sources, "MODELS", {"fake": model_source(server)})
+    monkeypatch.setattr(sources, "DATASETS", {"coco-val2017": dataset_source(server)})
 
     first = fetch("all", cache=tmp_path, model_name="fake", progress=False)
     second = fetch("all", cache=tmp_path, model_name="fake", allow_download=False, progress=False)

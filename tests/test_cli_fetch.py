@@ -9,7 +9,7 @@ import pytest
 from http_server import FileServer
 from test_assets import dataset_source, model_source
 
-from ssd_eval.assets import fetch as assets
+from ssd_eval.assets import sources
 from ssd_eval.cli import main
 
 
@@ -18,8 +18,8 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FileServer]:
     for name in ("SSD_EVAL_OFFLINE", "SSD_EVAL_MIRROR", "SSD_EVAL_HOME", "XDG_CACHE_HOME"):
         monkeypatch.delenv(name, raising=False)
     with FileServer() as running:
-        monkeypatch.setattr(assets, "MODELS", {"fake": model_source(running)})
-        monkeypatch.setattr(assets, "DATASETS", {"coco-val2017": dataset_source(running)})
+        monkeypatch.setattr(sources, "MODELS", {"fake": model_source(running)})
+        monkeypatch.setattr(sources, "DATASETS", {"coco-val2017": dataset_source(running)})
         yield running
 
 
@@ -55,7 +55,7 @@ def test_fetch_model_only_into_the_cache_from_the_environment(
 
 
 def test_fetch_data_uses_the_mirror_first(server: FileServer, tmp_path: Path) -> None:
-    for item in assets.DATASETS["coco-val2017"].archives:
+    for item in sources.DATASETS["coco-val2017"].archives:
         server.add(f"/mirror/{item.filename}", server.routes[f"/coco/{item.filename}"].body)
 
     code = main(

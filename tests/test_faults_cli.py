@@ -498,14 +498,14 @@ def test_failed_download_urls_are_folded_into_the_error_line(
     from http_server import FileServer, closed_port_url
     from test_assets import model_source
 
-    from ssd_eval.assets import fetch as assets
+    from ssd_eval.assets import sources
 
     for name in ("SSD_EVAL_OFFLINE", "SSD_EVAL_MIRROR", "SSD_EVAL_HOME", "XDG_CACHE_HOME"):
         monkeypatch.delenv(name, raising=False)
     with FileServer() as server:
         dead = closed_port_url("/fake.onnx")
         missing = server.url("/nowhere/fake.onnx")
-        monkeypatch.setattr(assets, "MODELS", {"fake": model_source(server, missing, dead)})
+        monkeypatch.setattr(sources, "MODELS", {"fake": model_source(server, missing, dead)})
         caplog.set_level("INFO")
         code = main(["fetch", "model", "--model-name", "fake", "--dest", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()

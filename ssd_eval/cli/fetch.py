@@ -7,18 +7,17 @@ from pathlib import Path
 
 from ssd_eval.assets.fetch import (
     ALREADY_PRESENT,
-    DEFAULT_MODEL,
     DOWNLOADED,
     ENV_HOME,
     ENV_MIRROR,
     ENV_OFFLINE,
     EXTRACTED,
     FETCH_TARGETS,
-    MODELS,
     cache_home,
     downloads_allowed,
     fetch,
 )
+from ssd_eval.assets.sources import DEFAULT_MODEL, MODELS
 from ssd_eval.errors import EXIT_OK
 
 _STATUS_TEXT = {

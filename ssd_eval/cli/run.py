@@ -111,7 +111,7 @@ def _shard(text: str) -> Shard:
 
 def _is_model_name(text: str) -> bool:
     """`--model ssd-12` names a known model unless a file of that name exists here."""
-    from ssd_eval.assets.fetch import MODELS
+    from ssd_eval.assets.sources import MODELS
 
     return not Path(text).exists() and (text in MODELS or re.fullmatch(r"twin-\d+", text) is not None)
 
@@ -123,7 +123,7 @@ def with_model(config: RunConfig, text: str) -> RunConfig:
         return replace(config, model=replace(config.model, path=None, source=text))
     path = Path(text)
     if not path.exists() and path.suffix.lower() != ".onnx" and len(path.parts) == 1:
-        from ssd_eval.assets.fetch import MODELS
+        from ssd_eval.assets.sources import MODELS
 
         known = [*MODELS, "twin-1200", "twin-600"]
         close = difflib.get_close_matches(text, known, n=1, cutoff=0.6)

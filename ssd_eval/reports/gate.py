@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ssd_eval.assets.fetch import MODELS
+from ssd_eval.assets.sources import MODELS
 from ssd_eval.config.run import ExpectedConfig, GateConfig
 from ssd_eval.errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE
 from ssd_eval.evaluation.scoring import CategoryScore
