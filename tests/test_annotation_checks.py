@@ -70,6 +70,7 @@ AREA = "expected a finite number >= 0"
         ("images[0].width", "640", PIXELS),
         ("images[1].height", 0, PIXELS),
         ("images[0].file_name", None, "expected a file name"),
+        ("images[0].file_name", "", "expected a file name"),
         ("annotations[2].id", 1, f"listed twice (also annotations[0].id); {UNIQUE}"),
         (
             "annotations[0].id",
@@ -213,3 +214,27 @@ def test_a_mixed_list_is_checked_value_by_value_with_the_same_bounds():
     data["annotations"][0]["area"] = -(10**400)
     data["annotations"][1]["area"] = 10**400
     assert _paths(data) == ["annotations[0].area", "annotations[1].area"]
+
+
+def test_a_missing_key_beside_a_non_object_entry_is_named_missing():
+    # With a non-object entry in the list the columns are read row by row; a key still reads as missing.
+    data = _valid()
+    data["images"].append(7)
+    del data["images"][1]["file_name"]
+    assert [o.describe() for o in find_offences(data)] == [
+        "images[1].file_name is missing: expected a file name",
+        "images[3] = 7: expected an object",
+    ]
+
+
+def test_every_box_of_five_numbers_is_refused():
+    data = _valid()
+    for ann in data["annotations"]:
+        ann["bbox"] = [*ann["bbox"], 1]
+    assert _paths(data) == [f"annotations[{i}].bbox" for i in range(3)]
+
+
+def test_integers_checked_against_a_minimum_and_a_set_together():
+    from ssd_eval.data.annotation_checks import _ints
+
+    assert _ints([0, 1, 2, 3], minimum=1, members={0, 1, 3}).tolist() == [False, True, False, True]

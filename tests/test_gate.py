@@ -44,8 +44,11 @@ def test_min_and_drop():
     drop = check_drop({"AP": 0.18}, {"AP": 0.195}, metric="AP", max_drop=0.005, against="reference cpu")
     assert not drop.passed and "(delta -0.0150): drops more than the allowed 0.0050" in drop.message
     assert check_drop({"AP": 0.3}, {"AP": 0.195}, metric="AP", max_drop=0.0, against="x").passed  # gains pass
-    missing = check_drop({"AP50": 0.3}, {"AP": 0.2}, metric="AP50", max_drop=0.0, against="baseline b")
-    assert not missing.passed and "baseline b has no AP50" in missing.message
+    missing = check_drop(
+        {"AP50": 0.3}, {"AP": 0.2, "AR100": 0.3}, metric="AP50", max_drop=0.0, against="baseline b"
+    )
+    assert (missing.state, missing.message) == ("failed", "baseline b has no AP50 (it has: AP, AR100)")
+    assert check_min({"AP": 0.2}, metric="AP", floor=0.1).subject == ""  # a single run's check names none
     assert not check_min({"AP": 0.2}, metric="mAP", floor=0.1).passed
 
 
@@ -747,3 +750,21 @@ def test_a_comparison_holds_every_run_against_the_baseline():
             "gpu",
         ),
     ]
+
+
+def test_class_drops_against_a_baseline_count_only_categories_with_enough_ground_truth():
+    # gate.class_min_gt: the car (1 gt box) dropping 0.5 is left out at 2; the person (5) within 0.05.
+    gate = GateConfig(baseline=Path("b.json"), max_class_baseline_drop=0.05, class_min_gt=2)
+    facts = RunFacts(
+        stats={"AP": 0.5},
+        per_category=(cat(1, "person", 0.6), cat(3, "car", 0.1, num_gt=1)),
+        selection="annotated",
+        num_images=5,
+        complete=True,
+        model_sha256="abc",
+    )
+    baseline = replace(_baseline(), per_category=(cat(1, "person", 0.6), cat(3, "car", 0.6, num_gt=1)))
+    (check,) = check_config_rules(facts, gate, baseline)
+    assert check.passed, check.message
+    (strict,) = check_config_rules(facts, replace(gate, class_min_gt=1), baseline)
+    assert not strict.passed and strict.message.startswith("1 of 2 categories drop more than 0.0500")

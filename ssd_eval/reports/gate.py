@@ -434,7 +434,7 @@ def drop_checks(
     max_drop: float | None,
     max_class_drop: float | None,
     against: str,
-    subject: str = "",
+    subject: str,
     slack: float = 0.0,
 ) -> list[GateCheck]:
     """The drop rules against a reference (a baseline, or a comparison's reference run) that are set."""
