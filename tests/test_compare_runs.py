@@ -66,9 +66,10 @@ def _report(folder: Path) -> dict:
 
 
 def _summary(folder: Path) -> str:
-    """summary.md with the latency columns, warm-up line and wall time masked."""
+    """summary.md with the latency columns, warm-up line, wall time and provenance (command, times) masked."""
     text = (folder / "summary.md").read_text()
     text = re.sub(r"\| [\d.]+ \| [\d.]+ \|\n", "| t | t |\n", text)
+    text = re.sub(r"\n`ssd-eval compare .*\n", "\n", text)
     return re.sub(r"First inference.*\n", "", text)
 
 
