@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing of the numeric core (docs/testing.md): mutmut mutates the modules listed under
 # [tool.mutmut] in pyproject.toml, one small bug at a time, and runs the tests that reach each one.
-# Long (about an hour on 2 shared cores for ~3700 mutants); not part of .ci/run.
+# 15-30 minutes on 2 cores for ~3650 mutants; not part of .ci/run.
 #
 #   scripts/mutation.sh                        # a full run from scratch (deletes mutants/)
 #   scripts/mutation.sh 'ssd_eval.reports.gate*'   # from scratch, only the mutants whose names match
