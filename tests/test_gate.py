@@ -35,6 +35,12 @@ def cat(cid: int, name: str, ap: float | None, num_gt: int = 5) -> CategoryScore
     return CategoryScore(cid, name, ap, ap, num_gt, 3)
 
 
+def complete_run(stats: dict[str, float], **facts) -> RunFacts:
+    """The facts of a full run over the 5 annotated images (per_category, model as given)."""
+    base = {"per_category": (), "selection": "annotated", "num_images": 5, "complete": True}
+    return RunFacts(stats=stats, **{**base, **facts})
+
+
 def test_min_and_drop():
     assert check_min({"AP": 0.2}, metric="AP", floor=0.2).passed
     failed = check_min({"AP": 0.18}, metric="AP", floor=0.19, subject="ov")
@@ -86,13 +92,7 @@ def test_config_rules_partial_and_mismatch():
     gate = GateConfig(
         min_ap=0.4, baseline=Path("b.json"), max_baseline_drop=0.01, max_class_baseline_drop=0.05
     )
-    facts = RunFacts(
-        stats={"AP": 0.45},
-        per_category=(cat(1, "person", 0.5),),
-        selection="annotated",
-        num_images=5,
-        complete=True,
-    )
+    facts = complete_run({"AP": 0.45}, per_category=(cat(1, "person", 0.5),))
     checks = check_config_rules(facts, gate, _baseline())
     assert [c.state for c in checks] == ["passed", "failed", "failed"]
     assert "AP 0.4500 vs baseline b 0.5000 (delta -0.0500)" in checks[1].message
@@ -558,14 +558,7 @@ def _published(**protocol) -> Baseline:
 
 def test_baseline_figures_held_both_ways_with_their_published_precision():
     gate = GateConfig(baseline=Path("b.json"), baseline_stats=("AP", "AP50"), baseline_tolerance=0.001)
-    facts = RunFacts(
-        stats={"AP": 0.1972, "AP50": 0.377},
-        per_category=(),
-        selection="annotated",
-        num_images=5,
-        complete=True,
-        model_sha256="d" * 64,
-    )
+    facts = complete_run({"AP": 0.1972, "AP50": 0.377}, model_sha256="d" * 64)
     # AP: |0.1972 - 0.196| = 0.0012 <= 0.001 + 0.0005; AP50: 0.002 > 0.0015.
     assert [whole(c) for c in check_config_rules(facts, gate, _published())] == [
         (
@@ -638,14 +631,7 @@ def test_every_check_names_its_subject_and_a_run_has_none():
         max_class_baseline_drop=0.05,
         baseline_stats=("AP",),
     )
-    facts = RunFacts(
-        stats={"AP": 0.45},
-        per_category=(cat(1, "person", 0.5),),
-        selection="annotated",
-        num_images=5,
-        complete=True,
-        model_sha256="abc",
-    )
+    facts = complete_run({"AP": 0.45}, per_category=(cat(1, "person", 0.5),), model_sha256="abc")
     partial = replace(facts, complete=False, partial="limit 2")
     other_model = replace(facts, model_sha256="def")
     for run in (facts, partial, other_model):
@@ -657,15 +643,7 @@ def test_every_check_names_its_subject_and_a_run_has_none():
 
 def test_a_baseline_without_a_model_name_is_another_model():
     gate = GateConfig(baseline=Path("b.json"), max_baseline_drop=0.01)
-    facts = RunFacts(
-        stats={"AP": 0.5},
-        per_category=(),
-        selection="annotated",
-        num_images=5,
-        complete=True,
-        model_sha256="def",
-        model_name="twin.onnx",
-    )
+    facts = complete_run({"AP": 0.5}, model_sha256="def", model_name="twin.onnx")
     nameless = replace(_baseline(), model={"sha256": "abc"})
     (check,) = check_config_rules(facts, gate, nameless)
     assert whole(check) == (
@@ -679,14 +657,7 @@ def test_a_baseline_without_a_model_name_is_another_model():
 
 def test_published_precision_widens_every_rule_against_a_published_baseline():
     gate = GateConfig(baseline=Path("b.json"), max_baseline_drop=0.001, baseline_stats=("AP",))
-    facts = RunFacts(
-        stats={"AP": 0.1948, "AP50": 0.375},
-        per_category=(),
-        selection="annotated",
-        num_images=5,
-        complete=True,
-        model_sha256="d" * 64,
-    )
+    facts = complete_run({"AP": 0.1948, "AP50": 0.375}, model_sha256="d" * 64)
     # AP was published as .196 (3 decimals): half a unit of its last digit, 0.0005, is added to the
     # allowed drop (0.196 - 0.1948 = 0.0012 <= 0.001 + 0.0005) and to the figure's tolerance (0.001
     # by default).
@@ -755,13 +726,8 @@ def test_a_comparison_holds_every_run_against_the_baseline():
 def test_class_drops_against_a_baseline_count_only_categories_with_enough_ground_truth():
     # gate.class_min_gt: the car (1 gt box) dropping 0.5 is left out at 2; the person (5) within 0.05.
     gate = GateConfig(baseline=Path("b.json"), max_class_baseline_drop=0.05, class_min_gt=2)
-    facts = RunFacts(
-        stats={"AP": 0.5},
-        per_category=(cat(1, "person", 0.6), cat(3, "car", 0.1, num_gt=1)),
-        selection="annotated",
-        num_images=5,
-        complete=True,
-        model_sha256="abc",
+    facts = complete_run(
+        {"AP": 0.5}, per_category=(cat(1, "person", 0.6), cat(3, "car", 0.1, num_gt=1)), model_sha256="abc"
     )
     baseline = replace(_baseline(), per_category=(cat(1, "person", 0.6), cat(3, "car", 0.6, num_gt=1)))
     (check,) = check_config_rules(facts, gate, baseline)
