@@ -1,4 +1,4 @@
-"""The twelve COCO summary statistics, named once, in COCOeval.summarize() order."""
+"""The twelve COCO summary statistics, named once, in COCOeval.summarize() order, and which are undefined."""
 
 from __future__ import annotations
 
@@ -16,3 +16,12 @@ STAT_NAMES: tuple[str, ...] = (
     "ARm",
     "ARl",
 )
+
+
+def is_undefined(value: float | None) -> bool:
+    """Whether a stat is undefined rather than a figure (reports show `n/a`, gate rules do not hold it).
+
+    COCOeval reports -1 for a stat without ground truth in its area range (or without any image);
+    a per-category AP without ground truth is None.
+    """
+    return value is None or value < 0

@@ -9,6 +9,8 @@ model sees exactly what the pipeline feeds it.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from PIL import Image
 
 from ssd_eval.data.categories import COCO_CATEGORIES
 from ssd_eval.data.dataset import load_rgb
+from ssd_eval.evaluation.identity import GroundTruthIdentity, ImageSelection, RunIdentity
 from ssd_eval.pipeline.preprocess import Normalization, preprocess
 
 SHARED_SLICE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_val2017_first50"
@@ -229,3 +232,46 @@ def write_config(path: Path, model: Path, root: Path, **sections: dict) -> Path:
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def ids_sha256(ids: Sequence[int]) -> str:
+    """The digest of a set of image ids, by the rule the identity documents: ascending, comma-separated."""
+    return hashlib.sha256(",".join(str(i) for i in sorted(ids)).encode()).hexdigest()
+
+
+def make_identity(
+    whole: Sequence[int], shard: str | None = None, *, limit: int | None = None, **changes: object
+) -> RunIdentity:
+    """A run identity written out by hand: shard `K/N` of the `whole` selection (round robin, as
+    select_images cuts it), or the whole; other facts as `changes` (RunIdentity's field names)."""
+    part = tuple(whole)
+    if shard is not None:
+        index, count = (int(v) for v in shard.split("/"))
+        part = part[index - 1 :: count]
+    images = ImageSelection(
+        selection="annotated",
+        limit=limit,
+        id_list_sha256=None,
+        whole_count=len(whole),
+        whole_digest=ids_sha256(whole),
+        shard=shard,
+        count=len(part),
+        digest=ids_sha256(part),
+        image_ids=part,
+    )
+    base = RunIdentity(
+        model_sha256="a" * 64,
+        model_name="ssd.onnx",
+        provider="CUDAExecutionProvider",
+        ground_truth=GroundTruthIdentity("c" * 64, "d" * 64, len(whole), len(whole)),
+        images=images,
+        preprocess="pillow",
+        input_size=(1200, 1200),
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        score_threshold=0.0,
+        clip_boxes=False,
+        scorer="pycocotools",
+        rules={"expected.value": 0.195},
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]

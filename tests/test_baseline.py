@@ -140,8 +140,14 @@ def test_measured_baseline_round_trip(tmp_path):
     assert read_baseline(path) == baseline
     with pytest.raises(OutputError, match="already exists"):
         write_baseline(path, baseline)
-    with pytest.raises(ConfigError, match="the run is partial"):
+    # A subset is a baseline of its own images, but an older metrics.json never recorded which.
+    with pytest.raises(ConfigError, match=r"evaluated a subset \(limit 2\) and was written by an older"):
         baseline_from_metrics(_metrics(limit=2), name="m", source="runs/x")
+    # A shard is a part of a whole: the baseline comes from the merge.
+    with pytest.raises(
+        ConfigError, match=r"^runs/x: the run is shard 1/2, a part of a whole: merge the shards"
+    ):
+        baseline_from_metrics(_metrics(shard="1/2"), name="m", source="runs/x")
 
 
 def test_baseline_command(tmp_path, capsys):

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
+from conftest import TINY_GT
+from helpers import save_table_detector, write_config
+
+from ssd_eval.cli import main
 from ssd_eval.reports.ci_report import gate_markdown, junit_xml, table
 from ssd_eval.reports.gate import GateCheck, GateReport, not_comparable, skipped_check
 
@@ -77,3 +82,38 @@ def test_markdown():
     assert lines[4].startswith("- not comparable: ")
     assert gate_markdown(GateReport()) == ["**Gate: NO VERDICT** — no rules are set"]
     assert table(["a", "b"], [[1, "x|y"]]) == ["| a | b |", "| --- | --- |", "| 1 | x\\|y |"]
+
+
+# Undefined stats (issue 17): the tiny set has no object larger than 96x96, so pycocotools reports
+# APl and ARl as -1 there; a summary shows them as n/a, never as a figure (nor a delta of -1 and -1).
+
+
+def _perfect_run(tmp_path: Path, coco: Path, name: str) -> Path:
+    model = save_table_detector(tmp_path / "perfect.onnx", coco, TINY_GT)
+    config = write_config(tmp_path / "c.yaml", model, coco)
+    assert main(["--config", str(config), "--run-name", name, "--quiet"]) == 0
+    return tmp_path / "results" / name
+
+
+def test_run_summary_shows_an_undefined_stat_as_n_a(tmp_path, tiny_coco):
+    text = (_perfect_run(tmp_path, tiny_coco, "r") / "summary.md").read_text()
+    assert (
+        "| AP | AP50 | AP75 | APs | APm | APl | AR1 | AR10 | AR100 | ARs | ARm | ARl |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+        "| 1.0000 | 1.0000 | 1.0000 | 1.0000 | 1.0000 | n/a "
+        "| 1.0000 | 1.0000 | 1.0000 | 1.0000 | 1.0000 | n/a |\n"
+    ) in text
+    assert "-1.0000" not in text
+
+
+def test_comparison_summary_shows_an_undefined_stat_and_its_delta_as_n_a(tmp_path, tiny_coco):
+    first = _perfect_run(tmp_path, tiny_coco, "a")
+    second = _perfect_run(tmp_path, tiny_coco, "b")
+    out = tmp_path / "cmp"
+    assert (
+        main(["compare", str(first), str(second), "--output", str(out), "--run-name", "ab", "--quiet"]) == 0
+    )
+    text = (out / "ab" / "summary.md").read_text()
+    assert "| APm | 1.0000 | 1.0000 (+0.0000) |\n| APl | n/a | n/a (n/a) |\n" in text
+    assert "| ARl | n/a | n/a (n/a) |\n" in text
+    assert "-1.0000" not in text

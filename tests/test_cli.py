@@ -177,8 +177,13 @@ def test_gate_pass_fail_and_partial_skip(setup, capsys):
     )
     _edit(config, expected__value=0.5, expected__tolerance=0.01)
     assert main(["--config", str(config), "--run-name", "g3", "--quiet", "--limit", "2"]) == 0
-    assert "gate not comparable: AP = 0.5000 ± 0.0100: not comparable: partial run (limit 2)" in (
-        capsys.readouterr().out
+    assert (
+        "gate not comparable: AP = 0.5000 ± 0.0100: not comparable: the figure is for the whole image "
+        "selection, this run evaluated 2 images (limit 2)"
+    ) in capsys.readouterr().out
+    # A subset is not deferred (nothing later applies the rule): --require-gate makes it a failure.
+    assert (
+        main(["--config", str(config), "--run-name", "g3r", "--quiet", "--limit", "2", "--require-gate"]) == 1
     )
     assert main(["--config", str(config), "--run-name", "g4", "--quiet"]) == 1
 

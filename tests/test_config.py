@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import TINY_GT
+from helpers import save_table_detector, write_config
 
+from ssd_eval.cli import main
+from ssd_eval.config.compare import load_compare_config
 from ssd_eval.config.run import ProviderConfig, RunConfig, load_config
 from ssd_eval.config.schema import BUNDLED_CONFIG_DIR, find_config
 from ssd_eval.errors import ConfigError
@@ -119,3 +123,89 @@ def test_preprocess_on_the_cards_scale_is_accepted(tmp_path, preprocess):
 def test_preprocess_off_the_cards_scale_is_refused(tmp_path, preprocess, message):
     with pytest.raises(ConfigError, match=r"c.yaml: " + message):
         load_config(_write(tmp_path, f"preprocess: {preprocess}\n"))
+
+
+# The comparison config's dataset, preprocess, session, decode, gate and output sections are the run
+# config's: it refuses what a run config refuses there, in the same words (issue 17).
+
+COMPARE_BASE = "model: {path: m.onnx}\nruns: [{name: x}]\n"
+
+
+def test_a_comparison_config_refuses_an_impossible_image_size_limit(tmp_path):
+    path = _write(tmp_path, COMPARE_BASE + "dataset: {root: ., max_image_pixels: 0}\n")
+    with pytest.raises(ConfigError) as info:
+        load_compare_config(path)
+    assert str(info.value) == (
+        f"{path}: dataset.max_image_pixels: must be between 1 and 178956970 (Pillow refuses larger images), "
+        "got 0"
+    )
+
+
+def test_a_comparison_config_refuses_a_negative_thread_count(tmp_path):
+    path = _write(tmp_path, COMPARE_BASE + "dataset: {root: .}\nsession: {intra_op_threads: -5}\n")
+    with pytest.raises(ConfigError) as info:
+        load_compare_config(path)
+    assert str(info.value) == f"{path}: session.intra_op_threads: must be >= 0 (0: onnxruntime's default)"
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        ("dataset: {root: ., max_image_pixels: 178956971}", "dataset.max_image_pixels: must be between 1"),
+        ("dataset: {root: ., limit: 0}", "dataset.limit: must be >= 1 or null, got 0"),
+        ("dataset: {root: null, source: null}", "dataset: set `root` (a COCO folder) or `source`"),
+        ("preprocess: {workers: -1}", "preprocess.workers: must be >= 0 or null, got -1"),
+        ("preprocess: {size: 31}", "preprocess.size: must be >= 32 or null, got 31"),
+        ("preprocess: {std: [255, 255, 255]}", "preprocess.std: [255, 255, 255] has values above 1"),
+        ("session: {inter_op_threads: -1}", "session.inter_op_threads: must be >= 0 (0: onnxruntime's"),
+        ("decode: {score_threshold: 1.0}", "decode.score_threshold: must be in [0, 1)"),
+        ("gate: {min_ap: 2}", "gate.min_ap: must be in [0, 1] or null, got 2"),
+        ("output: {run_name: a/b}", "output.run_name: must be one folder name without '/', got 'a/b'"),
+    ],
+)
+def test_both_configs_refuse_the_same_shared_values_in_the_same_words(tmp_path, section, problem):
+    """The run config's message, whole, is the comparison config's."""
+    messages = []
+    for name, load, base in (("run", load_config, ""), ("compare", load_compare_config, COMPARE_BASE)):
+        folder = tmp_path / name
+        folder.mkdir()
+        text = base + ("" if section.startswith("dataset") else "dataset: {root: .}\n") + section + "\n"
+        with pytest.raises(ConfigError) as info:
+            load(_write(folder, text))
+        messages.append(str(info.value).removeprefix(str(folder / "c.yaml") + ": "))
+    assert messages[0] == messages[1]
+    assert messages[0].startswith(problem)
+
+
+# `ssd-eval compare RUN_DIR RUN_DIR --run-name NAME`: NAME is one folder name, as for `run` (issue 17).
+
+
+@pytest.mark.parametrize(
+    ("name", "line"),
+    [
+        (
+            "../x",
+            "ssd-eval: error: --run-name must be one folder name without '/', got '../x' "
+            "(the run folder goes into output.dir / --output)",
+        ),
+        (
+            "a/b",
+            "ssd-eval: error: --run-name must be one folder name without '/', got 'a/b' "
+            "(the run folder goes into output.dir / --output)",
+        ),
+        ("..", "ssd-eval: error: --run-name must be a folder name, got '..'"),
+    ],
+)
+def test_comparing_run_folders_refuses_a_run_name_that_is_a_path(tmp_path, tiny_coco, capsys, name, line):
+    model = save_table_detector(tmp_path / "perfect.onnx", tiny_coco, TINY_GT)
+    config = write_config(tmp_path / "run.yaml", model, tiny_coco)
+    for run in ("a", "b"):
+        assert main(["--config", str(config), "--run-name", run, "--quiet"]) == 0
+    runs = [str(tmp_path / "results" / "a"), str(tmp_path / "results" / "b")]
+    out = tmp_path / "cmp" / "inner"
+    before = sorted(p for p in tmp_path.rglob("*"))
+    capsys.readouterr()
+    assert main(["compare", *runs, "--output", str(out), "--run-name", name, "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [line]
+    assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing written, not even the --output

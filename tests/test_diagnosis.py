@@ -309,6 +309,73 @@ def test_boxes_clipped(built, reference):
     assert d.line.startswith("boxes clipped to the image (decode.clip_boxes: true)")
 
 
+def test_a_recorded_setting_is_named_before_a_signature_in_the_stats():
+    # decode.clip_boxes: true and nothing else changed, with AR100 0.25 against 0.341 (73% of it, under
+    # the score-cut threshold of 85%): the recorded difference is a fact, the low recall only looks like
+    # a score cut. It used to be named "score-cut" because the AR100 heuristic ran first.
+    stats = {**PUBLISHED, "AR100": 0.25}
+    d = _named(
+        diagnose(stats, replace(PUBLISHED_PROTOCOL, clip_boxes=True), PUBLISHED_REFERENCE), "clipped-boxes"
+    )
+    assert d.line == (
+        "boxes clipped to the image (decode.clip_boxes: true), the reference's were not: "
+        "AP 0.1960 vs 0.1960, APl 0.2280 vs 0.2280"
+    )
+    # With the recorded settings matching, the same stats are the score-cut signature.
+    d = _named(diagnose(stats, PUBLISHED_PROTOCOL, PUBLISHED_REFERENCE), "score-cut")
+    assert d.line.startswith("AR100 0.250 vs 0.341 (AR10 0.318): detections look cut at a score threshold")
+    # Labels-like AP with a recorded resize: the resize is named (it changes everything downstream).
+    collapsed = {**PUBLISHED, "AP": 0.002, "APs": 0.001}
+    resized = replace(PUBLISHED_PROTOCOL, input_size=(300, 300))
+    assert _named(diagnose(collapsed, resized, PUBLISHED_REFERENCE), "resize").line.startswith(
+        "images resized by pillow to 300x300, the reference by pillow to 1200x1200: AP 0.002 vs 0.196"
+    )
+    # A lower score threshold than the reference's keeps all it kept: not a difference that explains a
+    # miss, so the stats are still read.
+    lower = replace(PUBLISHED_PROTOCOL, score_threshold=0.0)
+    reference = replace(PUBLISHED_REFERENCE, protocol=replace(PUBLISHED_PROTOCOL, score_threshold=0.05))
+    assert _named(diagnose(collapsed, lower, reference), "labels").line.startswith(
+        "AP 0.002 with reference AP 0.196 (1%)"
+    )
+
+
+def test_silent_when_ap_is_undefined_on_either_side():
+    # AP -1: pycocotools found no ground truth at all; a clipped-boxes (or any) line would quote -1.
+    undefined = {**PUBLISHED, "AP": -1.0, "AR100": -1.0}
+    clipped = replace(PUBLISHED_PROTOCOL, clip_boxes=True)
+    assert diagnose(undefined, clipped, PUBLISHED_REFERENCE) is None
+    assert diagnose(PUBLISHED, clipped, replace(PUBLISHED_REFERENCE, stats=undefined)) is None
+    assert diagnose(PUBLISHED, clipped, replace(PUBLISHED_REFERENCE, stats={})) is None
+
+
+def test_a_baseline_sha256_in_capitals_is_still_the_runs_model(tmp_path, tiny_coco):
+    # The gate matches a baseline's model sha256 whatever its case; so does the diagnosis. The same
+    # table detector as above: perfect over the 5 annotated images, a false positive on image 11.
+    dets = {**TINY_GT, 11: [Det(1, 1, 10, 10, 1, score=0.95)]}
+    model = save_table_detector(tmp_path / "model.onnx", tiny_coco, dets)
+    config = write_config(tmp_path / "run.yaml", model, tiny_coco)
+    assert main(["--config", str(config), "--run-name", "good", "--quiet"]) == 0
+    good = json.loads((tmp_path / "results" / "good" / "metrics.json").read_text())
+    baseline = tmp_path / "tiny-baseline.json"
+    write_baseline(baseline, baseline_from_metrics(good, name="tiny", source="results/good"))
+    data = json.loads(baseline.read_text())
+    assert data["model"]["sha256"] == good["model"]["sha256"] == good["model"]["sha256"].lower()
+    data["model"]["sha256"] = data["model"]["sha256"].upper()
+    baseline.write_text(json.dumps(data))
+    gated = write_config(
+        tmp_path / "gated.yaml",
+        model,
+        tiny_coco,
+        gate={"baseline": str(baseline), "max_baseline_drop": 0.003, "required": True},
+    )
+    assert main(["--config", str(gated), "--run-name", "all", "--quiet", "--selection", "all"]) == 1
+    metrics = json.loads((tmp_path / "results" / "all" / "metrics.json").read_text())
+    assert metrics["diagnosis"]["cause"] == "images"
+    assert metrics["diagnosis"]["line"].startswith(
+        "6 images scored (all), the reference scored 5 (annotated): AP 0.933 vs 1.000, AR100 1.000 unchanged"
+    )
+
+
 def test_different_resize_named_from_the_protocol():
     stats = {**PUBLISHED, "AP": 0.171, "APs": 0.070}
     facts = replace(PUBLISHED_PROTOCOL, preprocess="opencv")

@@ -183,13 +183,11 @@ def test_run_gate_with_baseline_exit_codes(run_setup, capsys):
     assert main(["--config", str(config), "--run-name", "x", "--quiet"]) == 2  # 1.5 is not a valid floor
     assert "gate.min_ap: must be in [0, 1]" in capsys.readouterr().err
     worse = save_table_detector(tmp_path / "worse.onnx", tmp_path / "coco", {**TINY_GT, 2: []})
-    # Another model file is not comparable to the baseline (made from perfect.onnx): NO VERDICT.
+    # A measured baseline holds another model file (what a regression gate is for): a real FAIL.
     _set_gate(config, baseline=str(baseline), max_baseline_drop=0.01)
-    assert main(["--config", str(config), "--model", str(worse), "--run-name", "other", "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "not comparable: the model is not perfect.onnx: the figure is for perfect.onnx" in out
-    assert "gate verdict NO VERDICT: no rule was evaluated (1 not comparable)" in out
-    # gate.any_model holds it against the baseline anyway.
+    assert main(["--config", str(config), "--model", str(worse), "--run-name", "other", "--quiet"]) == 1
+    assert "drops more than the allowed 0.0100" in capsys.readouterr().err
+    # gate.any_model changes nothing for it.
     _set_gate(config, baseline=str(baseline), max_baseline_drop=0.01, any_model=True)
     assert main(["--config", str(config), "--model", str(worse), "--run-name", "third", "--quiet"]) == 1
     err = capsys.readouterr().err
@@ -353,15 +351,14 @@ def _facts(**kwargs) -> RunFacts:
 
 
 def test_partial_reason_names_where_the_rule_is_applied():
-    assert partial_reason(_facts()) == (
-        "partial run (limit/shard): the figure is for the whole image selection; "
-        "a run of the whole selection applies it"
+    assert partial_reason(_facts(subset="limit 20")) == (
+        "the figure is for the whole image selection, this run evaluated 5 images (limit 20); gate a "
+        "subset against a baseline made from a reference run of the same images (`ssd-eval baseline RUN_DIR`)"
     )
     assert partial_reason(_facts(partial="shard 2/4")) == (
         "partial run (shard 2/4): the figure is for the whole image selection; "
         "deferred to `ssd-eval merge` of all shards"
     )
-    assert partial_reason(_facts(partial="limit 20")).endswith("; a run of the whole selection applies it")
 
 
 def test_model_mismatch_names_both_models():
@@ -461,7 +458,7 @@ def test_comparison_facts():
         complete=False,
         model_sha256="c" * 64,
         model_name="gpu.onnx",
-        partial="limit 20",
+        subset="limit 20",
     )
     bare = _report("gpu", 0.25, model=False)
     facts = comparison_facts(_comparison(_report("cpu", 0.5), bare), bare)

@@ -190,9 +190,10 @@ def test_every_rule_out_is_no_verdict(tmp_path, perfect, capsys):
     required = _config(tmp_path, perfect, name="r.yaml", expected=pinned, gate={"required": True})
     assert _run(required, "nv-config") == 1
     assert_verdict(tmp_path / "results" / "nv-config", "NO VERDICT", 1, by="run")
-    # A quick look (--limit) defers its rules: exit 0 even when the gate is required.
-    assert _run(required, "nv-limit", "--limit", "2") == 0
-    assert_verdict(tmp_path / "results" / "nv-limit", "NO VERDICT", 0, by="run")
+    # A subset (--limit) is gated like any run: nothing later applies its rules, so NO VERDICT on it
+    # fails a required gate (only a shard defers, to its merge).
+    assert _run(required, "nv-limit", "--limit", "2") == 1
+    assert_verdict(tmp_path / "results" / "nv-limit", "NO VERDICT", 1, by="run")
     # No rule at all is no verdict either.
     bare = _config(tmp_path, perfect, name="bare.yaml")
     assert _run(bare, "none") == 0

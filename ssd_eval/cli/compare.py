@@ -5,25 +5,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from datetime import datetime
 from pathlib import Path
 
-from ssd_eval.config.compare import CompareConfig, CompareSettings, load_compare_config
-from ssd_eval.engine.compare import (
-    CompareOptions,
-    load_comparison_config,
-    record_compare_gate,
-    run_comparison,
-)
-from ssd_eval.engine.compare_runs import compare_runs
+from ssd_eval.config.compare import CompareConfig, load_compare_config
+from ssd_eval.config.run import run_name_problem
+from ssd_eval.engine.api import Comparison, Invocation, compare, compare_config, compare_settings
+from ssd_eval.engine.compare import CompareOptions, load_comparison_config
 from ssd_eval.engine.runner import Progress
 from ssd_eval.errors import EXIT_OK, ConfigError
-from ssd_eval.reports.baseline import Baseline, load_gate_baseline
-from ssd_eval.reports.ci_report import JUNIT_FILE, SUMMARY_FILE, compare_markdown, write_ci_files
-from ssd_eval.reports.comparison import CompareResult
-from ssd_eval.reports.gate_compare import gate_comparison
+from ssd_eval.reports.ci_report import JUNIT_FILE, SUMMARY_FILE, compare_markdown
 from ssd_eval.reports.report import gate_lines
-from ssd_eval.reports.results import provenance, utc_now
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -103,26 +94,22 @@ def apply_overrides(config: CompareConfig, args: argparse.Namespace) -> CompareC
         config = replace(config, output=replace(config.output, run_name=args.run_name))
     if args.skip_unavailable:
         config = replace(config, skip_unavailable=True)
-    return replace(config, gate=_gate_overrides(config.settings, args).gate)
-
-
-def _gate_overrides(settings: CompareSettings, args: argparse.Namespace) -> CompareSettings:
-    gate = settings.gate
-    for key in ("max_ap_drop", "max_class_ap_drop"):
-        value = getattr(args, key)
-        if value is not None:
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"--{key.replace('_', '-')} must be in [0, 1], got {value}")
-            gate = dataclasses.replace(gate, **{key: value})
-    if args.require_gate:
-        gate = dataclasses.replace(gate, required=True)
-    return dataclasses.replace(settings, gate=gate)
+    settings = compare_settings(
+        config.settings,
+        max_ap_drop=args.max_ap_drop,
+        max_class_ap_drop=args.max_class_ap_drop,
+        require_gate=args.require_gate,
+        flags=True,
+    )
+    return replace(config, gate=settings.gate)
 
 
 def run(args: argparse.Namespace) -> int:
-    args.started = utc_now()
+    from ssd_eval.cli.run import invocation
+
+    called = invocation(args, "compare")
     if args.runs:
-        return _compare_folders(args)
+        return _compare_folders(args, called)
     if args.resume is not None:
         config = load_comparison_config(args.resume)
         name = args.resume.name
@@ -134,9 +121,6 @@ def run(args: argparse.Namespace) -> int:
             "give run folders to compare (ssd-eval compare RUN_DIR RUN_DIR ...), a comparison config "
             "(--config compare_providers.yaml) or --resume COMPARE_DIR"
         )
-    config = apply_overrides(config, args)
-    where = str(config.source_file) if config.source_file is not None else "config"
-    baseline = load_gate_baseline(config.gate, where=where)
     options = CompareOptions(
         progress=Progress if args.quiet else _progress(),
         config_name=name,
@@ -145,56 +129,52 @@ def run(args: argparse.Namespace) -> int:
         providers=tuple(args.provider or ()),
         on_folder=getattr(args, "remember_run_dir", None),
     )
-    outcome = run_comparison(config, options)
-    if outcome.result is None:
-        print(f"finished   {', '.join(outcome.finished) or 'none'} (in {outcome.folder / 'runs'})")
-        print(
-            f"waiting    {', '.join(outcome.waiting)}: the comparison is written when the reference and "
-            f"another run are finished (run them, then `ssd-eval compare --resume {outcome.folder}`, or "
-            "compare their run folders with `ssd-eval compare RUN_DIR RUN_DIR ...`)"
-        )
-        return EXIT_OK
-    return _report(outcome.result, config, baseline, args)
+    return _print(compare_config(apply_overrides(config, args), options, invocation=called))
 
 
-def _compare_folders(args: argparse.Namespace) -> int:
+def _compare_folders(args: argparse.Namespace, called: Invocation) -> int:
     for flag in ("resume", "shard", "provider", "limit", "model"):
         if getattr(args, flag):
             raise ConfigError(
                 f"--{flag} applies to running a comparison config; run folders are compared as they are"
             )
-    config = load_compare_config(args.config) if args.config else None
-    settings = _gate_overrides(config.settings if config else CompareSettings(), args)
-    baseline = load_gate_baseline(settings.gate, where=args.config or "compare")
-    base = Path.cwd() / "results"
-    if args.output is not None:
-        base = args.output.absolute()
-    elif config is not None and config.output.dir is not None:
-        base = config.output.dir
-    name = args.run_name or f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    result = compare_runs(args.runs, base / name, settings=settings, reference=args.reference, data=args.data)
-    # The gate reads a comparison config's gate section (and skip_unavailable, unused here: all ran).
-    gated = dataclasses.replace(config or CompareConfig(), gate=settings.gate, agreement=settings.agreement)
-    return _report(result, gated, baseline, args)
+    # The comparison folder's name, checked before any file is read (as `run --run-name` is).
+    problem = run_name_problem(args.run_name) if args.run_name is not None else None
+    if problem is not None:
+        raise ConfigError(f"--run-name {problem}")
+    comparison = compare(
+        args.runs,
+        reference=args.reference,
+        config=args.config,
+        output=args.output,
+        run_name=args.run_name,
+        max_ap_drop=args.max_ap_drop,
+        max_class_ap_drop=args.max_class_ap_drop,
+        require_gate=args.require_gate,
+        data=args.data,
+        invocation=called,
+    )
+    return _print(comparison)
 
 
-def _report(
-    result: CompareResult, config: CompareConfig, baseline: Baseline | None, args: argparse.Namespace
-) -> int:
-    report = gate_comparison(result, config, baseline)
-    command = getattr(args, "command_line", ("ssd-eval", "compare"))
-    result = dataclasses.replace(result, provenance=provenance(args.started, command).to_json())
-    result = record_compare_gate(result, report)
-    folder = Path(result.out_dir)
-    markdown = compare_markdown(result, report)
-    write_ci_files(folder, report, markdown, suite=f"ssd-eval compare {folder.name}", time_s=result.wall_s)
-    print(markdown)
+def _print(comparison: Comparison) -> int:
+    """Print a comparison's report and verdict (or which runs it waits for): the exit code."""
+    folder, result, report = comparison.folder, comparison.result, comparison.gate
+    if result is None or report is None:
+        print(f"finished   {', '.join(comparison.finished) or 'none'} (in {folder / 'runs'})")
+        print(
+            f"waiting    {', '.join(comparison.waiting)}: the comparison is written when the reference and "
+            f"another run are finished (run them, then `ssd-eval compare --resume {folder}`, or "
+            "compare their run folders with `ssd-eval compare RUN_DIR RUN_DIR ...`)"
+        )
+        return EXIT_OK
+    print(compare_markdown(result, report))
     for line, bad in gate_lines(report):
         print(line, file=sys.stderr if bad else sys.stdout)
     print(f"results    {folder} (metrics.json, {JUNIT_FILE}, {SUMMARY_FILE})")
     if report.error:
         print(f"ssd-eval: error: {report.error}", file=sys.stderr)
-    return report.exit_code
+    return comparison.exit_code
 
 
 def _progress() -> type[Progress]:

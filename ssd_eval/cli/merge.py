@@ -9,11 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ssd_eval.cli.score import SCORERS, gate_config_of
-from ssd_eval.engine.merge import merge_runs
-from ssd_eval.engine.run_folder import gate_baseline
-from ssd_eval.errors import OutputError
-from ssd_eval.reports.results import utc_now
+from ssd_eval.cli.score import SCORERS
+from ssd_eval.engine.api import merge
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,16 +38,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ssd_eval.cli.run import publish
+    from ssd_eval.cli.run import invocation, print_evaluation
 
-    started = utc_now()
-    if not args.run_dirs:
-        raise OutputError("cannot merge: give the run folders of the shards")
-    # The shards' recorded rules and baseline, read before merging: a bad one is exit 2 at once.
-    first = args.run_dirs[0]
-    config = gate_config_of(first, args)
-    baseline = gate_baseline(config, first)
-    output = args.output.absolute() if args.output is not None else None
-    result = merge_runs(args.run_dirs, output, backend=args.scorer, data=args.data, overwrite=args.overwrite)
-    merged = gate_config_of(Path(result.run_dir), args)
-    return publish(result, merged, baseline, args, started=started, verb="merge")
+    evaluation = merge(
+        args.run_dirs,
+        output=args.output,
+        scorer=args.scorer,
+        data=args.data,
+        overwrite=args.overwrite,
+        require_gate=args.require_gate,
+        invocation=invocation(args, "merge"),
+    )
+    return print_evaluation(evaluation)

@@ -1,32 +1,33 @@
-"""`ssd-eval run` (the default command): evaluate a model on COCO and gate on the result."""
+"""`ssd-eval run` (the default command): evaluate a model on COCO and gate on the result.
+
+Argument wiring and printing only: the run, its verdict and every file of the run folder come from
+`ssd_eval.engine.api` (what `ssd_eval.evaluate` calls too).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
-import math
 import re
 import sys
 from pathlib import Path
 
-from ssd_eval.config.run import (
-    DEFAULT_TOLERANCE,
-    ExpectedConfig,
-    ProviderConfig,
-    RunConfig,
-    load_config,
-    run_name_problem,
-)
+from ssd_eval.config.run import DEFAULT_TOLERANCE, RunConfig, load_config
 from ssd_eval.data.dataset import Shard
-from ssd_eval.engine.run_folder import CONFIG_FILE, gate_baseline, load_run_config, write_gate_baseline
-from ssd_eval.engine.runner import Progress, RunOptions, run_evaluation, run_folder
+from ssd_eval.engine.api import (
+    Evaluation,
+    Invocation,
+    evaluate_config,
+    started_run_folder,
+    with_expected,
+    with_options,
+)
+from ssd_eval.engine.run_folder import load_run_config
+from ssd_eval.engine.runner import Progress, RunOptions
 from ssd_eval.errors import ConfigError
-from ssd_eval.reports.baseline import Baseline, load_gate_baseline
 from ssd_eval.reports.ci_report import JUNIT_FILE, SUMMARY_FILE
 from ssd_eval.reports.report import gate_lines, summary
-from ssd_eval.reports.results import RunResult, utc_now
-from ssd_eval.reports.verdict import gate_run
+from ssd_eval.reports.results import utc_now
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -109,97 +110,27 @@ def _shard(text: str) -> Shard:
     return Shard(index=int(match[1]) - 1, count=int(match[2]))
 
 
-def _is_model_name(text: str) -> bool:
-    """`--model ssd-12` names a known model unless a file of that name exists here."""
-    from ssd_eval.assets.sources import MODELS
-
-    return not Path(text).exists() and (text in MODELS or re.fullmatch(r"twin-\d+", text) is not None)
-
-
-def with_model(config: RunConfig, text: str) -> RunConfig:
-    """`--model`: a known model name, or an ONNX file; a bare word that is neither lists the known names."""
-    replace = dataclasses.replace
-    if _is_model_name(text):
-        return replace(config, model=replace(config.model, path=None, source=text))
-    path = Path(text)
-    if not path.exists() and path.suffix.lower() != ".onnx" and len(path.parts) == 1:
-        from ssd_eval.assets.sources import MODELS
-
-        known = [*MODELS, "twin-1200", "twin-600"]
-        close = difflib.get_close_matches(text, known, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise ConfigError(
-            f"--model {text!r} is neither a file nor a known model name: {hint}known models: "
-            f"{', '.join(MODELS)}, twin-<input size> (e.g. twin-1200); a file is given by its path"
-        )
-    return replace(config, model=replace(config.model, path=path.absolute(), source=None))
-
-
-def with_run_name(config: RunConfig, name: str) -> RunConfig:
-    """`--run-name`: one folder name, checked as the config's output.run_name is."""
-    problem = run_name_problem(name)
-    if problem is not None:
-        raise ConfigError(f"--run-name {problem}")
-    return dataclasses.replace(config, output=dataclasses.replace(config.output, run_name=name))
-
-
 def input_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     """The flags that choose a run's inputs (`run` and `check` alike): --model, --offline, --data,
     --limit, --selection, --provider. Relative paths resolve against the current folder."""
     replace = dataclasses.replace
-    if args.model is not None:
-        config = with_model(config, args.model)
+    config = with_options(
+        config, model=args.model, data=args.data, limit=args.limit, provider=args.provider, flags=True
+    )
     if args.offline:
         config = replace(config, assets=replace(config.assets, download=False))
-    if args.data is not None:
-        config = replace(config, dataset=replace(config.dataset, root=args.data.absolute(), source=None))
-    if args.limit is not None:
-        config = replace(config, dataset=replace(config.dataset, limit=args.limit))
     if args.selection is not None:
         config = replace(config, dataset=replace(config.dataset, selection=args.selection))
-    if args.provider:
-        config = replace(config, providers=tuple(ProviderConfig(name=name) for name in args.provider))
     return config
 
 
 def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     """CLI flags replace config keys; their relative paths resolve against the current folder."""
-    replace = dataclasses.replace
     config = input_overrides(config, args)
-    if args.output is not None:
-        config = replace(config, output=replace(config.output, dir=args.output.absolute()))
-    if args.run_name is not None:
-        config = with_run_name(config, args.run_name)
-    if args.expect_ap is not None or args.tolerance is not None:
-        config = replace(config, expected=_expected_override(config.expected, args.expect_ap, args.tolerance))
-    if args.require_gate:
-        config = replace(config, gate=replace(config.gate, required=True))
-    return config
-
-
-def _expected_override(
-    expected: ExpectedConfig | None, value: float | None, tolerance: float | None
-) -> ExpectedConfig:
-    """`--expect-ap` / `--tolerance` over the config's `expected`: what a flag leaves out comes from it."""
-    if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ConfigError(f"--expect-ap: must be a COCO stat in [0, 1] (0.195, not 19.5), got {value}")
-    if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0.0):
-        raise ConfigError(f"--tolerance: must be a number >= 0, got {tolerance}")
-    if value is None:
-        if expected is None:
-            raise ConfigError(
-                "--tolerance needs a reference: give --expect-ap or set `expected` in the config"
-            )
-        return dataclasses.replace(expected, tolerance=expected.tolerance if tolerance is None else tolerance)
-    base = expected if expected is not None else ExpectedConfig(value=value)
-    # A figure given on the command line is for the model being run: no model or selection pin.
-    return dataclasses.replace(
-        base,
-        value=value,
-        tolerance=base.tolerance if tolerance is None else tolerance,
-        model_sha256=None,
-        selection=None,
+    config = with_options(
+        config, output=args.output, run_name=args.run_name, require_gate=args.require_gate, flags=True
     )
+    return with_expected(config, expect_ap=args.expect_ap, tolerance=args.tolerance, flags=True)
 
 
 def add_require_gate(parser: argparse.ArgumentParser) -> None:
@@ -234,6 +165,11 @@ class _TqdmProgress(Progress):
         self._bar.close()
 
 
+def invocation(args: argparse.Namespace, verb: str) -> Invocation:
+    """This command line, recorded as the provenance of what it writes; errors name options by flag."""
+    return Invocation(tuple(getattr(args, "command_line", ("ssd-eval", verb))), utc_now(), flags=True)
+
+
 def _started_run(args: argparse.Namespace) -> Path | None:
     """For --resume-or-start: the run folder the arguments name if a run was started in it, else None."""
     if args.resume is not None or args.config is None:
@@ -243,12 +179,11 @@ def _started_run(args: argparse.Namespace) -> Path | None:
         raise ConfigError(
             "--resume-or-start needs a fixed run folder name: give --run-name NAME (or output.run_name)"
         )
-    folder = run_folder(config, RunOptions(shard=args.shard))
-    return folder if (folder / CONFIG_FILE).is_file() else None
+    return started_run_folder(config, shard=args.shard)
 
 
 def run(args: argparse.Namespace) -> int:
-    started = utc_now()
+    called = invocation(args, "run")
     resume = _started_run(args) if args.resume_or_start else args.resume
     if resume is not None:
         config = load_run_config(resume)
@@ -261,13 +196,6 @@ def run(args: argparse.Namespace) -> int:
             "no config given: use --config configs/coco_val.yaml (or a bundled name such as "
             "smoke.yaml), or --resume RUN_DIR"
         )
-    config = apply_overrides(config, args)
-    # The baseline is read and checked before any model loads: a bad one is exit 2, not a wasted run.
-    if resume is not None:
-        baseline = gate_baseline(config, resume)
-    else:
-        where = str(config.source_file) if config.source_file is not None else "config"
-        baseline = load_gate_baseline(config.gate, where=where)
     options = RunOptions(
         resume=resume is not None,
         shard=args.shard,
@@ -275,28 +203,16 @@ def run(args: argparse.Namespace) -> int:
         progress=Progress if args.quiet else _TqdmProgress,
         on_folder=getattr(args, "remember_run_dir", None),
     )
-    result = run_evaluation(config, options)
-    return publish(result, config, baseline, args, started=started, verb="run")
+    return print_evaluation(evaluate_config(apply_overrides(config, args), options, invocation=called))
 
 
-def publish(
-    result: RunResult,
-    config: RunConfig,
-    baseline: Baseline | None,
-    args: argparse.Namespace,
-    *,
-    started: str,
-    verb: str,
-) -> int:
-    """Gate a scored run (run, resume, score, merge alike), print its summary and verdict: the exit code."""
-    folder = Path(result.run_dir)
-    write_gate_baseline(folder, baseline)
-    command = getattr(args, "command_line", ("ssd-eval", verb))
-    result, report = gate_run(result, config, baseline, command=command, started=started, verb=verb)
-    print(summary(result))
-    for line, bad in gate_lines(report):
+def print_evaluation(evaluation: Evaluation) -> int:
+    """Print a gated run's summary and verdict (run, resume, score, merge alike): the exit code."""
+    print(summary(evaluation.result))
+    for line, bad in gate_lines(evaluation.gate):
         print(line, file=sys.stderr if bad else sys.stdout)
-    if result.diagnosis:
-        print(f"diagnosis: {result.diagnosis['line']}", file=sys.stderr)
+    if evaluation.diagnosis is not None:
+        print(f"diagnosis: {evaluation.diagnosis.line}", file=sys.stderr)
+    folder = evaluation.folder
     print(f"CI files   {folder / JUNIT_FILE}, {folder / SUMMARY_FILE}")
-    return report.exit_code
+    return evaluation.exit_code

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
-from ssd_eval.config.run import RunConfig
-from ssd_eval.engine.rescore import rescore_run
-from ssd_eval.engine.run_folder import gate_baseline, load_run_config
+from ssd_eval.engine.api import score
 from ssd_eval.evaluation.scoring import SCORING_BACKENDS
-from ssd_eval.reports.results import utc_now
 
 SCORERS = SCORING_BACKENDS
 
@@ -37,19 +33,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def gate_config_of(folder: Path, args: argparse.Namespace) -> RunConfig:
-    """The gate settings a run folder recorded (config.yaml), with --require-gate on top."""
-    config = load_run_config(folder)
-    if args.require_gate:
-        config = dataclasses.replace(config, gate=dataclasses.replace(config.gate, required=True))
-    return config
-
-
 def run(args: argparse.Namespace) -> int:
-    from ssd_eval.cli.run import publish
+    from ssd_eval.cli.run import invocation, print_evaluation
 
-    started = utc_now()
-    config = gate_config_of(args.run_dir, args)
-    baseline = gate_baseline(config, args.run_dir)  # read before scoring: a bad one is exit 2 at once
-    result = rescore_run(args.run_dir, backend=args.scorer, data=args.data)
-    return publish(result, config, baseline, args, started=started, verb="score")
+    called = invocation(args, "score")
+    evaluation = score(
+        args.run_dir, scorer=args.scorer, data=args.data, require_gate=args.require_gate, invocation=called
+    )
+    return print_evaluation(evaluation)

@@ -24,9 +24,12 @@ from ssd_eval.config.run import (
     RunConfig,
     ScoringConfig,
     SessionConfig,
+    check_dataset_values,
+    check_decode_values,
     check_gate_values,
     check_output_values,
     check_preprocess_values,
+    check_session_values,
 )
 from ssd_eval.config.schema import parse_section, raise_first_problem, read_yaml_config
 from ssd_eval.errors import ConfigError
@@ -147,6 +150,7 @@ def compare_config_from_dict(raw: object, *, base_dir: Path, source: Path | None
 
 
 def _check_values(config: CompareConfig, where: str) -> None:
+    """The run config's checks of the sections both share, then the comparison's own."""
     problems: list[tuple[str, str]] = []
     if not config.runs:
         problems.append(
@@ -172,11 +176,8 @@ def _check_values(config: CompareConfig, where: str) -> None:
             problems.append(
                 (f"{key}.model", "set `path` (an ONNX file) or `source` (e.g. ssd-10, twin-1200)")
             )
-    if config.dataset.root is None and config.dataset.source is None:
-        problems.append(("dataset", "set `root` (a COCO folder) or `source` (e.g. coco-val2017)"))
-    if config.dataset.limit is not None and config.dataset.limit < 1:
-        problems.append(("dataset.limit", f"must be >= 1 or null, got {config.dataset.limit}"))
-    problems.extend(check_preprocess_values(config.preprocess))
+    problems.extend(check_dataset_values(config.dataset, "dataset"))
+    problems.extend(check_preprocess_values(config.preprocess, "preprocess"))
     if config.preprocess.backend not in ("pillow", "opencv"):
         problems.append(
             (
@@ -185,10 +186,10 @@ def _check_values(config: CompareConfig, where: str) -> None:
                 f"(got {config.preprocess.backend!r}, which finishes preprocessing on each provider)",
             )
         )
+    problems.extend(check_session_values(config.session, "session"))
+    problems.extend(check_decode_values(config.decode, "decode"))
     if not 0.0 < config.agreement.iou_threshold <= 1.0:
         problems.append(("agreement.iou_threshold", "must be in (0, 1]"))
-    if not 0.0 <= config.decode.score_threshold < 1.0:
-        problems.append(("decode.score_threshold", "must be in [0, 1)"))
     problems.extend(check_gate_values(config.gate, "gate"))
     for key in ("max_ap_drop", "max_class_ap_drop"):
         value = getattr(config.gate, key)
@@ -198,5 +199,5 @@ def _check_values(config: CompareConfig, where: str) -> None:
         problems.append(("pictures.disagreements", "must be >= 0"))
     if config.pictures.max_side < 64:
         problems.append(("pictures.max_side", "must be >= 64"))
-    problems.extend(check_output_values(config.output))
+    problems.extend(check_output_values(config.output, "output"))
     raise_first_problem(problems, where)

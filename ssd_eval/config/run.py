@@ -58,6 +58,9 @@ class DatasetConfig:
     # `annotated`: the 4952 images with annotations (the protocol of the published 0.195);
     # `all`: all 5000 (detectron2 / mmdet practice).
     selection: Literal["annotated", "all"] = "annotated"
+    # A file of image ids (one per line, or a JSON list): only those images of the selection are
+    # evaluated (a fixed CI subset); null: all of them. Relative to the config file.
+    image_ids: Path | None = None
     limit: int | None = None
     on_bad_image: Literal["stop", "skip"] = "stop"
     # Larger images are bad images (stop or skip as above), refused from their header before decoding.
@@ -211,35 +214,43 @@ def _check_values(config: RunConfig, where: str) -> None:
     problems: list[tuple[str, str]] = []
     if config.model.path is None and config.model.source is None:
         problems.append(("model", "set `path` (an ONNX file) or `source` (a known model, e.g. ssd-10)"))
-    if config.dataset.root is None and config.dataset.source is None:
-        problems.append(("dataset", "set `root` (a COCO folder) or `source` (e.g. coco-val2017)"))
-    if config.dataset.limit is not None and config.dataset.limit < 1:
-        problems.append(("dataset.limit", f"must be >= 1 or null, got {config.dataset.limit}"))
-    if not 1 <= config.dataset.max_image_pixels <= 2 * PILLOW_MAX_IMAGE_PIXELS:
-        problems.append(
-            (
-                "dataset.max_image_pixels",
-                f"must be between 1 and {2 * PILLOW_MAX_IMAGE_PIXELS} (Pillow refuses larger images), "
-                f"got {config.dataset.max_image_pixels}",
-            )
-        )
-    problems.extend(check_preprocess_values(config.preprocess))
+    problems.extend(check_dataset_values(config.dataset, "dataset"))
+    problems.extend(check_preprocess_values(config.preprocess, "preprocess"))
     if not config.providers:
         problems.append(("providers", "list at least one execution provider, e.g. [{name: cpu}]"))
-    for key in ("intra_op_threads", "inter_op_threads"):
-        if getattr(config.session, key) < 0:
-            problems.append((f"session.{key}", "must be >= 0 (0: onnxruntime's default)"))
-    if not 0.0 <= config.decode.score_threshold < 1.0:
-        problems.append(("decode.score_threshold", "must be in [0, 1)"))
+    problems.extend(check_session_values(config.session, "session"))
+    problems.extend(check_decode_values(config.decode, "decode"))
     if config.expected is not None:
         problems.extend(check_expected_values(config.expected, "expected"))
     problems.extend(check_gate_values(config.gate, "gate"))
-    problems.extend(check_output_values(config.output))
+    problems.extend(check_output_values(config.output, "output"))
     raise_first_problem(problems, where)
 
 
-def check_preprocess_values(preprocess: PreprocessConfig) -> list[tuple[str, str]]:
-    """Impossible preprocessing settings as (dotted key, message) pairs; shared with the compare config.
+# The checks of one section each, as (dotted key, message) pairs under the section's key: the run
+# config and the comparison config share them, so both refuse the same values in the same words.
+
+
+def check_dataset_values(dataset: DatasetConfig, key: str) -> list[tuple[str, str]]:
+    """Impossible dataset settings, the missing root or source among them."""
+    problems: list[tuple[str, str]] = []
+    if dataset.root is None and dataset.source is None:
+        problems.append((key, "set `root` (a COCO folder) or `source` (e.g. coco-val2017)"))
+    if dataset.limit is not None and dataset.limit < 1:
+        problems.append((f"{key}.limit", f"must be >= 1 or null, got {dataset.limit}"))
+    if not 1 <= dataset.max_image_pixels <= 2 * PILLOW_MAX_IMAGE_PIXELS:
+        problems.append(
+            (
+                f"{key}.max_image_pixels",
+                f"must be between 1 and {2 * PILLOW_MAX_IMAGE_PIXELS} (Pillow refuses larger images), "
+                f"got {dataset.max_image_pixels}",
+            )
+        )
+    return problems
+
+
+def check_preprocess_values(preprocess: PreprocessConfig, key: str) -> list[tuple[str, str]]:
+    """Impossible preprocessing settings.
 
     The card normalizes pixels scaled to [0, 1]: mean and std on that scale. Values above 1 are
     almost surely ImageNet's 0-255 figures (123.675, ...), which would leave every input near
@@ -247,14 +258,14 @@ def check_preprocess_values(preprocess: PreprocessConfig) -> list[tuple[str, str
     """
     problems: list[tuple[str, str]] = []
     if preprocess.size is not None and preprocess.size < 32:
-        problems.append(("preprocess.size", f"must be >= 32 or null, got {preprocess.size}"))
+        problems.append((f"{key}.size", f"must be >= 32 or null, got {preprocess.size}"))
     if preprocess.workers is not None and preprocess.workers < 0:
-        problems.append(("preprocess.workers", f"must be >= 0 or null, got {preprocess.workers}"))
-    for key, values, card, low in (
+        problems.append((f"{key}.workers", f"must be >= 0 or null, got {preprocess.workers}"))
+    for name, values, card, low in (
         ("mean", preprocess.mean, IMAGENET_MEAN, "[0, 1]"),
         ("std", preprocess.std, IMAGENET_STD, "(0, 1]"),
     ):
-        in_range = all((v >= 0 if key == "mean" else v > 0) and v <= 1 for v in values)
+        in_range = all((v >= 0 if name == "mean" else v > 0) and v <= 1 for v in values)
         if in_range:
             continue
         shown = ", ".join(f"{v:g}" for v in values)
@@ -262,18 +273,34 @@ def check_preprocess_values(preprocess: PreprocessConfig) -> list[tuple[str, str
         if all(math.isfinite(v) for v in values) and any(1 < v <= 255 for v in values):
             problem = (
                 f"[{shown}] has values above 1, which suggests the 0-255 scale; pixels are scaled to "
-                f"[0, 1] before normalizing, so give {key} on that scale (divide by 255): {expected}"
+                f"[0, 1] before normalizing, so give {name} on that scale (divide by 255): {expected}"
             )
         else:
             problem = f"[{shown}]: every value must be in {low}; {expected}"
-        problems.append((f"preprocess.{key}", problem))
+        problems.append((f"{key}.{name}", problem))
     return problems
 
 
-def check_output_values(output: OutputConfig) -> list[tuple[str, str]]:
-    """Impossible output settings as (dotted key, message) pairs; shared with the compare config."""
+def check_session_values(session: SessionConfig, key: str) -> list[tuple[str, str]]:
+    """Impossible onnxruntime session settings."""
+    return [
+        (f"{key}.{name}", "must be >= 0 (0: onnxruntime's default)")
+        for name in ("intra_op_threads", "inter_op_threads")
+        if getattr(session, name) < 0
+    ]
+
+
+def check_decode_values(decode: DecodeConfig, key: str) -> list[tuple[str, str]]:
+    """Impossible decode settings."""
+    if not 0.0 <= decode.score_threshold < 1.0:
+        return [(f"{key}.score_threshold", "must be in [0, 1)")]
+    return []
+
+
+def check_output_values(output: OutputConfig, key: str) -> list[tuple[str, str]]:
+    """Impossible output settings."""
     problem = run_name_problem(output.run_name) if output.run_name is not None else None
-    return [("output.run_name", problem)] if problem is not None else []
+    return [(f"{key}.run_name", problem)] if problem is not None else []
 
 
 def run_name_problem(name: str) -> str | None:
@@ -307,7 +334,7 @@ def check_expected_values(expected: ExpectedConfig, key: str) -> list[tuple[str,
 
 
 def check_gate_values(gate: GateConfig, key: str) -> list[tuple[str, str]]:
-    """Impossible gate settings as (dotted key, message) pairs; shared with the compare config."""
+    """Impossible gate settings (the comparison config's gate adds its own keys)."""
     problems: list[tuple[str, str]] = []
     if gate.metric not in STAT_NAMES:
         problems.append((f"{key}.metric", f"must be one of {' '.join(STAT_NAMES)}, got {gate.metric!r}"))

@@ -21,6 +21,7 @@ from ssd_eval.config.run import PILLOW_MAX_IMAGE_PIXELS
 from ssd_eval.data.annotation_checks import check_annotation_data
 from ssd_eval.data.categories import LabelMap, check_categories
 from ssd_eval.errors import DatasetError
+from ssd_eval.files import sha256_bytes
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,67 @@ class Shard:
 
 
 @dataclass(frozen=True)
+class IdList:
+    """The image ids of a `dataset.image_ids` file, and the file's sha256."""
+
+    path: Path
+    ids: frozenset[int]
+    sha256: str
+
+
+# COCO's image ids are below 600,000; an id list of more lines than this is not one.
+_MAX_ID_LIST_LINES = 10_000_000
+
+
+def read_id_list(path: Path) -> IdList:
+    """A `dataset.image_ids` file: whole numbers, one per line or as a JSON list ('#' starts a comment)."""
+    try:
+        data = path.read_bytes()
+        text = data.decode("utf-8")
+    except FileNotFoundError:
+        raise DatasetError(
+            f"dataset.image_ids: {path} not found: give a file of image ids, one per line"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"dataset.image_ids: {path} is not a readable text file: {exc}") from None
+    stripped = text.strip()
+    values: list[object]
+    if stripped.startswith("["):
+        try:
+            loaded = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"dataset.image_ids: {path} is not a JSON list of ids: {exc}") from None
+        values = list(loaded) if isinstance(loaded, list) else [loaded]
+        where = [f"item {i}" for i in range(len(values))]
+    else:
+        lines = [(n, line.split("#", 1)[0].strip()) for n, line in enumerate(text.splitlines(), start=1)]
+        kept = [(n, line) for n, line in lines if line][:_MAX_ID_LIST_LINES]
+        values = [line for _, line in kept]
+        where = [f"line {n}" for n, _ in kept]
+    ids: set[int] = set()
+    for value, at in zip(values, where, strict=True):
+        number = _whole_number(value)
+        if number is None or number < 0:
+            raise DatasetError(
+                f"dataset.image_ids: {path} {at}: {value!r} is not an image id (a whole number >= 0)"
+            )
+        ids.add(number)
+    if not ids:
+        raise DatasetError(f"dataset.image_ids: {path} lists no image ids")
+    return IdList(path=path, ids=frozenset(ids), sha256=sha256_bytes(data))
+
+
+def _whole_number(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
+@dataclass(frozen=True)
 class CocoGroundTruth:
     """A parsed COCO instances file and the image selection under evaluation."""
 
@@ -64,6 +126,11 @@ class CocoGroundTruth:
     selection: Selection
     total_images: int  # images in the file
     annotated_images: int  # images in the file with at least one annotation
+    # The whole selection this run's images are part of (before any shard), and how it was chosen.
+    whole_image_ids: tuple[int, ...] = ()
+    limit: int | None = None
+    shard: Shard | None = None
+    id_list: IdList | None = None
 
     @property
     def image_ids(self) -> list[int]:
@@ -124,10 +191,17 @@ def select_images(
     selection: Selection,
     limit: int | None = None,
     shard: Shard | None = None,
+    only: frozenset[int] | None = None,
 ) -> tuple[ImageRecord, ...]:
-    """The evaluated images: by protocol, ascending id, first `limit`, then this shard's part."""
+    """The evaluated images: by protocol, only the listed ids (`only`), ascending id, first `limit`,
+    then this shard's part."""
     chosen = sorted(
-        (r for r in records if selection == "all" or r.image_id in annotated_ids), key=lambda r: r.image_id
+        (
+            r
+            for r in records
+            if (selection == "all" or r.image_id in annotated_ids) and (only is None or r.image_id in only)
+        ),
+        key=lambda r: r.image_id,
     )
     if limit is not None:
         chosen = chosen[:limit]
@@ -144,30 +218,70 @@ def open_ground_truth(
     selection: Selection = "annotated",
     limit: int | None = None,
     shard: Shard | None = None,
+    id_list: Path | None = None,
 ) -> CocoGroundTruth:
     """Read the annotation file, check its categories and choose the evaluated images."""
     data = read_annotation_file(annotation_file)
     label_map = check_categories(data["categories"], source=str(annotation_file))
-    records = _image_records(data)
-    annotated_ids = {int(ann["image_id"]) for ann in data["annotations"]}
     if not image_dir.is_dir():
         raise DatasetError(
             f"image folder {image_dir} not found: set dataset.root / dataset.images in the config (or --data)"
         )
-    images = select_images(records, annotated_ids, selection=selection, limit=limit, shard=shard)
-    if not images:
-        raise DatasetError(
-            f"annotation file {annotation_file}: no images to evaluate (selection {selection!r})"
-        )
-    return CocoGroundTruth(
+    listed = read_id_list(id_list) if id_list is not None else None
+    gt = CocoGroundTruth(
         annotation_file=annotation_file,
         image_dir=image_dir,
         coco_json=data,
-        images=images,
+        images=(),
         label_map=label_map,
+        selection=selection,
+        total_images=0,
+        annotated_images=0,
+    )
+    return reselect(gt, selection=selection, limit=limit, shard=shard, id_list=listed)
+
+
+def reselect(
+    gt: CocoGroundTruth,
+    *,
+    selection: Selection,
+    limit: int | None,
+    shard: Shard | None,
+    id_list: IdList | None,
+) -> CocoGroundTruth:
+    """The same annotation file (parsed once) with another choice of evaluated images."""
+    data = gt.coco_json
+    records = _image_records(data)
+    annotated_ids = {int(ann["image_id"]) for ann in data["annotations"]}
+    if id_list is not None:
+        unknown = sorted(id_list.ids - {r.image_id for r in records})
+        if unknown:
+            raise DatasetError(
+                f"dataset.image_ids: {id_list.path} lists {len(unknown)} image id(s) that "
+                f"{gt.annotation_file} does not have (first: {unknown[0]}): list ids of that annotation file"
+            )
+    only = id_list.ids if id_list is not None else None
+    whole = select_images(records, annotated_ids, selection=selection, limit=limit, only=only)
+    images = select_images(records, annotated_ids, selection=selection, limit=limit, shard=shard, only=only)
+    if not images:
+        raise DatasetError(
+            f"annotation file {gt.annotation_file}: no images to evaluate (selection {selection!r}"
+            + (", the id list's images" if id_list is not None else "")
+            + ")"
+        )
+    return CocoGroundTruth(
+        annotation_file=gt.annotation_file,
+        image_dir=gt.image_dir,
+        coco_json=data,
+        images=images,
+        label_map=gt.label_map,
         selection=selection,
         total_images=len(records),
         annotated_images=len(annotated_ids & {r.image_id for r in records}),
+        whole_image_ids=tuple(r.image_id for r in whole),
+        limit=limit,
+        shard=shard,
+        id_list=id_list,
     )
 
 

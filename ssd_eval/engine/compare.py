@@ -35,19 +35,20 @@ from ssd_eval.engine.compare_runs import compare_runs, write_compare_metrics
 from ssd_eval.engine.run_folder import check_writable
 from ssd_eval.engine.runner import Progress, ProgressFactory, RunOptions, run_sessions
 from ssd_eval.errors import ConfigError, OutputError, ProviderError
+from ssd_eval.files import COMPARE_CONFIG_FILE, RUNS_DIR
 from ssd_eval.pipeline.session import (
     PROVIDER_ALIASES,
     canonical_provider_name,
     resolve_provider,
 )
+from ssd_eval.reports.baseline import Baseline
+from ssd_eval.reports.ci_report import compare_markdown, write_ci_files
 from ssd_eval.reports.comparison import CompareResult, RunReport
-from ssd_eval.reports.gate import GateReport
-from ssd_eval.reports.results import METRICS_FILE
+from ssd_eval.reports.gate_compare import gate_comparison
+from ssd_eval.reports.results import METRICS_FILE, provenance
+from ssd_eval.reports.verdict import Comparison, Invocation
 
 log = logging.getLogger(__name__)
-
-COMPARE_CONFIG_FILE = "compare.yaml"
-RUNS_DIR = "runs"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class CompareOptions:
     providers: tuple[str, ...] = ()
     # Told the comparison folder once it is started (the CLI names it when interrupted).
     on_folder: Callable[[Path], None] | None = None
+    # The command line each run folder's history records; () for a call from Python.
+    command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,7 @@ def run_comparison(config: CompareConfig, options: CompareOptions | None = None)
             progress=options.progress,
             config_name=options.config_name,
             resume_hint=f"ssd-eval compare --resume {folder}",
+            command=options.command,
         ),
         on_unavailable=on_unavailable,
     )
@@ -232,7 +236,16 @@ def run_comparison(config: CompareConfig, options: CompareOptions | None = None)
     return ComparisonOutcome(folder, result, tuple(names[i] for i in finished), waiting)
 
 
-def record_compare_gate(result: CompareResult, report: GateReport) -> CompareResult:
-    updated = replace(result, gate=report.to_json())
-    write_compare_metrics(Path(result.out_dir) / METRICS_FILE, updated)
-    return updated
+def record_compare_gate(
+    result: CompareResult, config: CompareConfig, baseline: Baseline | None, *, invocation: Invocation
+) -> Comparison:
+    """Apply a comparison's gate and write its verdict: metrics.json (gate and provenance), junit.xml and
+    summary.md, so that the three files and the exit code agree."""
+    report = gate_comparison(result, config, baseline)
+    prov = provenance(invocation.started, invocation.command)
+    result = replace(result, provenance=prov.to_json(), gate=report.to_json())
+    folder = Path(result.out_dir)
+    write_compare_metrics(folder / METRICS_FILE, result)
+    markdown = compare_markdown(result, report)
+    write_ci_files(folder, report, markdown, suite=f"ssd-eval compare {folder.name}", time_s=result.wall_s)
+    return Comparison(folder, result, report)

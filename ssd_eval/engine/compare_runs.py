@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from ssd_eval.coco_stats import STAT_NAMES
+from ssd_eval.coco_stats import STAT_NAMES, is_undefined
 from ssd_eval.config.compare import CompareSettings
 from ssd_eval.config.run import RunConfig
 from ssd_eval.config.schema import config_to_dict
 from ssd_eval.data.dataset import CocoGroundTruth, load_checked
-from ssd_eval.engine.rescore import require_run_info, scoring_ground_truth, with_overrides
-from ssd_eval.engine.run_folder import DETECTION_LOG, RunInfo, check_writable, load_run_config, parse_shard
+from ssd_eval.engine.rescore import read_run
+from ssd_eval.engine.run_folder import RunInfo, check_writable, load_run_config
 from ssd_eval.errors import ComparisonError, DatasetError, OutputError
 from ssd_eval.evaluation.agreement import (
     ImageAgreement,
@@ -36,8 +36,9 @@ from ssd_eval.evaluation.agreement import (
     summarize_agreement,
     visible_unmatched,
 )
-from ssd_eval.evaluation.detection_log import read_detection_log
-from ssd_eval.evaluation.scoring import CategoryScore
+from ssd_eval.evaluation.identity import Aspect, describe_differences
+from ssd_eval.evaluation.scoring import CategoryScore, score
+from ssd_eval.files import CONFIG_FILE, write_json_atomic
 from ssd_eval.pipeline.decode import Detections
 from ssd_eval.reports.comparison import CategoryDelta, CompareResult, RunReport
 from ssd_eval.reports.results import (
@@ -57,85 +58,81 @@ WORST_IMAGES = 10  # images listed per run in the report, worst disagreement fir
 
 @dataclass(frozen=True)
 class FinishedRun:
-    """One run folder as read back for a comparison."""
+    """One run folder as read back for a comparison, scored again from its detection log."""
 
     name: str
     folder: Path
     config: RunConfig
     info: RunInfo
-    result: RunResult
+    result: RunResult  # metrics.json, with the stats and per-category AP of the detection log
     detections: dict[int, Detections]
+    gt: CocoGroundTruth
+    warnings: tuple[str, ...] = ()  # e.g. a metrics.json that disagrees with the log
+
+
+# Runs are compared on the same images of the same ground truth, decoded alike; another model file,
+# provider, machine or preprocessing is what a comparison is for.
+COMPARE_ASPECTS: tuple[Aspect, ...] = ("ground truth", "images", "shard", "decode")
+_SAME = 1e-9  # scorers agree to 1e-12 (faster-coco-eval); a larger gap is another set of numbers
 
 
 def load_finished_run(folder: Path, *, data: Path | None = None) -> FinishedRun:
-    """A finished run folder: its config, run info, metrics.json and detections."""
+    """A finished run folder: its config, identity, metrics.json and detections, its stats scored
+    again from the detection log (metrics.json is only a record: the log is what was detected)."""
     if not folder.is_dir():
         raise ComparisonError(f"{folder} is not a run folder (no such folder)")
-    config = with_overrides(load_run_config(folder), backend=None, data=data)
-    info = require_run_info(folder)
     metrics = folder / METRICS_FILE
-    if not metrics.is_file():
+    if not (folder / CONFIG_FILE).is_file() or not metrics.is_file():
+        load_run_config(folder)  # no config.yaml: "not a run folder"
         raise ComparisonError(
             f"{folder} has no {METRICS_FILE}: the run has not finished; finish it with "
             f"`ssd-eval run --resume {folder}` (or score it with `ssd-eval score {folder}`)"
         )
+    run = read_run(folder, data=data)
     try:
-        result = result_from_json(json.loads(metrics.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        result = result_from_json(json.loads(metrics.read_text(encoding="utf-8")), run.identity)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError):
         raise OutputError(f"{metrics} is damaged; rescore the run with `ssd-eval score {folder}`") from None
-    # Every reader of a run's detections goes through detection_log's one function.
-    detections = read_detection_log(folder / DETECTION_LOG)
-    return FinishedRun(folder.name, folder, config, info, result, detections)
+    ordered = [run.detections[i] for i in run.gt.image_ids if i in run.detections]
+    scores = score(
+        run.gt.coco_json, ordered, image_ids=run.gt.image_ids, label_map=run.gt.label_map, backend="numpy"
+    )
+    warnings: list[str] = []
+    recorded = result.stats
+    if set(recorded) != set(scores.stats) or any(
+        abs(recorded[k] - scores.stats[k]) > _SAME for k in scores.stats
+    ):
+        ap = recorded.get("AP")
+        shown = f"AP {ap:.4f}" if isinstance(ap, float) else "its stats"
+        warnings.append(
+            f"{metrics} disagrees with its detection log ({shown} recorded, AP {scores.stats['AP']:.4f} "
+            f"from the log): the comparison uses the log; re-score the run with `ssd-eval score {folder}`"
+        )
+        log.warning("%s", warnings[-1])
+    result = replace(
+        result,
+        stats=scores.stats,
+        per_category=scores.per_category,
+        num_detections=scores.num_detections,
+        skipped_images=tuple(run.skipped[i] for i in sorted(run.skipped)),
+    )
+    return FinishedRun(
+        folder.name, folder, run.config, run.info, result, run.detections, run.gt, tuple(warnings)
+    )
 
 
-def _protocol_key(run: FinishedRun) -> dict[str, Any]:
-    """What must be equal for two runs to be compared: which images, scored how."""
-    p = run.result.protocol
-    return {
-        "selection": p.selection,
-        "limit": p.limit,
-        "shard": p.shard,
-        "images scored": p.num_images,
-        "images in the annotation file": p.total_images,
-        "annotated images": p.annotated_images,
-        "decode.clip_boxes": p.clip_boxes,
-        "decode.score_threshold": p.score_threshold,
-    }
-
-
-def _evaluated_ids(run: FinishedRun) -> set[int]:
-    return set(run.detections) | {s.image_id for s in run.result.skipped_images}
-
-
-def check_comparable(runs: Sequence[FinishedRun], gt: CocoGroundTruth) -> None:
-    """Refuse runs of another image protocol or ground truth than the reference (the first)."""
+def check_comparable(runs: Sequence[FinishedRun]) -> None:
+    """Refuse runs of other images, ground truth or decoding than the reference (the first)."""
     reference = runs[0]
-    want = _protocol_key(reference)
-    want_gt = {c.category_id: c.num_gt for c in reference.result.per_category}
     for run in runs[1:]:
-        for key, value in _protocol_key(run).items():
-            if value != want[key]:
-                raise ComparisonError(
-                    f"cannot compare {run.folder} with {reference.folder}: {key} is {value!r} there but "
-                    f"{want[key]!r} in the reference; compare runs of the same image protocol"
-                )
-        got_gt = {c.category_id: c.num_gt for c in run.result.per_category}
-        if got_gt != want_gt:
-            differ = sorted(k for k in set(got_gt) | set(want_gt) if got_gt.get(k) != want_gt.get(k))
+        differences = run.result.identity.differences(reference.result.identity, COMPARE_ASPECTS)
+        if differences:
+            there = f"the reference {reference.folder}"
             raise ComparisonError(
-                f"cannot compare {run.folder} with {reference.folder}: their ground truth differs "
-                f"(ground-truth box counts of category {differ[0]}: {got_gt.get(differ[0])} vs "
-                f"{want_gt.get(differ[0])}); compare runs scored on the same annotation file"
-            )
-    wanted = set(gt.image_ids)
-    for run in runs:
-        evaluated = _evaluated_ids(run)
-        if evaluated != wanted:
-            odd = sorted(evaluated ^ wanted)
-            raise ComparisonError(
-                f"cannot compare {run.folder}: its evaluated images differ from the annotation file's "
-                f"selection here ({len(odd)} differ, first: image {odd[0]}); finish the run with "
-                f"`ssd-eval run --resume {run.folder}`, or point --data at the COCO root it used"
+                f"cannot compare {run.folder} with {reference.folder}: "
+                f"{describe_differences(differences, str(run.folder), there)}; compare runs of the same "
+                "images and ground truth (finish a run with `ssd-eval run --resume`, or point --data at "
+                "the COCO root it used)"
             )
 
 
@@ -213,7 +210,13 @@ def _report(
         preprocess=run.result.protocol.preprocess,
         input_size=run.info.input_size,
         stats=dict(stats),
-        deltas={k: stats[k] - ref_stats[k] for k in STAT_NAMES},
+        # An undefined stat (-1) on either side has no delta: NaN, written as null in metrics.json.
+        deltas={
+            k: float("nan")
+            if is_undefined(stats[k]) or is_undefined(ref_stats[k])
+            else stats[k] - ref_stats[k]
+            for k in STAT_NAMES
+        },
         per_category=run.result.per_category,
         category_deltas=category_deltas(run.result.per_category, reference.result.per_category),
         agreement=(
@@ -226,7 +229,7 @@ def _report(
         worst_images=tuple((i, round(d, 6)) for i, d in matched.worst[:WORST_IMAGES]) if matched else (),
         versions=dict(run.result.versions),
         machine=dict(run.result.machine),
-        warnings=tuple(run.result.warnings),
+        warnings=(*run.result.warnings, *run.warnings),
     )
 
 
@@ -270,8 +273,8 @@ def compare_runs(
     runs = _order([load_finished_run(Path(f), data=data) for f in folders], reference)
     _unique_names(runs)
     ref = runs[0]
-    gt = scoring_ground_truth(ref.config, parse_shard(ref.info.shard) if ref.info.shard else None)
-    check_comparable(runs, gt)
+    gt = ref.gt
+    check_comparable(runs)
     check_writable(output)
     if output.exists() and any(p.name != "runs" for p in output.iterdir()) and not overwrite:
         raise OutputError(
@@ -291,6 +294,7 @@ def compare_runs(
         reference=ref.name,
         runs=(*reports, *skipped_runs),
         protocol=ref.result.protocol,
+        identity=ref.result.identity,
         iou_threshold=settings.agreement.iou_threshold,
         skipped_images=tuple(skipped_images[i] for i in sorted(skipped_images)),
         settings=config_to_dict(settings),
@@ -376,9 +380,7 @@ def _pictures(
 
 def write_compare_metrics(path: Path, result: CompareResult) -> None:
     """The comparison's metrics.json, written atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_finite(result.to_json()), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, _finite(result.to_json()))
 
 
 def _finite(value: Any) -> Any:

@@ -2,26 +2,29 @@
 
 Shards partition the image ids deterministically (`dataset.select_images`), so the union of their
 detection logs, put back in image-id order, is exactly what one unsharded run would have logged;
-the merged folder is then scored like any run. Runs that do not belong together are refused: a
-different model (sha256), protocol (selection, limit, decode, preprocessing, input size),
-provider under test, shard count, or a shard missing or given twice.
+the merged folder is then scored like any run. Runs that do not belong together are refused by their
+identities (`evaluation.identity`): another model, provider under test, ground truth, image
+selection, preprocessing, decoding or gate rules; a shard count that differs, a shard missing or
+given twice, parts that overlap or do not add up to the whole.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from ssd_eval.config.run import RunConfig
-from ssd_eval.config.schema import config_to_dict
+from ssd_eval.data.dataset import CocoGroundTruth, reselect
+from ssd_eval.engine.finish import finish_run
 from ssd_eval.engine.rescore import (
     check_complete,
-    previous_timings,
+    check_ground_truth,
     require_run_info,
+    run_times,
     scoring_ground_truth,
     with_overrides,
 )
@@ -29,19 +32,24 @@ from ssd_eval.engine.run_folder import (
     DETECTION_LOG,
     SKIPPED_LOG,
     RunInfo,
+    append_history,
     append_skipped,
+    derived_identity,
     load_run_config,
     parse_shard,
     prepare_run_folder,
+    read_history,
+    read_identity,
     read_skipped,
+    write_identity,
     write_run_info,
 )
-from ssd_eval.engine.runner import finish_run
 from ssd_eval.errors import OutputError
 from ssd_eval.evaluation.detection_log import DetectionLog, read_detection_log
+from ssd_eval.evaluation.identity import Aspect, RunIdentity, describe_differences, ids_digest
 from ssd_eval.evaluation.scoring import ScoringBackend
 from ssd_eval.pipeline.decode import Detections
-from ssd_eval.reports.results import RunResult, SkippedImage, StageTiming
+from ssd_eval.reports.results import Provenance, RunResult, RunTimes, SkippedImage, provenance, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -53,49 +61,37 @@ class ShardRun:
     folder: Path
     config: RunConfig
     info: RunInfo
+    identity: RunIdentity
 
 
-def _protocol_key(run: ShardRun) -> dict[str, Any]:
-    """Everything that must be equal for shards to form one run."""
-    c = run.config
-    return {
-        "dataset.selection": c.dataset.selection,
-        "dataset.limit": c.dataset.limit,
-        "dataset.annotations": c.dataset.annotations,
-        "decode": config_to_dict(c.decode),
-        "preprocess.backend": c.preprocess.backend,
-        "preprocess.mean/std": (c.preprocess.mean, c.preprocess.std),
-        "input_size": run.info.input_size,
-    }
+# Shards of one run are the same run in every way but the part of the images each evaluated.
+MERGE_ASPECTS: tuple[Aspect, ...] = (
+    "model",
+    "provider",
+    "ground truth",
+    "images",
+    "preprocess",
+    "decode",
+    "rules",
+)
 
 
 def check_compatible(runs: Sequence[ShardRun]) -> int:
-    """The shard count, after refusing runs that do not belong together."""
-    first = runs[0]
-    checks: list[tuple[str, Callable[[ShardRun], Any]]] = [
-        ("model sha256", lambda r: r.info.model.sha256),
-        ("provider under test", lambda r: r.info.providers_used[:1]),
-    ]
-    for name, get in checks:
-        for run in runs[1:]:
-            if get(run) != get(first):
-                raise OutputError(
-                    f"cannot merge: {run.folder} has {name} {get(run)} but {first.folder} has {get(first)}; "
-                    "merge only the shards of one run"
-                )
-    reference = _protocol_key(first)
-    for run in runs[1:]:
-        for key, value in _protocol_key(run).items():
-            if value != reference[key]:
-                raise OutputError(
-                    f"cannot merge: protocol differs: {key} is {value!r} in {run.folder} but "
-                    f"{reference[key]!r} in {first.folder}; merge only the shards of one run"
-                )
-    shards = []
+    """The shard count, after refusing runs that do not form one whole: not shards, another run
+    identity (model, provider, ground truth, image selection, settings, gate rules), a shard given
+    twice or missing, or parts that overlap or do not add up to the whole selection."""
     for run in runs:
-        if run.info.shard is None:
+        if not run.identity.images.is_shard:
             raise OutputError(f"cannot merge: {run.folder} is not a shard (it was run without --shard K/N)")
-        shards.append((parse_shard(run.info.shard), run.folder))
+    first = runs[0]
+    for run in runs[1:]:
+        differences = run.identity.differences(first.identity, MERGE_ASPECTS)
+        if differences:
+            raise OutputError(
+                f"cannot merge: {describe_differences(differences, str(run.folder), str(first.folder))}; "
+                "merge only the shards of one run"
+            )
+    shards = [(parse_shard(str(run.identity.images.shard)), run.folder) for run in runs]
     counts = {shard.count for shard, _ in shards}
     if len(counts) != 1:
         raise OutputError(f"cannot merge: shard counts differ ({', '.join(str(s) for s, _ in shards)})")
@@ -113,32 +109,50 @@ def check_compatible(runs: Sequence[ShardRun]) -> int:
             f"cannot merge: shard(s) {', '.join(missing)} of {count} are missing; "
             "give every shard's run folder"
         )
+    owner: dict[int, Path] = {}
+    for run in runs:
+        for image_id in run.identity.images.image_ids:
+            if image_id in owner:
+                raise OutputError(
+                    f"cannot merge: image {image_id} is in both {owner[image_id]} and {run.folder}; "
+                    "merge only the shards of one run"
+                )
+            owner[image_id] = run.folder
+    whole = first.identity.images
+    if owner and (len(owner) != whole.whole_count or ids_digest(owner) != whole.whole_digest):
+        raise OutputError(
+            f"cannot merge: the shards cover {len(owner)} images, not the {whole.whole_count} of the "
+            "selection they were cut from; merge only the shards of one run"
+        )
     return count
 
 
-def _combine_timings(parts: Sequence[dict[str, StageTiming]]) -> dict[str, StageTiming]:
-    """Totals and counts add up; median and p90 are count-weighted means of the shards' (approximate)."""
-    combined: dict[str, StageTiming] = {}
-    for stage in sorted({k for p in parts for k in p}):
-        items = [p[stage] for p in parts if stage in p and p[stage].count]
-        count = sum(t.count for t in items)
-        if not count:
-            continue
-        total = sum(t.total_s for t in items)
-        combined[stage] = StageTiming(
-            total_s=round(total, 4),
-            mean_ms=round(total / count * 1e3, 3),
-            median_ms=round(sum(t.median_ms * t.count for t in items) / count, 3),
-            p90_ms=round(sum(t.p90_ms * t.count for t in items) / count, 3),
-            count=count,
+def _parts(run: ShardRun) -> list[Provenance]:
+    """A shard's inference parts for the merged history (an older shard: one part from metrics.json)."""
+    history = [replace(entry, folder=entry.folder or run.folder.name) for entry in read_history(run.folder)]
+    parts = [entry for entry in history if entry.inferred]
+    if parts:
+        return parts
+    times = run_times(run.folder, history)
+    inferred = times.timings["infer"].count if "infer" in times.timings else 0
+    return [
+        Provenance(
+            started="",
+            finished="",
+            command=(),
+            ssd_eval_version="",
+            git_commit=None,
+            verb="run",
+            images_inferred=inferred,
+            wall_s=times.wall_s,
+            timings=times.timings,
+            folder=run.folder.name,
         )
-    return combined
+    ]
 
 
 def default_output(folders: Sequence[Path]) -> Path:
     """`<first shard's parent>/<its name without -shardKofN>-merged`."""
-    import re
-
     name = re.sub(r"-shard\d+of\d+", "", folders[0].name)
     return folders[0].parent / f"{name}-merged"
 
@@ -150,28 +164,41 @@ def merge_runs(
     backend: ScoringBackend | None = None,
     data: Path | None = None,
     overwrite: bool = False,
+    command: Sequence[str] = (),
 ) -> RunResult:
-    """Merge shard run folders into `output` and score the whole."""
+    """Merge shard run folders into `output` and score the whole.
+
+    The shards are taken in shard order whatever the order given, so the merged folder (its config,
+    its rules, its verdict) does not depend on the order of the arguments.
+    """
+    started = utc_now()
     if not folders:
         raise OutputError("cannot merge: give the run folders of the shards")
-    runs = []
-    for folder in folders:
-        config = with_overrides(load_run_config(folder), backend=backend, data=data)
-        runs.append(ShardRun(folder, config, require_run_info(folder)))
+    runs = _read_shards(folders, backend=backend, data=data)
     count = check_compatible(runs)
+    runs.sort(key=lambda run: parse_shard(str(run.identity.images.shard)).index)
     first = runs[0]
-    gt = scoring_ground_truth(first.config, None)
+    image_ids = sorted(i for run in runs for i in run.identity.images.image_ids)
+    merged_identity = first.identity.whole(image_ids)
+    gt = scoring_ground_truth(first.config, None, merged_identity)
+    check_ground_truth(first.folder, merged_identity, gt)
     detections: dict[int, Detections] = {}
     skipped: dict[int, SkippedImage] = {}
     for run in runs:
-        shard_gt = scoring_ground_truth(run.config, parse_shard(str(run.info.shard)))
-        own = set(shard_gt.image_ids)
+        own = set(run.identity.images.image_ids)
         shard_dets = {i: d for i, d in read_detection_log(run.folder / DETECTION_LOG).items() if i in own}
         shard_skipped = {i: s for i, s in read_skipped(run.folder / SKIPPED_LOG).items() if i in own}
+        shard_gt = reselect(
+            gt,
+            selection=gt.selection,
+            limit=gt.limit,
+            shard=parse_shard(str(run.identity.images.shard)),
+            id_list=gt.id_list,
+        )
         check_complete(run.folder, shard_gt, shard_dets, shard_skipped)
         detections.update(shard_dets)
         skipped.update(shard_skipped)
-    target = output if output is not None else default_output(folders)
+    target = output if output is not None else default_output([r.folder for r in runs])
     merged_config = dataclasses.replace(
         first.config,
         output=dataclasses.replace(
@@ -190,9 +217,18 @@ def merge_runs(
     if len(providers) != len(first.info.providers_used):
         log.warning("the shards used different fallback providers: %s", ", ".join(sorted(providers)))
     write_run_info(target, info)
-    parts = [previous_timings(r.folder) for r in runs]
-    wall_s = sum(p[1] for p in parts)
-    inferred = sum(p[0]["infer"].count for p in parts if "infer" in p[0])
+    write_identity(target, merged_identity)
+    for run in runs:
+        for part in _parts(run):
+            append_history(target, part)
+    shard_names = ", ".join(r.folder.name for r in runs)
+    append_history(
+        target,
+        provenance(
+            started, command or ("python", "-c", "ssd_eval.merge(...)"), verb="merge", folder=shard_names
+        ),
+    )
+    times = RunTimes.of(read_history(target))
     log.info("merged %d shards of %d into %s", len(runs), count, target)
     return finish_run(
         target,
@@ -201,7 +237,28 @@ def merge_runs(
         detections,
         skipped,
         info,
-        timings=_combine_timings([p[0] for p in parts]),
-        wall_s=wall_s,
-        images_per_s=inferred / wall_s if wall_s > 0 else 0.0,
+        identity=merged_identity,
+        timings=times.timings,
+        wall_s=times.wall_s,
+        images_per_s=times.images_per_s,
     )
+
+
+def _read_shards(
+    folders: Sequence[Path], *, backend: ScoringBackend | None, data: Path | None
+) -> list[ShardRun]:
+    """Each shard folder with its identity (an older folder's derived from what it recorded)."""
+    runs = []
+    read: dict[tuple[str, str], CocoGroundTruth] = {}  # annotation files, each read once
+    for folder in folders:
+        recorded = load_run_config(folder)
+        config = with_overrides(recorded, backend=backend, data=data)
+        info = require_run_info(folder)
+        identity = read_identity(folder)
+        if identity is None:  # an older shard: its identity from its own annotation file
+            key = (str(config.dataset.root), config.dataset.annotations)
+            if key not in read:
+                read[key] = scoring_ground_truth(config, None)
+            identity = derived_identity(folder, recorded, info, read[key])
+        runs.append(ShardRun(folder, config, info, identity))
+    return runs

@@ -19,21 +19,48 @@ import yaml
 
 from ssd_eval.config.run import RunConfig, config_from_dict
 from ssd_eval.config.schema import config_to_dict
-from ssd_eval.data.dataset import Shard
+from ssd_eval.data.dataset import CocoGroundTruth, Shard, reselect
 from ssd_eval.errors import OutputError
-from ssd_eval.evaluation.detection_log import store_path
-from ssd_eval.reports.baseline import Baseline, load_gate_baseline, read_baseline, write_baseline
-from ssd_eval.reports.ci_report import JUNIT_FILE, SUMMARY_FILE
-from ssd_eval.reports.results import METRICS_FILE, ModelInfo, SkippedImage
+from ssd_eval.evaluation.identity import (
+    IdentityFormatError,
+    RunIdentity,
+    gate_rules,
+    identity_from_json,
+    run_identity,
+)
+from ssd_eval.files import (
+    COCOEVAL_LOG,
+    CONFIG_FILE,
+    DETECTION_LOG,
+    GATE_BASELINE_FILE,
+    HISTORY_FILE,
+    IDENTITY_FILE,
+    LOCK_FILE,
+    RESULTS_FILE,
+    RUN_FILES,
+    RUN_INFO_FILE,
+    SKIPPED_LOG,
+    write_json_atomic,
+)
+from ssd_eval.reports.baseline import (
+    Baseline,
+    baseline_digest,
+    load_gate_baseline,
+    read_baseline,
+    write_baseline,
+)
+from ssd_eval.reports.results import ModelInfo, Provenance, SkippedImage, provenance_from_json
 
-CONFIG_FILE = "config.yaml"
-DETECTION_LOG = "detections.jsonl"
-RESULTS_FILE = "detections.json"
-SKIPPED_LOG = "skipped.jsonl"
-COCOEVAL_LOG = "cocoeval.txt"
-RUN_INFO_FILE = "run_info.json"
-LOCK_FILE = "run.lock"
-GATE_BASELINE_FILE = "gate_baseline.json"  # the baseline the gate used, copied at gate time
+__all__ = [  # the run folder's file names, re-exported for the modules that name them here
+    "COCOEVAL_LOG",
+    "CONFIG_FILE",
+    "DETECTION_LOG",
+    "GATE_BASELINE_FILE",
+    "LOCK_FILE",
+    "RESULTS_FILE",
+    "RUN_INFO_FILE",
+    "SKIPPED_LOG",
+]
 
 
 def check_writable(folder: Path) -> None:
@@ -85,20 +112,8 @@ def prepare_run_folder(folder: Path, config: RunConfig, *, resume: bool) -> None
     never replace a folder that does not hold a run."""
     check_run_folder_free(folder, config, resume=resume)
     if _has_content(folder) and not resume:
-        for name in (
-            CONFIG_FILE,
-            DETECTION_LOG,
-            RESULTS_FILE,
-            SKIPPED_LOG,
-            METRICS_FILE,
-            COCOEVAL_LOG,
-            RUN_INFO_FILE,
-            GATE_BASELINE_FILE,
-            JUNIT_FILE,
-            SUMMARY_FILE,
-        ):
+        for name in RUN_FILES:
             (folder / name).unlink(missing_ok=True)
-        store_path(folder / DETECTION_LOG).unlink(missing_ok=True)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         config_text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
@@ -229,13 +244,92 @@ def read_run_info(folder: Path) -> RunInfo | None:
 
 def write_run_info(folder: Path, info: RunInfo) -> None:
     path = folder / RUN_INFO_FILE
-    tmp = path.with_name(path.name + ".tmp")
     with writing(path):
+        write_json_atomic(path, info.to_json())
+
+
+def write_identity(folder: Path, identity: RunIdentity) -> None:
+    """Record what the run is, once, before its first image (a resumed run keeps its own)."""
+    path = folder / IDENTITY_FILE
+    with writing(path):
+        write_json_atomic(path, identity.to_json())
+
+
+def read_identity(folder: Path) -> RunIdentity | None:
+    """The identity a run folder recorded, or None for a folder written by an older ssd_eval."""
+    path = folder / IDENTITY_FILE
+    if not path.is_file():
+        return None
+    try:
+        return identity_from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, IdentityFormatError) as exc:
+        raise OutputError(
+            f"{path} is damaged ({exc}); it is written once by `ssd-eval run` before the first image and "
+            "never changed: restore it from a copy, or rerun the run"
+        ) from None
+
+
+def folder_rules(config: RunConfig, folder: Path) -> dict[str, object]:
+    """The gate rules a run folder's config names, its baseline by content."""
+    baseline = gate_baseline(config, folder)
+    return gate_rules(config.expected, config.gate, baseline_digest(baseline) if baseline else None)
+
+
+def derived_identity(
+    folder: Path, config: RunConfig, info: RunInfo, gt: CocoGroundTruth, *, legacy: bool = True
+) -> RunIdentity:
+    """The identity of a run from its config, run info and the ground truth of its images.
+
+    A new run (`legacy=False`) is given the ground truth its config chose. A folder written before
+    identity.json existed (`legacy=True`) has its images chosen again by its own settings, and its
+    ground truth is taken as the one given now: it recorded none.
+    """
+    if legacy:
+        shard = parse_shard(info.shard) if info.shard else None
+        dataset = config.dataset
+        if (gt.selection, gt.limit, gt.shard, gt.id_list) != (dataset.selection, dataset.limit, shard, None):
+            gt = reselect(gt, selection=dataset.selection, limit=dataset.limit, shard=shard, id_list=None)
+    return run_identity(
+        gt,
+        model_sha256=info.model.sha256,
+        model_name=Path(info.model.path).name,
+        provider=info.providers_requested[0] if info.providers_requested else "",
+        preprocess=config.preprocess,
+        input_size=info.input_size,
+        decode=config.decode,
+        scorer=config.scoring.backend,
+        rules=folder_rules(config, folder),
+    )
+
+
+def append_history(folder: Path, entry: Provenance) -> None:
+    """Add one command's entry to the folder's history (history.jsonl); earlier entries stay."""
+    path = folder / HISTORY_FILE
+    with writing(path), path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry.to_json(), allow_nan=False) + "\n")
+
+
+def read_history(folder: Path) -> tuple[Provenance, ...]:
+    """Every command that worked on the run folder, oldest first (empty for an older folder)."""
+    path = folder / HISTORY_FILE
+    if not path.is_file():
+        return ()
+    entries = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OutputError(f"{path} is not readable text ({exc}); remove it to start a new history") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
         try:
-            tmp.write_text(json.dumps(info.to_json(), indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+            entries.append(provenance_from_json(json.loads(line)))
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise OutputError(
+                f"{path} line {number} is damaged ({exc}); it is written by ssd-eval: remove that line "
+                "(the run's timings then leave out its part)"
+            ) from None
+    return tuple(entries)
 
 
 def parse_shard(text: str) -> Shard:
@@ -248,6 +342,15 @@ def write_gate_baseline(folder: Path, baseline: Baseline | None) -> None:
     """Copy the baseline a run is gated against into its folder: score and merge re-apply the same figures."""
     if baseline is not None:
         write_baseline(folder / GATE_BASELINE_FILE, baseline, overwrite=True)
+
+
+def run_baseline(config: RunConfig, folder: Path, *, resume: bool) -> Baseline | None:
+    """The baseline a run being started (its config's file) or resumed (its folder's copy) is gated
+    against, read and checked before any model loads: a bad one is exit 2, not a wasted run."""
+    if resume:
+        return gate_baseline(config, folder)
+    where = str(config.source_file) if config.source_file is not None else "config"
+    return load_gate_baseline(config.gate, where=where)
 
 
 def gate_baseline(config: RunConfig, folder: Path) -> Baseline | None:

@@ -10,59 +10,62 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-
 from ssd_eval.config.run import RunConfig, run_name_problem
-from ssd_eval.config.schema import config_to_dict
-from ssd_eval.data.dataset import CocoGroundTruth, ImageRecord, Shard, load_checked, open_ground_truth
+from ssd_eval.data.dataset import CocoGroundTruth, Shard, open_ground_truth
+from ssd_eval.engine.finish import finish_run, gate_scored_run
 from ssd_eval.engine.resolve import ResolvedAssets, resolve_assets
 from ssd_eval.engine.run_folder import (
-    COCOEVAL_LOG,
     DETECTION_LOG,
-    RESULTS_FILE,
     SKIPPED_LOG,
     RunInfo,
+    append_history,
     append_skipped,
     check_run_folder_free,
     check_writable,
+    derived_identity,
+    load_run_config,
     locked_run_folder,
     parse_shard,
     prepare_run_folder,
+    read_history,
+    read_identity,
     read_run_info,
+    run_baseline,
+    write_identity,
     write_run_info,
-    writing,
 )
-from ssd_eval.errors import ConfigError, DatasetError, ModelError, ProviderError
+from ssd_eval.errors import ConfigError, DatasetError, ModelError, OutputError, ProviderError
 from ssd_eval.evaluation.detection_log import (
     DetectionLog,
     read_detection_log,
     truncate_torn_tail,
-    write_results_json,
 )
-from ssd_eval.evaluation.scoring import score
+from ssd_eval.evaluation.identity import RunIdentity, describe_differences
 from ssd_eval.pipeline.decode import Detections, decode_image
 from ssd_eval.pipeline.feeder import default_workers, ordered_map
 from ssd_eval.pipeline.graph_preprocess import GraphPreprocessor
-from ssd_eval.pipeline.output_contract import detection_count_warning
+from ssd_eval.pipeline.prepare import Prepared, prepare_image
 from ssd_eval.pipeline.preprocess import HostPreprocessor, Normalization
 from ssd_eval.pipeline.session import InferenceFailed, ProviderSession
 from ssd_eval.reports.results import (
-    METRICS_FILE,
-    Protocol,
     RunResult,
+    RunTimes,
     SkippedImage,
     StageTiming,
     describe_model,
-    machine_info,
-    package_versions,
-    write_metrics,
+    provenance,
+    utc_now,
 )
+from ssd_eval.reports.verdict import Evaluation, Invocation
+
+# What a run's history records as its command when it was started from Python, not the CLI.
+LIBRARY_COMMAND = ("python", "-c", "ssd_eval.evaluate(...)")
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,8 @@ class RunOptions:
     resume_hint: str | None = None  # how to continue after a stop; None: `--resume <run folder>`
     # Told each run folder once it is locked (the CLI names it when the run is interrupted).
     on_folder: Callable[[Path], None] | None = None
+    # The command line recorded in the run's history; () for a call from Python.
+    command: tuple[str, ...] = ()
 
 
 @dataclass
@@ -134,9 +139,28 @@ def run_folder(config: RunConfig, options: RunOptions) -> Path:
     return base / name
 
 
+def evaluate_run(config: RunConfig, options: RunOptions | None = None) -> Evaluation:
+    """Evaluate the configured model on the configured images and write the run folder, gated: metrics.json
+    with its verdict, junit.xml, summary.md and gate_baseline.json (the baseline is read before any model
+    loads). `ssd_eval.evaluate` resolves its arguments into a config and calls this. Without
+    `options.command` the history records this call: `("python", "ssd_eval.engine.runner...", <config>)`."""
+    options = options or RunOptions()
+    if not options.command:
+        call = Invocation.of_call(
+            "ssd_eval.engine.runner.run_evaluation",
+            config.source_file if config.source_file is not None else "<RunConfig>",
+            resume=options.resume,
+            shard=options.shard,
+        )
+        options = replace(options, command=call.command)
+    baseline = run_baseline(config, run_folder(config, options), resume=options.resume)
+    result = run_sessions([config], options).results[0]
+    return gate_scored_run(result, config, baseline, verb="run")
+
+
 def run_evaluation(config: RunConfig, options: RunOptions | None = None) -> RunResult:
-    """Evaluate the configured model on the configured images and write the run folder."""
-    return run_sessions([config], options).results[0]
+    """`evaluate_run`, returning the run's result (metrics.json, with its gate)."""
+    return evaluate_run(config, options).result
 
 
 @dataclass(frozen=True)
@@ -159,6 +183,7 @@ class _Target:
     folder: Path
     session: ProviderSession
     info: RunInfo
+    identity: RunIdentity
     graph: GraphPreprocessor | None = None
     detections: dict[int, Detections] = field(default_factory=dict)
     skipped: dict[int, SkippedImage] = field(default_factory=dict)
@@ -219,6 +244,7 @@ def _run_locked(
     """The sessions themselves, while this process holds every run folder's lock."""
     options = _common_shard(folders, options)
     assets = [resolve_assets(config) for config in configs]
+    started = utc_now()
     wall_start = time.perf_counter()
     unavailable: dict[int, str] = {}
     targets: dict[int, _Target] = {}
@@ -249,16 +275,22 @@ def _run_locked(
             selection=first.dataset.selection,
             limit=first.dataset.limit,
             shard=options.shard,
+            id_list=first.dataset.image_ids,
         )
         for index, session in sessions.items():
             targets[index] = _start_target(
-                configs[index], folders[index], assets[index], session, input_size, options
+                configs[index], folders[index], assets[index], session, input_size, options, gt
             )
-        _infer_all(first, options, list(targets.values()), gt, input_size)
-    wall = time.perf_counter() - wall_start
+        try:
+            _infer_all(first, options, list(targets.values()), gt, input_size)
+        except BaseException:
+            # Interrupted or stopped: what was inferred is kept, and so is what it cost.
+            _record_parts(targets.values(), options, started, time.perf_counter() - wall_start, "stopped")
+            raise
+        _record_parts(targets.values(), options, started, time.perf_counter() - wall_start, "finished")
     results = {}
     for index, target in targets.items():
-        inferred = len(target.clock.samples["infer"])
+        times = RunTimes.of(read_history(target.folder))
         results[index] = finish_run(
             target.folder,
             target.config,
@@ -266,11 +298,31 @@ def _run_locked(
             target.detections,
             target.skipped,
             target.info,
-            timings=target.clock.summary(),
-            wall_s=wall,
-            images_per_s=inferred / wall if wall > 0 else 0.0,
+            identity=target.identity,
+            timings=times.timings,
+            wall_s=times.wall_s,
+            images_per_s=times.images_per_s,
         )
     return SessionsOutcome(results, unavailable)
+
+
+def _record_parts(
+    targets: Iterable[_Target], options: RunOptions, started: str, wall_s: float, outcome: str
+) -> None:
+    """One history entry per run folder for this part of its inference (a run, or a resume of it)."""
+    for target in targets:
+        entry = provenance(
+            started,
+            options.command or LIBRARY_COMMAND,
+            verb="resume" if options.resume else "run",
+            outcome=outcome,
+            images_inferred=len(target.clock.samples["infer"]),
+            wall_s=wall_s,
+            timings=target.clock.summary(),
+            folder=target.folder.name,
+        )
+        with contextlib.suppress(OutputError):  # a full disk must not hide the error that stopped the run
+            append_history(target.folder, entry)
 
 
 def _start_target(
@@ -280,17 +332,18 @@ def _start_target(
     session: ProviderSession,
     input_size: tuple[int, int],
     options: RunOptions,
+    gt: CocoGroundTruth,
 ) -> _Target:
-    """Check a resumed folder's model, create the run folder and write its run_info.json."""
+    """Check that a resumed folder is continued as it started, create the run folder and write its
+    run_info.json and (once) identity.json."""
     model_info = describe_model(assets.model, assets.model_source)
     previous = read_run_info(folder) if options.resume else None
-    if previous is not None and previous.model.sha256 != model_info.sha256:
+    if previous is not None and previous.model.sha256.lower() != model_info.sha256.lower():
         raise ModelError(
             f"{folder} was started with model sha256 {previous.model.sha256[:12]}… but "
             f"{assets.model} has sha256 {model_info.sha256[:12]}…: resume with the same model file, "
             "or start a new run"
         )
-    prepare_run_folder(folder, config, resume=options.resume)
     info = RunInfo(
         model=model_info,
         input_size=input_size,
@@ -299,74 +352,35 @@ def _start_target(
         providers_used=session.providers_used,
         provider_options=session.provider_options_used,
     )
+    recorded = _recorded_identity(folder, previous, gt) if options.resume else None
+    if not options.resume:
+        prepare_run_folder(folder, config, resume=False)  # an overwritten run's files go first
+    identity = derived_identity(folder, config, info, gt, legacy=False)
+    if recorded is not None:
+        # Checked before anything is written: a refused resume leaves the folder as it was.
+        differences = identity.differences(recorded)
+        if differences:
+            raise ConfigError(
+                f"--resume {folder}: {describe_differences(differences, 'this command', 'the run')}: "
+                "continue the run as it started (without the flags or config changes that differ), "
+                "or start a new run"
+            )
+        identity = recorded
+    if options.resume:
+        prepare_run_folder(folder, config, resume=True)
     write_run_info(folder, info)
-    return _Target(config, folder, session, info)
+    if recorded is None or read_identity(folder) is None:
+        write_identity(folder, identity)
+    return _Target(config, folder, session, info, identity)
 
 
-def finish_run(
-    folder: Path,
-    config: RunConfig,
-    gt: CocoGroundTruth,
-    detections: Mapping[int, Detections],
-    skipped: Mapping[int, SkippedImage],
-    info: RunInfo,
-    *,
-    timings: dict[str, StageTiming],
-    wall_s: float,
-    images_per_s: float,
-) -> RunResult:
-    """Score a run's detections and write detections.json, cocoeval.txt and metrics.json."""
-    log.info("scoring %d images with %s", len(gt.images), config.scoring.backend)
-    ordered = [detections[i] for i in gt.image_ids if i in detections]
-    score_start = time.perf_counter()
-    scores = score(
-        gt.coco_json,
-        ordered,
-        image_ids=gt.image_ids,
-        label_map=gt.label_map,
-        backend=config.scoring.backend,
-    )
-    timings = {**timings, "score": StageTiming.from_samples([time.perf_counter() - score_start])}
-    # The COCO results file is derived from the log: rewritten only when the log is newer.
-    results_file, log_file = folder / RESULTS_FILE, folder / DETECTION_LOG
-    log_mtime = log_file.stat().st_mtime if log_file.is_file() else 0.0
-    if not results_file.is_file() or results_file.stat().st_mtime < log_mtime:
-        with writing(results_file):
-            write_results_json(results_file, ordered)
-    with writing(folder / COCOEVAL_LOG):
-        (folder / COCOEVAL_LOG).write_text(scores.cocoeval_log, encoding="utf-8")
-    warnings = [w for w in (detection_count_warning({d.image_id: len(d) for d in ordered}),) if w]
-    for warning in warnings:
-        log.warning("WARNING: %s", warning)
-    result = RunResult(
-        run_dir=str(folder),
-        stats=scores.stats,
-        per_category=scores.per_category,
-        protocol=Protocol.of(
-            gt,
-            dataset=config.dataset,
-            decode=config.decode,
-            preprocess=config.preprocess,
-            shard=info.shard,
-            input_size=info.input_size,
-        ),
-        model=info.model,
-        providers_requested=info.providers_requested,
-        providers_used=info.providers_used,
-        provider_options=info.provider_options,
-        num_detections=scores.num_detections,
-        timings=timings,
-        wall_s=round(wall_s, 3),
-        images_per_s=round(images_per_s, 4),
-        skipped_images=tuple(skipped[i] for i in sorted(skipped)),
-        warnings=tuple(warnings),
-        config=config_to_dict(config),
-        versions=package_versions(),
-        machine=machine_info(),
-    )
-    with writing(folder / METRICS_FILE):
-        write_metrics(folder / METRICS_FILE, result)
-    return result
+def _recorded_identity(folder: Path, previous: RunInfo | None, gt: CocoGroundTruth) -> RunIdentity | None:
+    """What a resumed folder is: its identity.json, else (an older folder) what its config.yaml and
+    run_info.json say; None for a folder that never reached its first image."""
+    recorded = read_identity(folder)
+    if recorded is not None or previous is None:
+        return recorded
+    return derived_identity(folder, load_run_config(folder), previous, gt)
 
 
 def _shared_input_size(
@@ -404,32 +418,6 @@ def model_input_size(
     if height is None or width is None:
         raise ConfigError(f"model {model} has a symbolic input size: set preprocess.size in the config")
     return height, width
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """One image after the workers: its host-side model input, or the error that stopped it."""
-
-    record: ImageRecord
-    tensor: np.ndarray | None
-    error: DatasetError | None
-    read_s: float
-    preprocess_s: float
-
-
-def prepare_image(
-    gt: CocoGroundTruth, host: HostPreprocessor, record: ImageRecord, *, max_pixels: int
-) -> Prepared:
-    """Decode and preprocess one image (runs in a feeder thread); a bad image becomes a value."""
-    start = time.perf_counter()
-    try:
-        pixels = load_checked(gt, record, max_pixels=max_pixels).pixels
-    except DatasetError as exc:
-        return Prepared(record, None, exc, time.perf_counter() - start, 0.0)
-    read_s = time.perf_counter() - start
-    start = time.perf_counter()
-    tensor = host(pixels)
-    return Prepared(record, tensor, None, read_s, time.perf_counter() - start)
 
 
 def _infer_all(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +20,9 @@ from typing import Any, Literal
 from ssd_eval.coco_stats import STAT_NAMES
 from ssd_eval.config.run import GateConfig
 from ssd_eval.errors import ConfigError, OutputError
+from ssd_eval.evaluation.identity import IdentityFormatError, RunIdentity, identity_from_json
 from ssd_eval.evaluation.scoring import CategoryScore
+from ssd_eval.files import sha256_bytes, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,15 @@ class Baseline:
     # Published figures: how many decimals each stat was published with (.115 -> 3); a rule allows
     # half a unit of that last digit besides its tolerance. Measured figures: empty (exact).
     decimals: dict[str, int] = field(default_factory=dict)
+    # The identity of the run a measured baseline was made from (its image ids as a digest): the
+    # baseline holds any later run of the same ground truth and images. None: published figures, or a
+    # baseline made by an older ssd_eval (it holds runs of the whole selection only).
+    identity: RunIdentity | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"schema": SCHEMA, **asdict(self)}
         data["per_category"] = [asdict(c) for c in self.per_category]
+        data["identity"] = self.identity.to_json(with_ids=False) if self.identity is not None else None
         return data
 
 
@@ -98,6 +104,14 @@ def baseline_from_json(data: object, *, where: str) -> Baseline:
             raise ConfigError(
                 f"{where}: decimals.{name}: expected a stat of `stats` with a whole number of decimals (0-12)"
             )
+    identity = None
+    if data.get("identity") is not None:
+        try:
+            identity = identity_from_json(data["identity"])
+        except IdentityFormatError as exc:
+            raise ConfigError(
+                f"{where}: identity: {exc}; remake the baseline with `ssd-eval baseline`"
+            ) from None
     return Baseline(
         name=data["name"],
         kind=data["kind"],
@@ -110,7 +124,15 @@ def baseline_from_json(data: object, *, where: str) -> Baseline:
         note=str(data.get("note", "")),
         extra=dict(data.get("extra", {})),
         decimals=dict(decimals),
+        identity=identity,
     )
+
+
+def baseline_digest(baseline: Baseline) -> str:
+    """The sha256 of a baseline's content (not its bytes: the copy a run folder keeps is the same
+    baseline); what a run identity records of the baseline it is gated against."""
+    text = json.dumps(baseline.to_json(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return sha256_bytes(text.encode("utf-8"))
 
 
 def published_slack(baseline: Baseline, stat: str) -> float:
@@ -122,9 +144,23 @@ def published_slack(baseline: Baseline, stat: str) -> float:
 def baseline_from_metrics(metrics: Mapping[str, Any], *, name: str, source: str, note: str = "") -> Baseline:
     """A measured baseline from a run's metrics.json (or one run of a comparison's)."""
     protocol = metrics["protocol"]
-    if protocol.get("limit") is not None or protocol.get("shard"):
+    if protocol.get("shard"):
         raise ConfigError(
-            f"{source}: the run is partial (limit/shard); a baseline must cover the whole image selection"
+            f"{source}: the run is shard {protocol['shard']}, a part of a whole: merge the shards with "
+            "`ssd-eval merge` and make the baseline from the merged folder"
+        )
+    identity = None
+    if metrics.get("identity") is not None:
+        try:
+            identity = identity_from_json(metrics["identity"])
+        except IdentityFormatError as exc:
+            raise ConfigError(
+                f"{source}: metrics.json identity: {exc}; re-score the run with `ssd-eval score`"
+            ) from None
+    elif protocol.get("limit") is not None:
+        raise ConfigError(
+            f"{source}: the run evaluated a subset (limit {protocol['limit']}) and was written by an older "
+            "ssd_eval, which did not record its identity: re-score it with `ssd-eval score` first"
         )
     model = metrics["model"]
     return Baseline(
@@ -152,6 +188,7 @@ def baseline_from_metrics(metrics: Mapping[str, Any], *, name: str, source: str,
             "providers_used": list(metrics.get("providers_used", [])),
             "versions": dict(metrics.get("versions", {})),
         },
+        identity=identity,
     )
 
 
@@ -161,9 +198,7 @@ def write_baseline(path: Path, baseline: Baseline, *, overwrite: bool = False) -
         raise OutputError(f"baseline file {path} already exists: choose another --output or pass --overwrite")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(baseline.to_json(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_json_atomic(path, baseline.to_json())
     except OSError as exc:
         raise OutputError(f"cannot write baseline file {path}: {exc.strerror}") from None
     log.debug(

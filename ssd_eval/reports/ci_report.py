@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ssd_eval.coco_stats import STAT_NAMES
+from ssd_eval.coco_stats import STAT_NAMES, is_undefined
 from ssd_eval.errors import EXIT_GATE_FAILED
-from ssd_eval.reports.comparison import CompareResult
+from ssd_eval.reports.comparison import CompareResult, RunReport
 from ssd_eval.reports.gate import GateReport
+from ssd_eval.reports.report import stat_text
 from ssd_eval.reports.results import RunResult
 
 JUNIT_FILE = "junit.xml"
@@ -114,14 +115,14 @@ def run_markdown(result: RunResult, report: GateReport) -> str:
         + (f", shard {p.shard}" if p.shard else "")
         + f"), input {p.input_size[0]}x{p.input_size[1]}, model sha256 `{result.model.sha256[:16]}…`",
         "",
-        *table(STAT_NAMES, [[f"{result.stats[name]:.4f}" for name in STAT_NAMES]]),
+        *table(STAT_NAMES, [[stat_text(result.stats[name]) for name in STAT_NAMES]]),
     ]
-    scored = sorted((c for c in result.per_category if c.ap is not None), key=lambda c: c.ap or 0.0)
+    scored = sorted((c for c in result.per_category if not is_undefined(c.ap)), key=lambda c: c.ap or 0.0)
     if scored:
         lines += ["", "Lowest per-category AP:", ""]
         lines += table(
             ["category", "AP", "AP50", "gt boxes"],
-            [[c.name, f"{c.ap:.4f}", f"{c.ap50:.4f}", c.num_gt] for c in scored[:5]],
+            [[c.name, stat_text(c.ap), stat_text(c.ap50), c.num_gt] for c in scored[:5]],
         )
     infer = result.timings.get("infer_steady") or result.timings.get("infer")
     if infer is not None:
@@ -166,6 +167,13 @@ def _signed(value: float) -> str:
     return f"{value:+.1e}" if 0 < abs(value) < 5e-5 else f"{value:+.4f}"
 
 
+def _delta(run: RunReport, reference: RunReport | None, name: str) -> str:
+    """A stat's delta against the reference; `n/a` where either side's stat is undefined (-1)."""
+    if reference is None or is_undefined(run.stats.get(name)) or is_undefined(reference.stats.get(name)):
+        return "n/a"
+    return _signed(run.deltas[name])
+
+
 def _g(value: float) -> str:
     """Differences span 0 to ~1e2: fixed notation where readable, else scientific."""
     if value == 0:
@@ -186,6 +194,7 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
     p = result.protocol
     ran = [r for r in result.runs if r.ran]
     skipped = [r for r in result.runs if not r.ran]
+    reference = next((r for r in ran if r.name == result.reference), None)
     lines = [
         f"## ssd-eval compare: {len(ran)} run(s) on {p.num_images} images, reference `{result.reference}`",
         "",
@@ -208,10 +217,10 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
                 r.name + (" (reference)" if r.name == result.reference else ""),
                 ", ".join(r.providers_used),
                 model,
-                f"{r.stats['AP']:.4f}",
-                _signed(r.deltas["AP"]),
-                f"{r.stats['AP50']:.4f}",
-                _signed(r.deltas["AP50"]),
+                stat_text(r.stats["AP"]),
+                _delta(r, reference, "AP"),
+                stat_text(r.stats["AP50"]),
+                _delta(r, reference, "AP50"),
                 f"{infer.median_ms:.1f}" if infer else "",
                 f"{infer.p90_ms:.1f}" if infer else "",
             ]
@@ -245,8 +254,8 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
         [
             [name]
             + [
-                f"{r.stats[name]:.4f}"
-                + ("" if r.name == result.reference else f" ({_signed(r.deltas[name])})")
+                stat_text(r.stats[name])
+                + ("" if r.name == result.reference else f" ({_delta(r, reference, name)})")
                 for r in ran
             ]
             for name in STAT_NAMES
@@ -313,7 +322,7 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
         for r in others:
             changed = [d for d in r.category_deltas if d.delta != 0.0]
             worst = changed[:worst_categories]
-            listed = ", ".join(f"{d.name} {d.ap:.4f} ({d.delta:+.2g}, {d.num_gt} gt)" for d in worst)
+            listed = ", ".join(f"{d.name} {stat_text(d.ap)} ({d.delta:+.2g}, {d.num_gt} gt)" for d in worst)
             if not r.category_deltas:
                 listed = "no category has an AP on both sides"
             elif not changed:

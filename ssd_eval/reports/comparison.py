@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ssd_eval.evaluation.agreement import AgreementSummary
+from ssd_eval.evaluation.identity import RunIdentity
 from ssd_eval.evaluation.scoring import CategoryScore
 from ssd_eval.reports.results import ModelInfo, Protocol, SkippedImage, StageTiming
 
@@ -74,6 +75,8 @@ class CompareResult:
     machine: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)  # GateReport.to_json()
     provenance: dict[str, Any] = field(default_factory=dict)  # Provenance.to_json() of the compare command
+    # The reference's identity: every run evaluated its images of its ground truth (compare checks it).
+    identity: RunIdentity | None = None
 
     def run(self, name: str) -> RunReport:
         for report in self.runs:
@@ -82,4 +85,6 @@ class CompareResult:
         raise KeyError(name)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["identity"] = self.identity.to_json(with_ids=False) if self.identity is not None else None
+        return data

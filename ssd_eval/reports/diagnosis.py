@@ -12,9 +12,11 @@ signature, and each known way of getting the protocol wrong bends it in its own 
 - boxes clipped to the image, a different resize: recorded in the run's protocol, compared with
   the reference's.
 
-`diagnose` compares a run's 12 stats and protocol with the reference's and names the most likely
-cause in one line, with the evidence, or returns None when nothing looks off. It explains a miss;
-it never passes or fails anything (the gate does that).
+`diagnose` names the most likely cause in one line, with the evidence, or returns None when nothing
+looks off. Facts come before signatures: a setting the run recorded differently from the reference
+(input size or preprocessing, clip_boxes, a higher score threshold, the image selection) is named
+first, and the 12 stats are read for a signature only when the recorded settings match. It explains
+a miss; it never passes or fails anything (the gate does that).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ssd_eval.coco_stats import is_undefined
 from ssd_eval.reports.baseline import Baseline
 from ssd_eval.reports.results import RunResult
 
@@ -82,7 +85,7 @@ class Diagnosis:
 def _known(stats: Mapping[str, float], name: str) -> float | None:
     """A stat, or None where it is absent or -1 (COCOeval's "no ground truth in this area range")."""
     value = stats.get(name)
-    return value if value is not None and value >= 0 else None
+    return None if value is None or is_undefined(value) else value
 
 
 def _versus(stats: Mapping[str, float], ref: Reference, name: str, digits: int = 3) -> str:
@@ -141,20 +144,32 @@ def _rescaled(stats: Mapping[str, float], ref: Reference) -> Diagnosis | None:
     )
 
 
-def _score_cut(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> Diagnosis | None:
-    recall = stats["AR100"]
-    want = ref.stats.get("AR100")
-    evidence = {"AR100": recall, "score_threshold": run.score_threshold}
+def _recall(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> tuple[str, dict[str, float]]:
+    """ "AR100 0.254 vs 0.341" and the evidence of a score cut."""
+    recall, want = stats["AR100"], ref.stats.get("AR100")
     shown = f"AR100 {recall:.3f}" + (f" vs {want:.3f}" if want is not None else "")
-    if run.score_threshold > ref.protocol.score_threshold:
-        return Diagnosis(
-            "score-cut",
-            f"{shown}: decode.score_threshold {run.score_threshold:g} drops detections the reference kept "
-            f"(its cut: {ref.protocol.score_threshold:g})",
-            evidence,
-        )
-    if want is None or _ratio(recall, want) > SCORE_CUT_MAX_AR100_RATIO:
+    return shown, {"AR100": recall, "score_threshold": run.score_threshold}
+
+
+def _score_threshold(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> Diagnosis | None:
+    """A higher recorded score threshold (a lower one keeps all the reference kept: no miss from it)."""
+    if run.score_threshold <= ref.protocol.score_threshold:
         return None
+    shown, evidence = _recall(stats, run, ref)
+    return Diagnosis(
+        "score-cut",
+        f"{shown}: decode.score_threshold {run.score_threshold:g} drops detections the reference kept "
+        f"(its cut: {ref.protocol.score_threshold:g})",
+        evidence,
+    )
+
+
+def _score_cut(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> Diagnosis | None:
+    """A cut the run did not record (inside the post-processing): AR100 well below the reference's."""
+    want = ref.stats.get("AR100")
+    if want is None or _ratio(stats["AR100"], want) > SCORE_CUT_MAX_AR100_RATIO:
+        return None
+    shown, evidence = _recall(stats, run, ref)
     return Diagnosis(
         "score-cut",
         f"{shown} (AR10 {stats['AR10']:.3f}): detections look cut at a score threshold "
@@ -207,19 +222,29 @@ def _clipped(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> 
 def diagnose(stats: Mapping[str, float], run: ProtocolFacts, reference: Reference) -> Diagnosis | None:
     """The most likely protocol mistake behind a run's figures, or None when none is seen.
 
-    A different input (resize) is checked first because it changes everything downstream; then the
-    signatures in the 12 stats, strongest first; then the remaining protocol differences.
+    First the settings the run recorded differently from the reference, a different input (resize)
+    first because it changes everything downstream: a recorded difference is a fact, while a
+    signature in the stats is a guess (clipped boxes can lower AR100 as a score cut does). Only when
+    the recorded settings match, the signatures in the 12 stats, strongest first.
     """
-    if "AP" not in reference.stats:
-        return None
+    if _known(stats, "AP") is None or _known(reference.stats, "AP") is None:
+        return None  # no ground truth on one side (AP -1): there is no miss to explain
+    return _recorded_difference(stats, run, reference) or _signature(stats, run, reference)
+
+
+def _recorded_difference(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> Diagnosis | None:
+    """A setting the run recorded differently from the reference, named with its effect."""
     return (
-        _resize(stats, run, reference)
-        or _labels(stats, reference)
-        or _rescaled(stats, reference)
-        or _score_cut(stats, run, reference)
-        or _images(stats, run, reference)
-        or _clipped(stats, run, reference)
+        _resize(stats, run, ref)
+        or _clipped(stats, run, ref)
+        or _score_threshold(stats, run, ref)
+        or _images(stats, run, ref)
     )
+
+
+def _signature(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> Diagnosis | None:
+    """A known mistake the run could not record, read from its 12 stats."""
+    return _labels(stats, ref) or _rescaled(stats, ref) or _score_cut(stats, run, ref)
 
 
 def reference_from_baseline(baseline: Baseline) -> Reference | None:
@@ -257,7 +282,7 @@ def diagnose_run(result: RunResult, baseline: Baseline | None) -> Diagnosis | No
     if baseline is None or not result.protocol.complete:
         return None
     want_sha = baseline.model.get("sha256")
-    if want_sha and want_sha != result.model.sha256:
+    if want_sha and str(want_sha).lower() != result.model.sha256.lower():
         return None
     reference = reference_from_baseline(baseline)
     if reference is None:

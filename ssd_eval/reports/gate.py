@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ssd_eval.assets.sources import MODELS
+from ssd_eval.coco_stats import is_undefined
 from ssd_eval.config.run import ExpectedConfig, GateConfig
 from ssd_eval.errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE
+from ssd_eval.evaluation.identity import FIGURE_ASPECTS, RunIdentity, describe_differences
 from ssd_eval.evaluation.scoring import CategoryScore
 from ssd_eval.reports.baseline import Baseline, published_slack
 
@@ -164,6 +166,16 @@ def _unknown_metric(rule: str, metric: str, stats: Mapping[str, float], subject:
     return GateCheck(rule, FAILED, f"metric {metric!r} is not a COCO stat (one of {known})", subject)
 
 
+def _undefined(rule: str, metric: str, *, whose: str, subject: str) -> GateCheck:
+    """A rule on a stat COCOeval reports as -1: neither passed nor failed."""
+    return not_comparable(
+        rule,
+        f"{metric} is undefined for {whose} (pycocotools reports -1: no ground truth in its area range), "
+        "so the rule cannot be evaluated",
+        subject=subject,
+    )
+
+
 @dataclass(frozen=True)
 class RunFacts:
     """What the gate needs to know of one run besides its stats."""
@@ -172,21 +184,28 @@ class RunFacts:
     per_category: Sequence[CategoryScore]
     selection: str
     num_images: int
-    complete: bool  # False for a partial run (limit/shard)
+    complete: bool  # False unless the whole selection was evaluated (no limit, id list or shard)
     model_sha256: str = ""
     model_name: str = ""
-    partial: str = ""  # why the run is partial: "shard 1/4", "limit 20"
+    partial: str = ""  # a shard ("shard 1/4"): a part of a whole, whose rules the merge applies
+    subset: str = ""  # how a run narrowed the selection ("limit 200", "id list …"); gated like any run
+    identity: RunIdentity | None = None  # what the run is: a measured baseline of the same holds it
 
 
 def partial_reason(run: RunFacts) -> str:
-    """Why a full-run figure does not apply to a partial run (the 'not comparable' message)."""
-    scope = run.partial or "limit/shard"
-    then = (
-        "deferred to `ssd-eval merge` of all shards"
-        if scope.startswith("shard")
-        else "a run of the whole selection applies it"
+    """Why a figure for the whole image selection does not apply to this run (the 'not comparable'
+    message): a shard defers it to the merge; a subset can be gated against a baseline of itself."""
+    if run.partial:
+        return (
+            f"partial run ({run.partial}): the figure is for the whole image selection; "
+            "deferred to `ssd-eval merge` of all shards"
+        )
+    scope = run.subset or "a subset"
+    return (
+        f"the figure is for the whole image selection, this run evaluated {run.num_images} images "
+        f"({scope}); gate a subset against a baseline made from a reference run of the same images "
+        "(`ssd-eval baseline RUN_DIR`)"
     )
-    return f"partial run ({scope}): the figure is for the whole image selection; {then}"
 
 
 def _known_model(sha256: str) -> str:
@@ -232,12 +251,17 @@ def check_expected(
     """Pass when |stats[metric] - value| <= tolerance (+ `slack`: the figure's own rounding).
 
     Two-sided on purpose: a result far *above* the reference also means the protocol changed
-    (boxes clipped, images dropped, a different model file).
+    (boxes clipped, images dropped, a different model file). An undefined stat (-1) on either side is
+    not comparable.
     """
     rule = expected_rule(expected, slack=slack)
     if expected.metric not in stats:
         return _unknown_metric(rule, expected.metric, stats, subject)
     measured = stats[expected.metric]
+    if is_undefined(measured):
+        return _undefined(rule, expected.metric, whose="this run", subject=subject)
+    if is_undefined(expected.value):  # a baseline's figure may be -1
+        return _undefined(rule, expected.metric, whose=against, subject=subject)
     delta = measured - expected.value
     allowed = expected.tolerance + slack
     if abs(delta) <= allowed + _EPS:
@@ -268,11 +292,13 @@ def not_comparable(rule: str, reason: str, *, subject: str = "") -> GateCheck:
 
 
 def check_min(stats: Mapping[str, float], *, metric: str, floor: float, subject: str = "") -> GateCheck:
-    """Pass when stats[metric] >= floor."""
+    """Pass when stats[metric] >= floor; an undefined stat (-1) is not comparable."""
     rule = f"{metric} >= {floor:.4f}"
     if metric not in stats:
         return _unknown_metric(rule, metric, stats, subject)
     measured = stats[metric]
+    if is_undefined(measured):
+        return _undefined(rule, metric, whose="this run", subject=subject)
     if measured >= floor - _EPS:
         return GateCheck(rule, PASSED, f"{_who(subject)}{metric} {measured:.4f} >= {floor:.4f}", subject)
     return GateCheck(
@@ -296,6 +322,7 @@ def check_drop(
     """Pass when reference[metric] - stats[metric] <= max_drop (+ `slack`; a gain always passes).
 
     `slack` is half a unit of the last digit a published figure was given with (0.0005 for .115).
+    An undefined stat (-1) in the run or the reference is not comparable.
     """
     rule = f"{metric} drop vs {against} <= {max_drop:.4f}"
     if metric not in stats:
@@ -304,6 +331,10 @@ def check_drop(
         have = ", ".join(reference) or "none"
         return GateCheck(rule, FAILED, f"{against} has no {metric} (it has: {have})", subject)
     measured, ref = stats[metric], reference[metric]
+    if is_undefined(measured):
+        return _undefined(rule, metric, whose="this run", subject=subject)
+    if is_undefined(ref):
+        return _undefined(rule, metric, whose=against, subject=subject)
     drop = ref - measured
     allowed = f"{max_drop:.4f}" + (f" + {slack:.4g} (the figure's published precision)" if slack else "")
     text = f"{_who(subject)}{metric} {measured:.4f} vs {against} {ref:.4f} (delta {measured - ref:+.4f}"
@@ -362,15 +393,37 @@ def check_class_drops(
     )
 
 
-def baseline_mismatch(baseline: Baseline, *, selection: str, num_images: int) -> str | None:
-    """Why a run cannot be compared with a baseline (another protocol), or None."""
+def baseline_mismatch(baseline: Baseline, run: RunFacts) -> str | None:
+    """Why a run cannot be held against a baseline's figures (other images or ground truth), or None.
+
+    A baseline that records the identity of the run it was made from holds any run of the same
+    ground truth and images; an older or published one (no identity) holds runs of the whole
+    selection with its image count.
+    """
+    if run.partial:
+        return partial_reason(run)
+    if baseline.identity is not None and run.identity is not None:
+        differences = run.identity.differences(baseline.identity, FIGURE_ASPECTS)
+        if differences:
+            return describe_differences(differences, "this run", f"baseline {baseline.name}")
+        return None
+    if not run.complete:
+        return partial_reason(run)
     want_selection = baseline.protocol.get("selection")
     want_images = baseline.protocol.get("num_images")
-    if want_selection is not None and want_selection != selection:
-        return f"baseline {baseline.name} is for selection {want_selection!r}, this run used {selection!r}"
-    if want_images is not None and int(want_images) != num_images:
-        return f"baseline {baseline.name} is for {want_images} images, this run scored {num_images}"
+    if want_selection is not None and want_selection != run.selection:
+        return (
+            f"baseline {baseline.name} is for selection {want_selection!r}, this run used {run.selection!r}"
+        )
+    if want_images is not None and int(want_images) != run.num_images:
+        return f"baseline {baseline.name} is for {want_images} images, this run scored {run.num_images}"
     return None
+
+
+def baseline_holds_any_model(baseline: Baseline, gate: GateConfig) -> bool:
+    """A measured baseline of a known run identity is there to hold other model files (an int8 or fp16
+    conversion, a new export) to its figures; published figures hold only their model unless any_model."""
+    return gate.any_model or (baseline.kind == "measured" and baseline.identity is not None)
 
 
 def check_config_rules(
@@ -378,8 +431,8 @@ def check_config_rules(
 ) -> list[GateCheck]:
     """The rules of a `gate` section that hold a run against absolute or stored figures.
 
-    These figures are for the whole image selection: on a partial run they are not comparable (and
-    deferred to the merge); a baseline of another protocol or model is not comparable either.
+    `min_ap` is for the whole image selection; a baseline's figures hold runs of its own identity
+    (ground truth and images). On a shard every one is deferred to the merge.
     """
     checks: list[GateCheck] = []
     if gate.min_ap is not None:
@@ -400,12 +453,10 @@ def check_config_rules(
     figures = [_baseline_figure(baseline, stat, gate.baseline_tolerance) for stat in gate.baseline_stats]
     rules.extend(expected_rule(figure, slack=published_slack(baseline, figure.metric)) for figure in figures)
     why: str | None = None
-    if not gate.any_model:  # another model first: the figures are not about this model at all
+    if not baseline_holds_any_model(baseline, gate):  # another model first: the figures are not about it
         why = model_mismatch(run, baseline.model.get("sha256"), str(baseline.model.get("name", "")))
-    if why is None and not run.complete:
-        why = partial_reason(run)
     if why is None:
-        why = baseline_mismatch(baseline, selection=run.selection, num_images=run.num_images)
+        why = baseline_mismatch(baseline, run)
     if why is not None:
         return checks + [not_comparable(rule, why, subject=subject) for rule in rules]
     checks += drop_checks(

@@ -8,6 +8,7 @@ When no run besides the reference ran, nothing was compared: that is an error (e
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ssd_eval.config.compare import CompareConfig
@@ -25,9 +26,14 @@ from ssd_eval.reports.gate import (
 
 
 def comparison_facts(result: CompareResult, report: RunReport) -> RunFacts:
-    """What the gate rules read of one run of a comparison."""
+    """What the gate rules read of one run of a comparison: every run evaluated the reference's
+    images of the reference's ground truth (compare checked it), each with its own model."""
     protocol = result.protocol
-    partial = f"limit {protocol.limit}" if protocol.limit is not None else ""
+    identity = result.identity
+    if identity is not None and report.model is not None:
+        identity = replace(
+            identity, model_sha256=report.model.sha256.lower(), model_name=Path(report.model.path).name
+        )
     return RunFacts(
         stats=report.stats,
         per_category=report.per_category,
@@ -36,7 +42,11 @@ def comparison_facts(result: CompareResult, report: RunReport) -> RunFacts:
         complete=protocol.complete,
         model_sha256=report.model.sha256 if report.model else "",
         model_name=Path(report.model.path).name if report.model else "",
-        partial=partial,
+        partial=f"shard {protocol.shard}" if protocol.shard else "",
+        subset=identity.images.subset
+        if identity is not None
+        else (f"limit {protocol.limit}" if protocol.limit else ""),
+        identity=identity,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ssd_eval.coco_stats import STAT_NAMES
+from ssd_eval.coco_stats import STAT_NAMES, is_undefined
 from ssd_eval.reports.gate import GateReport
 from ssd_eval.reports.results import RunResult
 
@@ -22,6 +22,11 @@ _STAT_LABELS = {
 }
 
 
+def stat_text(value: float | None, spec: str = ".4f") -> str:
+    """A stat as printed: `n/a` where COCOeval could not compute it (-1), never as a figure."""
+    return "n/a" if is_undefined(value) else format(value, spec)
+
+
 def summary(result: RunResult, *, categories: int = 5) -> str:
     """The table printed at the end of a run."""
     p = result.protocol
@@ -39,8 +44,8 @@ def summary(result: RunResult, *, categories: int = 5) -> str:
         "",
     ]
     for name in STAT_NAMES:
-        lines.append(f"  {name:<6} {result.stats[name]:7.4f}   {_STAT_LABELS[name]}")
-    scored = sorted((c for c in result.per_category if c.ap is not None), key=lambda c: c.ap or 0.0)
+        lines.append(f"  {name:<6} {stat_text(result.stats[name]):>7}   {_STAT_LABELS[name]}")
+    scored = sorted((c for c in result.per_category if not is_undefined(c.ap)), key=lambda c: c.ap or 0.0)
     if scored and categories:
         lines.append("")
         worst = ", ".join(f"{c.name} {c.ap:.3f}" for c in scored[:categories])

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+import math
 import os
 import platform
 import subprocess
@@ -18,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from ssd_eval import __version__
-from ssd_eval.config.run import DatasetConfig, DecodeConfig, PreprocessConfig
-from ssd_eval.data.dataset import CocoGroundTruth
+from ssd_eval.evaluation.identity import RunIdentity
 from ssd_eval.evaluation.scoring import CategoryScore
+from ssd_eval.files import METRICS_FILE, file_sha256, write_json_atomic
 from ssd_eval.reports.gate import GateReport, RunFacts
 
-METRICS_FILE = "metrics.json"
+__all__ = ["METRICS_FILE", "file_sha256"]  # re-exported: older imports name them here
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,8 @@ class StageTiming:
 
 @dataclass(frozen=True)
 class Protocol:
-    """Which images were evaluated, and how: recorded with every result."""
+    """Which images were evaluated, and how: a summary of the run's identity, recorded with every result
+    (metrics.json's `protocol`; the identity itself is the authority)."""
 
     selection: str  # annotated (4952 of val2017, the published protocol) | all (5000)
     num_images: int  # images scored
@@ -83,36 +83,30 @@ class Protocol:
     score_threshold: float
     preprocess: str
     input_size: tuple[int, int]
+    id_list_sha256: str | None = None  # the ids came from a dataset.image_ids file
 
     @classmethod
-    def of(
-        cls,
-        gt: CocoGroundTruth,
-        *,
-        dataset: DatasetConfig,
-        decode: DecodeConfig,
-        preprocess: PreprocessConfig,
-        shard: str | None,
-        input_size: tuple[int, int],
-    ) -> Protocol:
-        """The protocol of an evaluation of `gt`'s images with these settings."""
+    def of(cls, identity: RunIdentity) -> Protocol:
+        """The protocol summary of a run identity."""
+        images = identity.images
         return cls(
-            selection=gt.selection,
-            num_images=len(gt.images),
-            total_images=gt.total_images,
-            annotated_images=gt.annotated_images,
-            limit=dataset.limit,
-            shard=shard,
-            clip_boxes=decode.clip_boxes,
-            score_threshold=decode.score_threshold,
-            preprocess=preprocess.backend,
-            input_size=input_size,
+            selection=images.selection,
+            num_images=images.count,
+            total_images=identity.ground_truth.total_images,
+            annotated_images=identity.ground_truth.annotated_images,
+            limit=images.limit,
+            shard=images.shard,
+            clip_boxes=identity.clip_boxes,
+            score_threshold=identity.score_threshold,
+            preprocess=identity.preprocess,
+            input_size=identity.input_size,
+            id_list_sha256=images.id_list_sha256,
         )
 
     @property
     def complete(self) -> bool:
-        """True when the full selection was evaluated (no limit, no shard)."""
-        return self.limit is None and self.shard is None
+        """True when the whole selection was evaluated (no limit, no id list, no shard)."""
+        return self.limit is None and self.shard is None and self.id_list_sha256 is None
 
 
 @dataclass(frozen=True)
@@ -122,7 +116,7 @@ class RunResult:
     run_dir: str
     stats: dict[str, float]
     per_category: tuple[CategoryScore, ...]
-    protocol: Protocol
+    identity: RunIdentity
     model: ModelInfo
     providers_requested: tuple[str, ...]
     providers_used: tuple[str, ...]
@@ -139,25 +133,40 @@ class RunResult:
     machine: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)  # GateReport.to_json(): verdict, reason, rules
     diagnosis: dict[str, Any] | None = None  # Diagnosis.to_json() when a full run missed its reference
-    provenance: dict[str, Any] = field(default_factory=dict)  # Provenance.to_json(): when, what, which code
+    # Every command that worked on the run folder, first the run's own (history.jsonl).
+    history: tuple[Provenance, ...] = ()
 
     @property
     def ap(self) -> float:
         return self.stats["AP"]
 
+    @property
+    def protocol(self) -> Protocol:
+        return Protocol.of(self.identity)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """The run's own entry of its history (the command that started it): never replaced."""
+        return self.history[0].to_json() if self.history else {}
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["per_category"] = [asdict(c) for c in self.per_category]
+        data["identity"] = self.identity.to_json(with_ids=False)
+        data["protocol"] = asdict(self.protocol)
+        data["provenance"] = self.provenance
+        data["history"] = [entry.to_json() for entry in self.history]
         return data
 
 
-def result_from_json(data: Mapping[str, Any]) -> RunResult:
-    """Read back a `metrics.json` written by `write_metrics`."""
+def result_from_json(data: Mapping[str, Any], identity: RunIdentity) -> RunResult:
+    """Read back a `metrics.json` written by `write_metrics` (or by an older ssd_eval, whose keys are
+    a subset), with the identity of its folder (identity.json, or derived from an older folder)."""
     return RunResult(
         run_dir=data["run_dir"],
-        stats=dict(data["stats"]),
+        stats={str(k): float(v) for k, v in data["stats"].items()},
         per_category=tuple(CategoryScore(**c) for c in data["per_category"]),
-        protocol=Protocol(**{**data["protocol"], "input_size": tuple(data["protocol"]["input_size"])}),
+        identity=identity,
         model=ModelInfo(**data["model"]),
         providers_requested=tuple(data["providers_requested"]),
         providers_used=tuple(data["providers_used"]),
@@ -173,42 +182,133 @@ def result_from_json(data: Mapping[str, Any]) -> RunResult:
         machine=dict(data.get("machine", {})),
         gate=dict(data["gate"]) if isinstance(data.get("gate"), dict) else {},
         diagnosis=data.get("diagnosis"),
-        provenance=dict(data.get("provenance", {})),
+        history=_history(data),
     )
+
+
+def _history(data: Mapping[str, Any]) -> tuple[Provenance, ...]:
+    """metrics.json's history; an older one has only `provenance`, the last command's entry."""
+    if isinstance(data.get("history"), list):
+        return tuple(provenance_from_json(e) for e in data["history"])
+    old = data.get("provenance")
+    return (provenance_from_json(old),) if isinstance(old, dict) and old else ()
 
 
 def gate_facts(result: RunResult) -> RunFacts:
     """What the gate rules read of a run."""
-    p = result.protocol
-    partial = ", ".join(
-        part
-        for part in (f"shard {p.shard}" if p.shard else "", f"limit {p.limit}" if p.limit is not None else "")
-        if part
-    )
+    images = result.identity.images
     return RunFacts(
         stats=result.stats,
         per_category=result.per_category,
-        selection=p.selection,
-        num_images=p.num_images,
-        complete=p.complete,
+        selection=images.selection,
+        num_images=images.count,
+        complete=result.protocol.complete,
         model_sha256=result.model.sha256,
         model_name=Path(result.model.path).name,
-        partial=partial,
+        partial=f"shard {images.shard}" if images.shard else "",
+        subset=images.subset,
+        identity=result.identity,
     )
 
 
 @dataclass(frozen=True)
 class Provenance:
-    """Which command produced a metrics.json, when (UTC), and with which ssd_eval."""
+    """One command that worked on a run folder: what it was, when (UTC), with which ssd_eval; for a
+    part of the inference (a run, or a resume of it), how many images it inferred and its timings."""
 
     started: str  # ISO 8601 UTC
     finished: str
     command: tuple[str, ...]
     ssd_eval_version: str
     git_commit: str | None  # the checkout ssd_eval ran from, if it is one
+    verb: str = ""  # run | resume | score | merge ("" in folders of older ssd_eval)
+    outcome: str = "finished"  # finished | stopped (interrupted or failed: what it inferred is kept)
+    images_inferred: int = 0
+    wall_s: float = 0.0
+    timings: dict[str, StageTiming] = field(default_factory=dict)
+    folder: str = ""  # the run folder it worked on (a merge lists its shards' parts)
+
+    @property
+    def inferred(self) -> bool:
+        """A part of the inference: a run or a resume (its timings add up to the run's)."""
+        return self.verb in INFERENCE_VERBS
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "command": list(self.command)}
+        data = asdict(self)
+        data["command"] = list(self.command)
+        return data
+
+
+INFERENCE_VERBS = ("run", "resume")
+
+
+def provenance_from_json(data: object) -> Provenance:
+    """One history entry as written by `Provenance.to_json` (ValueError naming the key otherwise)."""
+    if not isinstance(data, dict):
+        raise ValueError("a history entry is not an object")
+    try:
+        timings = {str(k): StageTiming(**v) for k, v in dict(data.get("timings", {})).items()}
+        command = data.get("command", [])
+        if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
+            raise ValueError("command: expected a list of strings")
+        entry = Provenance(
+            started=str(data["started"]),
+            finished=str(data["finished"]),
+            command=tuple(command),
+            ssd_eval_version=str(data.get("ssd_eval_version", "")),
+            git_commit=None if data.get("git_commit") is None else str(data["git_commit"]),
+            verb=str(data.get("verb", "")),
+            outcome=str(data.get("outcome", "finished")),
+            images_inferred=int(data.get("images_inferred", 0)),
+            wall_s=float(data.get("wall_s", 0.0)),
+            timings=timings,
+            folder=str(data.get("folder", "")),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"a history entry lacks or mistypes {exc}") from None
+    if entry.images_inferred < 0 or not math.isfinite(entry.wall_s) or entry.wall_s < 0:
+        raise ValueError("images_inferred and wall_s must be >= 0")
+    return entry
+
+
+def combine_timings(parts: Sequence[Mapping[str, StageTiming]]) -> dict[str, StageTiming]:
+    """The timings of a run made of parts (resumed runs, merged shards): totals and counts add up;
+    median and p90 are count-weighted means of the parts' (approximate)."""
+    combined: dict[str, StageTiming] = {}
+    for stage in sorted({k for p in parts for k in p}):
+        items = [p[stage] for p in parts if stage in p and p[stage].count]
+        count = sum(t.count for t in items)
+        if not count:
+            continue
+        total = sum(t.total_s for t in items)
+        combined[stage] = StageTiming(
+            total_s=round(total, 4),
+            mean_ms=round(total / count * 1e3, 3),
+            median_ms=round(sum(t.median_ms * t.count for t in items) / count, 3),
+            p90_ms=round(sum(t.p90_ms * t.count for t in items) / count, 3),
+            count=count,
+        )
+    return combined
+
+
+@dataclass(frozen=True)
+class RunTimes:
+    """What a run's inference cost, over all its parts."""
+
+    timings: dict[str, StageTiming]
+    wall_s: float
+    images_per_s: float
+
+    @classmethod
+    def of(cls, history: Sequence[Provenance]) -> RunTimes:
+        parts = [entry for entry in history if entry.inferred]
+        wall = sum(entry.wall_s for entry in parts)
+        inferred = sum(entry.images_inferred for entry in parts)
+        return cls(
+            timings=combine_timings([entry.timings for entry in parts]),
+            wall_s=round(wall, 3),
+            images_per_s=round(inferred / wall, 4) if wall > 0 else 0.0,
+        )
 
 
 def utc_now() -> str:
@@ -231,37 +331,44 @@ def source_commit() -> str | None:
     return commit if done.returncode == 0 and len(commit) == 40 else None
 
 
-def provenance(started: str, command: Sequence[str]) -> Provenance:
-    """The provenance of a command that started at `started` and finishes now."""
+def provenance(
+    started: str,
+    command: Sequence[str],
+    *,
+    verb: str = "",
+    outcome: str = "finished",
+    images_inferred: int = 0,
+    wall_s: float = 0.0,
+    timings: Mapping[str, StageTiming] | None = None,
+    folder: str = "",
+) -> Provenance:
+    """The history entry of a command that started at `started` and finishes now."""
     return Provenance(
         started=started,
         finished=utc_now(),
         command=tuple(command),
         ssd_eval_version=__version__,
         git_commit=source_commit(),
+        verb=verb,
+        outcome=outcome,
+        images_inferred=images_inferred,
+        wall_s=round(wall_s, 3),
+        timings=dict(timings or {}),
+        folder=folder,
     )
 
 
-def record_verdict(result: RunResult, report: GateReport, prov: Provenance) -> RunResult:
-    """Add the gate's verdict and the provenance to the run's metrics.json."""
-    updated = replace(result, gate=report.to_json(), provenance=prov.to_json())
+def record_verdict(result: RunResult, report: GateReport, _unused: object = None) -> RunResult:
+    """Add the gate's verdict to the run's metrics.json (its history came with the result: every
+    command appends its own entry to the folder's history.jsonl)."""
+    updated = replace(result, gate=report.to_json())
     write_metrics(Path(result.run_dir) / METRICS_FILE, updated)
     return updated
 
 
 def write_metrics(path: Path, result: RunResult) -> None:
     """Write `metrics.json` atomically (a crash never leaves half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    write_json_atomic(path, result.to_json())
 
 
 def describe_model(path: Path, source: str | None) -> ModelInfo:

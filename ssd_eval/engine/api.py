@@ -1,0 +1,548 @@
+"""The Python API: evaluate, score, merge and compare, each the whole of one use.
+
+`evaluate` runs a model over COCO, scores it, applies the gate and writes every file of the run folder
+(metrics.json with its gate, junit.xml, summary.md, gate_baseline.json); `score` does the same for a
+run folder scored again from its detection log, `merge` for the shards of one run, and `compare` for
+finished run folders held against a reference. Each returns a frozen record (`Evaluation`,
+`Comparison`), truthy when the verdict is PASS. `ssd-eval` calls these same functions and only prints
+what they return, so a notebook, a pytest and the command line get the same verdict, files and exit code.
+
+Failures are `ssd_eval.errors.SsdEvalError` subclasses whose message is the whole story (`ConfigError`
+for a bad config or option, `DatasetError`, `ModelError`, `ProviderError`, `OutputError`, ...); nothing
+is printed, progress and notes go to `logging` (`logging.basicConfig(level=logging.INFO)` shows them).
+Relative paths given here, and in a config given as a mapping, resolve against the current folder.
+
+Provenance: every command that works on a run folder (run, resume, score, merge) is an entry of its
+history (history.jsonl, and metrics.json's `history`; `provenance` is the run's own entry), and a
+comparison's metrics.json records its command. `ssd-eval` passes its command line (an `Invocation`); a
+call from Python records itself, e.g. `("python", "ssd_eval.evaluate", "smoke.yaml", "limit=3",
+"provider=cpu")`: the function, its positional arguments, and the options given as key=value (options
+left at None or False are left out; a config given as a mapping shows as `<mapping>`). summary.md shows
+the same command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeAlias, cast
+
+from ssd_eval.config.compare import (
+    CompareConfig,
+    CompareSettings,
+    compare_config_from_dict,
+    load_compare_config,
+)
+from ssd_eval.config.run import (
+    ExpectedConfig,
+    ProviderConfig,
+    RunConfig,
+    config_from_dict,
+    load_config,
+    run_name_problem,
+)
+from ssd_eval.data.dataset import Shard
+from ssd_eval.engine.compare import CompareOptions, record_compare_gate, run_comparison
+from ssd_eval.engine.compare_runs import compare_runs
+from ssd_eval.engine.finish import gate_scored_run
+from ssd_eval.engine.merge import merge_runs
+from ssd_eval.engine.rescore import rescore_run
+from ssd_eval.engine.run_folder import CONFIG_FILE, gate_baseline, load_run_config
+from ssd_eval.engine.runner import RunOptions, evaluate_run, run_folder
+from ssd_eval.errors import ConfigError, OutputError
+from ssd_eval.evaluation.scoring import SCORING_BACKENDS, ScoringBackend
+from ssd_eval.reports.baseline import load_gate_baseline
+from ssd_eval.reports.verdict import Comparison, Evaluation, Invocation
+
+__all__ = [
+    "Comparison",
+    "Evaluation",
+    "Invocation",
+    "compare",
+    "compare_config",
+    "compare_settings",
+    "evaluate",
+    "evaluate_config",
+    "merge",
+    "score",
+    "started_run_folder",
+    "with_expected",
+    "with_model",
+    "with_options",
+    "with_run_name",
+]
+
+PathArg: TypeAlias = str | os.PathLike[str]  # a path, as a string or a Path
+ConfigArg: TypeAlias = PathArg | Mapping[str, Any] | RunConfig  # a file, a bundled name, a parsed tree
+CompareConfigArg: TypeAlias = PathArg | Mapping[str, Any] | CompareConfig
+
+_TWINS = ("twin-1200", "twin-600")
+
+
+def _key(name: str, flags: bool) -> str:
+    """An option as an error names it: its keyword (`run_name`), or its flag for the CLI (`--run-name`)."""
+    return f"--{name.replace('_', '-')}" if flags else name
+
+
+# --- evaluate ------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    config: ConfigArg | None,
+    *,
+    model: PathArg | None = None,
+    data: PathArg | None = None,
+    limit: int | None = None,
+    provider: str | Sequence[str] | None = None,
+    output: PathArg | None = None,
+    run_name: str | None = None,
+    resume: PathArg | None = None,
+    require_gate: bool = False,
+    invocation: Invocation | None = None,
+) -> Evaluation:
+    """Evaluate a model on COCO, apply the gate and write the run folder; the gated run, truthy on PASS.
+
+    config: a YAML file, the name of a bundled config ("smoke.yaml", "coco_val.yaml"), or a mapping of
+        the same keys (validated exactly like a file, paths relative to the current folder); None only
+        with `resume`, which continues with the config the run started with.
+    model: an ONNX file, or a known model name fetched into the cache ("ssd-10", "ssd-12-int8",
+        "twin-1200", ...); replaces model.path / model.source.
+    data: a COCO root with annotations/ and val2017/; replaces dataset.root / dataset.source.
+    limit: evaluate only the first N images by id.
+    provider: an execution provider ("cpu", "cuda", "openvino", or a full name), or a priority list.
+    output: the folder that receives the run folder (default ./results); run_name: the run folder's name.
+    resume: an interrupted run folder to continue.
+    require_gate: NO VERDICT on a full run is a failure (exit code 1), as gate.required: true.
+    invocation: who asks, for the provenance (the CLI passes its command line); None: this call.
+
+    The result's `stats`, `per_category`, `verdict`, `exit_code`, `folder`, `gate`, `diagnosis` and
+    `result` (the RunResult, as metrics.json holds it) are what the run folder's files say.
+    """
+    invocation = invocation or Invocation.of_call(
+        "ssd_eval.evaluate",
+        *([] if config is None else [_config_shown(config)]),
+        model=model,
+        data=data,
+        limit=limit,
+        provider=provider,
+        output=output,
+        run_name=run_name,
+        resume=resume,
+        require_gate=require_gate,
+    )
+    flags = invocation.flags
+    if resume is not None:
+        if config is not None:
+            raise ConfigError(
+                f"{_key('resume', flags)} continues a run with the config it was started with (its "
+                f"{CONFIG_FILE}): give no config"
+            )
+        folder = Path(resume)
+        run_config, name = load_run_config(folder), folder.name
+    elif config is None:
+        raise ConfigError(
+            "no config given: give a config file, a bundled config name (smoke.yaml, coco_val.yaml) or a "
+            "mapping, or resume=RUN_DIR"
+        )
+    else:
+        run_config, name = _run_config_of(config)
+    run_config = with_options(
+        run_config,
+        model=model,
+        data=data,
+        limit=limit,
+        provider=provider,
+        output=output,
+        run_name=run_name,
+        require_gate=require_gate,
+        flags=flags,
+    )
+    options = RunOptions(resume=resume is not None, config_name=name)
+    return evaluate_config(run_config, options, invocation=invocation)
+
+
+def evaluate_config(
+    config: RunConfig, options: RunOptions | None = None, *, invocation: Invocation
+) -> Evaluation:
+    """The whole of one run of a resolved config: its gate's baseline read before any model loads (a bad
+    one fails at once), the run, and its verdict written into the run folder.
+
+    `evaluate` resolves its arguments into a config and calls this; so does `ssd-eval run`, whose
+    options (a shard, a progress bar, the folder to name when interrupted) are `options`.
+    """
+    options = dataclasses.replace(options or RunOptions(), command=invocation.command)
+    return evaluate_run(config, options)
+
+
+def started_run_folder(config: RunConfig, *, shard: Shard | None = None) -> Path | None:
+    """The run folder a config with a fixed output.run_name names, if a run was started in it (a requeued
+    batch job continues it), else None."""
+    if config.output.run_name is None:
+        raise ConfigError(
+            "only a run folder of a fixed name can be continued or started: set output.run_name"
+        )
+    folder = run_folder(config, RunOptions(shard=shard))
+    return folder if (folder / CONFIG_FILE).is_file() else None
+
+
+def _config_shown(config: ConfigArg | CompareConfigArg) -> object:
+    if isinstance(config, RunConfig | CompareConfig):
+        return config.source_file if config.source_file is not None else f"<{type(config).__name__}>"
+    return config
+
+
+def _run_config_of(config: ConfigArg) -> tuple[RunConfig, str]:
+    """A run config and the name its default run folder starts with (the file's stem, else `run`)."""
+    if isinstance(config, RunConfig):
+        return config, config.source_file.stem if config.source_file is not None else "run"
+    if isinstance(config, Mapping):
+        return config_from_dict(_plain(config), base_dir=Path.cwd()), "run"
+    if isinstance(config, str | os.PathLike):
+        return load_config(os.fspath(config)), Path(config).stem
+    raise ConfigError(
+        f"config: expected a YAML file, a bundled config name or a mapping, got {type(config).__name__}"
+    )
+
+
+def _plain(tree: object) -> object:
+    """A mapping given by the caller as the plain dicts and lists a YAML file parses to."""
+    if isinstance(tree, Mapping):
+        return {key: _plain(value) for key, value in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [_plain(value) for value in tree]
+    if isinstance(tree, os.PathLike):
+        return os.fspath(tree)
+    return tree
+
+
+# --- options over a run config (the keywords of `evaluate`, the flags of `ssd-eval run`) ------------------
+
+
+def with_options(
+    config: RunConfig,
+    *,
+    model: PathArg | None = None,
+    data: PathArg | None = None,
+    limit: int | None = None,
+    provider: str | Sequence[str] | None = None,
+    output: PathArg | None = None,
+    run_name: str | None = None,
+    require_gate: bool = False,
+    flags: bool = False,
+) -> RunConfig:
+    """`evaluate`'s options over a config (None: the config's own); relative paths resolve against the
+    current folder. `flags`: an error names an option by its command-line flag."""
+    replace = dataclasses.replace
+    if model is not None:
+        config = with_model(config, model, flags=flags)
+    if data is not None:
+        config = replace(config, dataset=replace(config.dataset, root=Path(data).absolute(), source=None))
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError(f"{_key('limit', flags)}: must be a whole number >= 1, got {limit!r}")
+        config = replace(config, dataset=replace(config.dataset, limit=limit))
+    if provider is not None:
+        names = [provider] if isinstance(provider, str) else list(provider)
+        if not names or not all(isinstance(name, str) and name for name in names):
+            raise ConfigError(
+                f"{_key('provider', flags)}: give a provider name (cpu, cuda, openvino, ...) or a list of "
+                f"them, got {provider!r}"
+            )
+        config = replace(config, providers=tuple(ProviderConfig(name=name) for name in names))
+    if output is not None:
+        config = replace(config, output=replace(config.output, dir=Path(output).absolute()))
+    if run_name is not None:
+        config = with_run_name(config, run_name, flags=flags)
+    if require_gate:
+        config = replace(config, gate=replace(config.gate, required=True))
+    return config
+
+
+def _is_model_name(text: str) -> bool:
+    """`ssd-12` names a known model unless a file of that name exists here."""
+    from ssd_eval.assets.sources import MODELS
+
+    return not Path(text).exists() and (text in MODELS or re.fullmatch(r"twin-\d+", text) is not None)
+
+
+def with_model(config: RunConfig, model: PathArg, *, flags: bool = False) -> RunConfig:
+    """A known model name, or an ONNX file; a bare word that is neither lists the known names."""
+    replace = dataclasses.replace
+    text = os.fspath(model)
+    if _is_model_name(text):
+        return replace(config, model=replace(config.model, path=None, source=text))
+    path = Path(text)
+    if not path.exists() and path.suffix.lower() != ".onnx" and len(path.parts) == 1:
+        from ssd_eval.assets.sources import MODELS
+
+        close = difflib.get_close_matches(text, [*MODELS, *_TWINS], n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(
+            f"{_key('model', flags)} {text!r} is neither a file nor a known model name: {hint}known models: "
+            f"{', '.join(MODELS)}, twin-<input size> (e.g. twin-1200); a file is given by its path"
+        )
+    return replace(config, model=replace(config.model, path=path.absolute(), source=None))
+
+
+def with_run_name(config: RunConfig, name: str, *, flags: bool = False) -> RunConfig:
+    """One folder name, checked as the config's output.run_name is."""
+    _check_run_name(name, flags)
+    return dataclasses.replace(config, output=dataclasses.replace(config.output, run_name=name))
+
+
+def _check_run_name(name: str, flags: bool) -> None:
+    problem = run_name_problem(name) if isinstance(name, str) else f"must be a folder name, got {name!r}"
+    if problem is not None:
+        raise ConfigError(f"{_key('run_name', flags)} {problem}")
+
+
+def with_expected(
+    config: RunConfig, *, expect_ap: float | None = None, tolerance: float | None = None, flags: bool = False
+) -> RunConfig:
+    """A reference figure for the model being run (`--expect-ap`) and/or another tolerance over the
+    config's `expected`: what is left out comes from it."""
+    if expect_ap is None and tolerance is None:
+        return config
+    if expect_ap is not None and not (math.isfinite(expect_ap) and 0.0 <= expect_ap <= 1.0):
+        raise ConfigError(
+            f"{_key('expect_ap', flags)}: must be a COCO stat in [0, 1] (0.195, not 19.5), got {expect_ap}"
+        )
+    if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0.0):
+        raise ConfigError(f"{_key('tolerance', flags)}: must be a number >= 0, got {tolerance}")
+    expected = config.expected
+    if expect_ap is None:
+        if expected is None:
+            raise ConfigError(
+                f"{_key('tolerance', flags)} needs a reference: give {_key('expect_ap', flags)} or set "
+                "`expected` in the config"
+            )
+        kept = expected.tolerance if tolerance is None else tolerance
+        return dataclasses.replace(config, expected=dataclasses.replace(expected, tolerance=kept))
+    base = expected if expected is not None else ExpectedConfig(value=expect_ap)
+    # A figure given for the model being run: no model or selection pin.
+    figure = dataclasses.replace(
+        base,
+        value=expect_ap,
+        tolerance=base.tolerance if tolerance is None else tolerance,
+        model_sha256=None,
+        selection=None,
+    )
+    return dataclasses.replace(config, expected=figure)
+
+
+# --- score and merge ----------------------------------------------------------------------------------
+
+
+def score(
+    folder: PathArg,
+    *,
+    scorer: str | None = None,
+    data: PathArg | None = None,
+    require_gate: bool = False,
+    invocation: Invocation | None = None,
+) -> Evaluation:
+    """Score a finished run folder again from its detection log (no inference), re-apply the gate rules
+    it was run with and rewrite its metrics.json, junit.xml and summary.md; the gated run.
+
+    scorer: "pycocotools", "numpy" or "faster-coco-eval" (default: the run's own); data: a COCO root
+    with annotations/ when the run's own path is not valid here; require_gate: as in `evaluate`.
+    """
+    invocation = invocation or Invocation.of_call(
+        "ssd_eval.score", folder, scorer=scorer, data=data, require_gate=require_gate
+    )
+    backend = _scorer(scorer, invocation.flags)
+    folder = Path(folder)
+    config = _recorded_gate(folder, require_gate)
+    baseline = gate_baseline(config, folder)  # read before scoring: a bad one fails at once
+    result = rescore_run(folder, backend=backend, data=_path(data), command=invocation.command)
+    return gate_scored_run(result, config, baseline, verb="score")
+
+
+def merge(
+    folders: Sequence[PathArg],
+    *,
+    output: PathArg | None = None,
+    scorer: str | None = None,
+    data: PathArg | None = None,
+    overwrite: bool = False,
+    require_gate: bool = False,
+    invocation: Invocation | None = None,
+) -> Evaluation:
+    """Merge the run folders of the shards of one run (`--shard K/N`, every K of one N) into one run folder,
+    score the whole and apply the rules of a full run; the gated merged run.
+
+    output: the merged run folder (default: `<first>-merged`, without -shardKofN); overwrite: replace an
+    existing one. scorer, data, require_gate: as in `score`.
+    """
+    paths = _folders(folders, "folders")
+    if not paths:
+        raise OutputError("cannot merge: give the run folders of the shards")
+    invocation = invocation or Invocation.of_call(
+        "ssd_eval.merge",
+        *paths,
+        output=output,
+        scorer=scorer,
+        data=data,
+        overwrite=overwrite,
+        require_gate=require_gate,
+    )
+    backend = _scorer(scorer, invocation.flags)
+    # The shards' recorded rules and baseline, read before merging: a bad one fails at once.
+    baseline = gate_baseline(_recorded_gate(paths[0], require_gate), paths[0])
+    target = Path(output).absolute() if output is not None else None
+    result = merge_runs(
+        paths, target, backend=backend, data=_path(data), overwrite=overwrite, command=invocation.command
+    )
+    merged = _recorded_gate(Path(result.run_dir), require_gate)
+    return gate_scored_run(result, merged, baseline, verb="merge")
+
+
+def _recorded_gate(folder: Path, require_gate: bool) -> RunConfig:
+    """The config a run folder recorded (its gate rules), with `require_gate` on top."""
+    config = load_run_config(folder)
+    if require_gate:
+        config = dataclasses.replace(config, gate=dataclasses.replace(config.gate, required=True))
+    return config
+
+
+def _scorer(scorer: str | None, flags: bool) -> ScoringBackend | None:
+    if scorer is None or scorer in SCORING_BACKENDS:
+        return cast("ScoringBackend | None", scorer)
+    known = ", ".join(SCORING_BACKENDS)
+    raise ConfigError(f"{_key('scorer', flags)}: must be one of {known}, got {scorer!r}")
+
+
+def _path(value: PathArg | None) -> Path | None:
+    return Path(value) if value is not None else None
+
+
+def _folders(folders: Sequence[PathArg], key: str) -> list[Path]:
+    if isinstance(folders, str | os.PathLike):
+        raise ConfigError(f"{key}: give a list of run folders, not one path ({os.fspath(folders)!r})")
+    return [Path(folder) for folder in folders]
+
+
+# --- compare ------------------------------------------------------------------------------------------
+
+
+def compare(
+    folders: Sequence[PathArg],
+    *,
+    reference: str | None = None,
+    config: CompareConfigArg | None = None,
+    output: PathArg | None = None,
+    run_name: str | None = None,
+    max_ap_drop: float | None = None,
+    max_class_ap_drop: float | None = None,
+    require_gate: bool = False,
+    data: PathArg | None = None,
+    invocation: Invocation | None = None,
+) -> Comparison:
+    """Compare finished run folders (from any machine) with a reference run and apply the gate; writes the
+    comparison folder's metrics.json, junit.xml, summary.md and pictures. The gated comparison.
+
+    reference: the reference run's folder name (default: the first folder). config: a comparison config
+    (file, bundled name or mapping) whose agreement, gate and pictures sections apply (its runs are not
+    run: `compare_config` runs one). output: the folder that receives the comparison folder (default: the
+    config's output.dir, else ./results); run_name: its name (default compare-<time>). max_ap_drop,
+    max_class_ap_drop: a run may lose at most this much AP against the reference, overall / in any
+    category. require_gate: as in `evaluate`. data: a COCO root when a run's own path is not valid here.
+    """
+    paths = _folders(folders, "folders")
+    invocation = invocation or Invocation.of_call(
+        "ssd_eval.compare",
+        *paths,
+        reference=reference,
+        config=None if config is None else _config_shown(config),
+        output=output,
+        run_name=run_name,
+        max_ap_drop=max_ap_drop,
+        max_class_ap_drop=max_class_ap_drop,
+        require_gate=require_gate,
+        data=data,
+    )
+    flags = invocation.flags
+    if run_name is not None:
+        _check_run_name(run_name, flags)
+    loaded, where = _compare_config_of(config)
+    settings = compare_settings(
+        loaded.settings if loaded is not None else CompareSettings(),
+        max_ap_drop=max_ap_drop,
+        max_class_ap_drop=max_class_ap_drop,
+        require_gate=require_gate,
+        flags=flags,
+    )
+    baseline = load_gate_baseline(settings.gate, where=where)
+    if output is not None:
+        base = Path(output).absolute()
+    elif loaded is not None and loaded.output.dir is not None:
+        base = loaded.output.dir
+    else:
+        base = Path.cwd() / "results"
+    name = run_name or f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    result = compare_runs(paths, base / name, settings=settings, reference=reference, data=_path(data))
+    # The gate reads a comparison config's gate section (and skip_unavailable, unused here: all ran).
+    gated = dataclasses.replace(loaded or CompareConfig(), gate=settings.gate, agreement=settings.agreement)
+    return record_compare_gate(result, gated, baseline, invocation=invocation)
+
+
+def compare_config(
+    config: CompareConfig, options: CompareOptions | None = None, *, invocation: Invocation
+) -> Comparison:
+    """Run every session of a comparison config over the same images (one run folder each, under the
+    comparison folder), compare them and apply the gate. Until the reference and another run are
+    finished (`options.providers` runs only some here), the result has no gate and `waiting` names the
+    runs still to finish."""
+    where = str(config.source_file) if config.source_file is not None else "config"
+    baseline = load_gate_baseline(config.gate, where=where)  # before any model loads
+    options = dataclasses.replace(options or CompareOptions(), command=invocation.command)
+    outcome = run_comparison(config, options)
+    if outcome.result is None:
+        return Comparison(outcome.folder, None, None, outcome.finished, outcome.waiting)
+    gated = record_compare_gate(outcome.result, config, baseline, invocation=invocation)
+    return dataclasses.replace(gated, finished=outcome.finished, waiting=outcome.waiting)
+
+
+def compare_settings(
+    settings: CompareSettings,
+    *,
+    max_ap_drop: float | None = None,
+    max_class_ap_drop: float | None = None,
+    require_gate: bool = False,
+    flags: bool = False,
+) -> CompareSettings:
+    """A comparison's gate with these limits (None: the settings' own) and `require_gate` on top."""
+    gate = settings.gate
+    for key, value in (("max_ap_drop", max_ap_drop), ("max_class_ap_drop", max_class_ap_drop)):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if value is not None and (not number or not 0.0 <= value <= 1.0):
+            raise ConfigError(f"{_key(key, flags)} must be in [0, 1], got {value}")
+    if max_ap_drop is not None:
+        gate = dataclasses.replace(gate, max_ap_drop=max_ap_drop)
+    if max_class_ap_drop is not None:
+        gate = dataclasses.replace(gate, max_class_ap_drop=max_class_ap_drop)
+    if require_gate:
+        gate = dataclasses.replace(gate, required=True)
+    return dataclasses.replace(settings, gate=gate)
+
+
+def _compare_config_of(config: CompareConfigArg | None) -> tuple[CompareConfig | None, str]:
+    """A comparison config (None: none given) and how an error about its gate names it."""
+    if config is None:
+        return None, "compare"
+    if isinstance(config, CompareConfig):
+        return config, str(config.source_file) if config.source_file is not None else "compare"
+    if isinstance(config, Mapping):
+        return compare_config_from_dict(_plain(config), base_dir=Path.cwd()), "compare"
+    if isinstance(config, str | os.PathLike):
+        return load_compare_config(os.fspath(config)), os.fspath(config)
+    raise ConfigError(
+        f"config: expected a comparison YAML file, a bundled config name or a mapping, got "
+        f"{type(config).__name__}"
+    )

@@ -1,0 +1,102 @@
+"""The end of every path that scores a run folder (run, resume, score, merge): score its detections
+and write detections.json, cocoeval.txt and metrics.json."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from ssd_eval.config.run import RunConfig
+from ssd_eval.config.schema import config_to_dict
+from ssd_eval.data.dataset import CocoGroundTruth
+from ssd_eval.engine.run_folder import RunInfo, read_history, write_gate_baseline, writing
+from ssd_eval.evaluation.detection_log import write_results_json
+from ssd_eval.evaluation.identity import RunIdentity
+from ssd_eval.evaluation.scoring import score
+from ssd_eval.files import COCOEVAL_LOG, DETECTION_LOG, METRICS_FILE, RESULTS_FILE
+from ssd_eval.pipeline.decode import Detections
+from ssd_eval.pipeline.output_contract import detection_count_warning
+from ssd_eval.reports.baseline import Baseline
+from ssd_eval.reports.results import (
+    RunResult,
+    SkippedImage,
+    StageTiming,
+    machine_info,
+    package_versions,
+    write_metrics,
+)
+from ssd_eval.reports.verdict import Evaluation, gate_run
+
+log = logging.getLogger(__name__)
+
+
+def finish_run(
+    folder: Path,
+    config: RunConfig,
+    gt: CocoGroundTruth,
+    detections: Mapping[int, Detections],
+    skipped: Mapping[int, SkippedImage],
+    info: RunInfo,
+    *,
+    identity: RunIdentity,
+    timings: dict[str, StageTiming],
+    wall_s: float,
+    images_per_s: float,
+) -> RunResult:
+    """Score a run's detections and write detections.json, cocoeval.txt and metrics.json."""
+    log.info("scoring %d images with %s", len(gt.images), config.scoring.backend)
+    ordered = [detections[i] for i in gt.image_ids if i in detections]
+    score_start = time.perf_counter()
+    scores = score(
+        gt.coco_json,
+        ordered,
+        image_ids=gt.image_ids,
+        label_map=gt.label_map,
+        backend=config.scoring.backend,
+    )
+    timings = {**timings, "score": StageTiming.from_samples([time.perf_counter() - score_start])}
+    # The COCO results file is derived from the log: rewritten only when the log is newer.
+    results_file, log_file = folder / RESULTS_FILE, folder / DETECTION_LOG
+    log_mtime = log_file.stat().st_mtime if log_file.is_file() else 0.0
+    if not results_file.is_file() or results_file.stat().st_mtime < log_mtime:
+        with writing(results_file):
+            write_results_json(results_file, ordered)
+    with writing(folder / COCOEVAL_LOG):
+        (folder / COCOEVAL_LOG).write_text(scores.cocoeval_log, encoding="utf-8")
+    warnings = [w for w in (detection_count_warning({d.image_id: len(d) for d in ordered}),) if w]
+    for warning in warnings:
+        log.warning("WARNING: %s", warning)
+    result = RunResult(
+        run_dir=str(folder),
+        stats=scores.stats,
+        per_category=scores.per_category,
+        identity=identity,
+        model=info.model,
+        providers_requested=info.providers_requested,
+        providers_used=info.providers_used,
+        provider_options=info.provider_options,
+        num_detections=scores.num_detections,
+        timings=timings,
+        wall_s=round(wall_s, 3),
+        images_per_s=round(images_per_s, 4),
+        skipped_images=tuple(skipped[i] for i in sorted(skipped)),
+        warnings=tuple(warnings),
+        config=config_to_dict(config),
+        versions=package_versions(),
+        machine=machine_info(),
+        history=read_history(folder),
+    )
+    with writing(folder / METRICS_FILE):
+        write_metrics(folder / METRICS_FILE, result)
+    return result
+
+
+def gate_scored_run(
+    result: RunResult, config: RunConfig, baseline: Baseline | None, *, verb: str
+) -> Evaluation:
+    """The verdict of a scored run, written into its folder with a copy of the baseline it was held
+    against (metrics.json's gate, junit.xml, summary.md, gate_baseline.json)."""
+    write_gate_baseline(Path(result.run_dir), baseline)
+    return gate_run(result, config, baseline, verb=verb)

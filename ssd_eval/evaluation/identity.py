@@ -1,0 +1,440 @@
+"""What a run *is*: its model, ground truth, images, preprocessing, decoding, scorer and gate rules.
+
+A `RunIdentity` is written once into the run folder (`identity.json`) before the first image and is
+never changed. Every path that puts a run beside something else asks it `differences(other, aspects)`
+instead of re-deriving its own view: `--resume` (every aspect), `score --data` (the ground truth and
+the images), `merge` (everything but the shard), `compare` (ground truth, images, decoding), and the
+gate (a baseline holds a run of the same ground truth and images). The differences are in words, one
+per fact, so a refusal names exactly what differs.
+
+The ground truth is identified by content, not by path or bytes: a digest of the categories, the
+evaluated images and their annotations (what COCOeval reads of them), so another copy of the same
+annotations is recognised and an edited one is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ssd_eval.config.run import DecodeConfig, ExpectedConfig, GateConfig, PreprocessConfig
+from ssd_eval.config.schema import config_to_dict
+from ssd_eval.data.dataset import CocoGroundTruth
+from ssd_eval.files import file_sha256
+
+SCHEMA = "ssd_eval.identity/1"
+
+Aspect = Literal[
+    "model", "provider", "ground truth", "images", "shard", "preprocess", "decode", "scorer", "rules"
+]
+ALL_ASPECTS: tuple[Aspect, ...] = (
+    "model",
+    "provider",
+    "ground truth",
+    "images",
+    "shard",
+    "preprocess",
+    "decode",
+    "scorer",
+    "rules",
+)
+# What a figure measured on a run depends on besides the model: a baseline holds a run of the same.
+FIGURE_ASPECTS: tuple[Aspect, ...] = ("ground truth", "images")
+
+
+def ids_digest(image_ids: Iterable[int]) -> str:
+    """The sha256 of a set of image ids (ascending, comma-separated): the same set, the same digest."""
+    return hashlib.sha256(",".join(str(i) for i in sorted(image_ids)).encode("ascii")).hexdigest()
+
+
+def ground_truth_digest(coco_json: Mapping[str, Any], image_ids: Iterable[int]) -> str:
+    """The sha256 of what COCOeval reads of these images: the categories (id, name), each image's id,
+    size and file name, and each of their annotations' id, category, box, area and crowd flag.
+
+    Numbers are normalised (100 and 100.0 are one area), key order and file order do not count.
+    """
+    wanted = set(image_ids)
+    categories = sorted((int(c["id"]), str(c["name"])) for c in coco_json["categories"])
+    images = sorted(
+        (int(im["id"]), int(im["width"]), int(im["height"]), str(im["file_name"]))
+        for im in coco_json["images"]
+        if im["id"] in wanted
+    )
+    annotations = sorted(
+        (
+            int(a["image_id"]),
+            int(a["id"]),
+            int(a["category_id"]),
+            [float(v) for v in a["bbox"]],
+            float(a.get("area", 0.0)),
+            int(bool(a.get("iscrowd", 0))),
+        )
+        for a in coco_json["annotations"]
+        if a["image_id"] in wanted
+    )
+    text = json.dumps([categories, images, annotations], separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class GroundTruthIdentity:
+    """The annotation file a run was scored against, by content."""
+
+    content_digest: str  # ground_truth_digest over the whole selection (before any shard)
+    annotation_sha256: str  # of the file's bytes (context: a re-serialised copy differs here only)
+    total_images: int  # images in the file
+    annotated_images: int  # images in the file with at least one annotation
+
+
+@dataclass(frozen=True)
+class ImageSelection:
+    """Which images a run evaluates: the whole selection, and the part of it this run covers."""
+
+    selection: str  # annotated | all
+    limit: int | None
+    id_list_sha256: str | None  # the dataset.image_ids file's sha256, when the ids came from a list
+    whole_count: int  # images of the whole selection (selection, id list, limit: before any shard)
+    whole_digest: str  # ids_digest of those
+    shard: str | None  # "K/N", or None for the whole
+    count: int  # images this run evaluates
+    digest: str  # ids_digest of those
+    image_ids: tuple[int, ...] = ()  # those ids, ascending; () where a record keeps the digest only
+
+    @property
+    def is_shard(self) -> bool:
+        return self.shard is not None
+
+    @property
+    def subset(self) -> str:
+        """How the whole selection was narrowed ("limit 200", "id list abc123…"), or ""."""
+        parts = [f"limit {self.limit}" if self.limit is not None else ""]
+        parts.append(f"id list {self.id_list_sha256[:12]}…" if self.id_list_sha256 else "")
+        return ", ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One fact on which two identities differ."""
+
+    key: str  # the config key or fact, e.g. dataset.limit
+    aspect: Aspect
+    mine: str
+    theirs: str
+
+    def describe(self, here: str, there: str) -> str:
+        return f"{self.key} is {self.mine} in {here} but {self.theirs} in {there}"
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a run is. Written once (identity.json) and read by every path that relates runs."""
+
+    model_sha256: str  # lower case
+    model_name: str  # the file name (context)
+    provider: str  # the execution provider under test (the first requested)
+    ground_truth: GroundTruthIdentity
+    images: ImageSelection
+    preprocess: str  # backend
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    score_threshold: float
+    clip_boxes: bool
+    scorer: str
+    rules: Mapping[str, Any]  # the gate's rules, flat: {"expected.value": 0.195, "gate.baseline": "sha256 …"}
+
+    def differences(
+        self, other: RunIdentity, aspects: Sequence[Aspect] = ALL_ASPECTS
+    ) -> tuple[Difference, ...]:
+        """The facts of `aspects` on which this identity and `other` differ, in words."""
+        found: list[Difference] = []
+        for key, aspect, get, show in _FACTS:
+            if aspect not in aspects:
+                continue
+            mine, theirs = get(self), get(other)
+            if mine != theirs:
+                found.append(Difference(key, aspect, show(mine), show(theirs)))
+        if "rules" in aspects:
+            for key in sorted(set(self.rules) | set(other.rules)):
+                mine, theirs = self.rules.get(key), other.rules.get(key)
+                if mine != theirs:
+                    found.append(Difference(key, "rules", _show(mine), _show(theirs)))
+        # What follows from another difference is not named again: the ids' digest from selection,
+        # id list and limit; the annotations' digest (over the selected images) from the images.
+        if any(d.key in ("dataset.selection", "dataset.limit", "dataset.image_ids") for d in found):
+            found = [d for d in found if d.key != "images"]
+        if any(d.aspect == "images" for d in found):
+            found = [d for d in found if d.aspect != "ground truth"]
+        return tuple(found)
+
+    def whole(self, image_ids: Sequence[int]) -> RunIdentity:
+        """The identity of the whole run this shard is part of (what `merge` makes of its shards)."""
+        images = ImageSelection(
+            selection=self.images.selection,
+            limit=self.images.limit,
+            id_list_sha256=self.images.id_list_sha256,
+            whole_count=self.images.whole_count,
+            whole_digest=self.images.whole_digest,
+            shard=None,
+            count=len(image_ids),
+            digest=ids_digest(image_ids),
+            image_ids=tuple(sorted(image_ids)),
+        )
+        return RunIdentity(**{**self.__dict__, "images": images})
+
+    def to_json(self, *, with_ids: bool = True) -> dict[str, Any]:
+        images = dict(self.images.__dict__)
+        images["image_ids"] = list(self.images.image_ids) if with_ids else []
+        return {
+            "schema": SCHEMA,
+            "model_sha256": self.model_sha256,
+            "model_name": self.model_name,
+            "provider": self.provider,
+            "ground_truth": dict(self.ground_truth.__dict__),
+            "images": images,
+            "preprocess": self.preprocess,
+            "input_size": list(self.input_size),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "score_threshold": self.score_threshold,
+            "clip_boxes": self.clip_boxes,
+            "scorer": self.scorer,
+            "rules": dict(self.rules),
+        }
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return f"sha256 {value[:12]}…"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _images(identity: RunIdentity) -> tuple[int, str]:
+    return identity.images.whole_count, identity.images.whole_digest
+
+
+def _show_images(value: object) -> str:
+    assert isinstance(value, tuple)  # (count, digest), from _images
+    count, digest = value
+    return f"{count} images (ids sha256 {str(digest)[:12]}…)"
+
+
+def _show_part(value: object) -> str:
+    return f"shard {value}" if value else "the whole selection (no shard)"
+
+
+def _show_gt(value: object) -> str:
+    return f"annotations with content sha256 {str(value)[:12]}…"
+
+
+_FACTS: tuple[tuple[str, Aspect, Callable[[RunIdentity], object], Callable[[object], str]], ...] = (
+    ("model sha256", "model", lambda i: i.model_sha256.lower(), _show),
+    ("provider", "provider", lambda i: i.provider, _show),
+    ("ground truth", "ground truth", lambda i: i.ground_truth.content_digest, _show_gt),
+    ("dataset.selection", "images", lambda i: i.images.selection, _show),
+    ("dataset.image_ids", "images", lambda i: i.images.id_list_sha256, _show),
+    ("dataset.limit", "images", lambda i: i.images.limit, _show),
+    ("images", "images", _images, _show_images),
+    ("shard", "shard", lambda i: i.images.shard, _show_part),
+    ("preprocess.backend", "preprocess", lambda i: i.preprocess, _show),
+    ("input size", "preprocess", lambda i: "x".join(map(str, i.input_size)), str),
+    ("preprocess.mean", "preprocess", lambda i: list(i.mean), str),
+    ("preprocess.std", "preprocess", lambda i: list(i.std), str),
+    ("decode.score_threshold", "decode", lambda i: i.score_threshold, _show),
+    ("decode.clip_boxes", "decode", lambda i: i.clip_boxes, _show),
+    ("scoring.backend", "scorer", lambda i: i.scorer, _show),
+)
+
+
+def describe_differences(differences: Sequence[Difference], here: str, there: str) -> str:
+    """All differences in one clause: "dataset.limit is 2 in X but null in Y; …"."""
+    return "; ".join(d.describe(here, there) for d in differences)
+
+
+def flat_rules(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested rules mapping as dotted keys ({"gate": {"min_ap": 0.2}} -> {"gate.min_ap": 0.2})."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flat_rules(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = list(value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def gate_rules(
+    expected: ExpectedConfig | None, gate: GateConfig, baseline_sha256: str | None
+) -> dict[str, Any]:
+    """The rules a run is gated by, flat, with the baseline named by its content (its path differs
+    from machine to machine). `gate.required` is left out: it decides the exit code, not the verdict."""
+    tree: dict[str, Any] = {"expected": config_to_dict(expected) if expected is not None else None}
+    gate_tree = dict(config_to_dict(gate))
+    gate_tree.pop("required", None)
+    gate_tree["baseline"] = baseline_sha256
+    tree["gate"] = gate_tree
+    return flat_rules(tree)
+
+
+def run_identity(
+    gt: CocoGroundTruth,
+    *,
+    model_sha256: str,
+    model_name: str,
+    provider: str,
+    preprocess: PreprocessConfig,
+    input_size: tuple[int, int],
+    decode: DecodeConfig,
+    scorer: str,
+    rules: Mapping[str, Any],
+    annotation_sha256: str | None = None,
+) -> RunIdentity:
+    """The identity of an evaluation of `gt`'s images with these settings."""
+    whole = gt.whole_image_ids or tuple(gt.image_ids)
+    ids = tuple(sorted(gt.image_ids))
+    return RunIdentity(
+        model_sha256=model_sha256.lower(),
+        model_name=model_name,
+        provider=provider,
+        ground_truth=GroundTruthIdentity(
+            content_digest=ground_truth_digest(gt.coco_json, whole),
+            annotation_sha256=annotation_sha256 or file_sha256(Path(gt.annotation_file)),
+            total_images=gt.total_images,
+            annotated_images=gt.annotated_images,
+        ),
+        images=ImageSelection(
+            selection=gt.selection,
+            limit=gt.limit,
+            id_list_sha256=gt.id_list.sha256 if gt.id_list is not None else None,
+            whole_count=len(whole),
+            whole_digest=ids_digest(whole),
+            shard=str(gt.shard) if gt.shard is not None else None,
+            count=len(ids),
+            digest=ids_digest(ids),
+            image_ids=ids,
+        ),
+        preprocess=preprocess.backend,
+        input_size=(int(input_size[0]), int(input_size[1])),
+        mean=preprocess.mean,
+        std=preprocess.std,
+        score_threshold=float(decode.score_threshold),
+        clip_boxes=bool(decode.clip_boxes),
+        scorer=scorer,
+        rules=dict(rules),
+    )
+
+
+def with_ground_truth(identity: RunIdentity, gt: CocoGroundTruth) -> RunIdentity:
+    """`identity` with the ground truth and images of `gt` (what scoring the run against `gt` would be):
+    compared with the run's own, it says whether `gt` is the ground truth the run was made for."""
+    return run_identity(
+        gt,
+        model_sha256=identity.model_sha256,
+        model_name=identity.model_name,
+        provider=identity.provider,
+        preprocess=PreprocessConfig(backend=identity.preprocess, mean=identity.mean, std=identity.std),  # type: ignore[arg-type]
+        input_size=identity.input_size,
+        decode=DecodeConfig(score_threshold=identity.score_threshold, clip_boxes=identity.clip_boxes),
+        scorer=identity.scorer,
+        rules=identity.rules,
+    )
+
+
+class IdentityFormatError(ValueError):
+    """identity.json is not one this ssd_eval can read (the message names the key)."""
+
+
+def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+    value = data.get(key)
+    numeric = kind in (int, float) or kind == (int, float)
+    if not isinstance(value, kind) or (numeric and isinstance(value, bool)):
+        name = "number" if isinstance(kind, tuple) else kind.__name__
+        raise IdentityFormatError(f"{where}{key}: missing or not a {name}")
+    return value
+
+
+def _optional(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    return None if data.get(key) is None else _get(data, key, kind, where)
+
+
+def _sha(value: object, key: str) -> str:
+    text = str(value)
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text.lower()):
+        raise IdentityFormatError(f"{key}: not a sha256 (64 hexadecimal digits)")
+    return text.lower()
+
+
+def _triple(value: object, key: str) -> tuple[float, float, float]:
+    if not isinstance(value, list) or len(value) != 3:
+        raise IdentityFormatError(f"{key}: expected 3 numbers")
+    numbers = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise IdentityFormatError(f"{key}: expected 3 finite numbers")
+        numbers.append(float(v))
+    return numbers[0], numbers[1], numbers[2]
+
+
+def identity_from_json(data: object) -> RunIdentity:
+    """Read back `RunIdentity.to_json()`; anything else is an IdentityFormatError naming the key."""
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise IdentityFormatError(f'not a run identity (expected "schema": "{SCHEMA}")')
+    gt = _get(data, "ground_truth", dict)
+    im = _get(data, "images", dict)
+    ids = _get(im, "image_ids", list, "images.")
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+        raise IdentityFormatError("images.image_ids: expected whole numbers")
+    size = _get(data, "input_size", list)
+    if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size):
+        raise IdentityFormatError("input_size: expected [height, width], whole numbers >= 1")
+    rules = _get(data, "rules", dict)
+    images = ImageSelection(
+        selection=_get(im, "selection", str, "images."),
+        limit=_optional(im, "limit", int, "images."),
+        id_list_sha256=(
+            None if im.get("id_list_sha256") is None else _sha(im["id_list_sha256"], "images.id_list_sha256")
+        ),
+        whole_count=_get(im, "whole_count", int, "images."),
+        whole_digest=_sha(_get(im, "whole_digest", str, "images."), "images.whole_digest"),
+        shard=_optional(im, "shard", str, "images."),
+        count=_get(im, "count", int, "images."),
+        digest=_sha(_get(im, "digest", str, "images."), "images.digest"),
+        image_ids=tuple(sorted(ids)),
+    )
+    if images.image_ids and (len(images.image_ids) != images.count or ids_digest(ids) != images.digest):
+        raise IdentityFormatError("images.image_ids: do not match images.count and images.digest")
+    return RunIdentity(
+        model_sha256=_sha(_get(data, "model_sha256", str), "model_sha256"),
+        model_name=_get(data, "model_name", str),
+        provider=_get(data, "provider", str),
+        ground_truth=GroundTruthIdentity(
+            content_digest=_sha(
+                _get(gt, "content_digest", str, "ground_truth."), "ground_truth.content_digest"
+            ),
+            annotation_sha256=_sha(
+                _get(gt, "annotation_sha256", str, "ground_truth."), "ground_truth.annotation_sha256"
+            ),
+            total_images=_get(gt, "total_images", int, "ground_truth."),
+            annotated_images=_get(gt, "annotated_images", int, "ground_truth."),
+        ),
+        images=images,
+        preprocess=_get(data, "preprocess", str),
+        input_size=(size[0], size[1]),
+        mean=_triple(data.get("mean"), "mean"),
+        std=_triple(data.get("std"), "std"),
+        score_threshold=float(_get(data, "score_threshold", (int, float))),
+        clip_boxes=_get(data, "clip_boxes", bool),
+        scorer=_get(data, "scorer", str),
+        rules=dict(rules),
+    )

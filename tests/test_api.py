@@ -1,0 +1,276 @@
+"""The Python API (`ssd_eval.evaluate`, `score`, `merge`, `compare`): the same verdict, files and exit
+code as the command line, from a config file, a bundled name or a mapping; and the README's example of
+it, run for real.
+
+The tiny detector emits the tiny set's ground truth exactly (AP 1.0 by construction); the worse one
+misses image 2's person (AP 0.9175, hand count in tests/test_gate.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from conftest import TINY_GT
+from helpers import save_table_detector, write_config
+
+import ssd_eval
+from ssd_eval.cli import main
+from ssd_eval.config.run import load_config
+from ssd_eval.engine import api
+from ssd_eval.engine.runner import RunOptions, run_evaluation
+from ssd_eval.errors import ConfigError, OutputError, SsdEvalError
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+EXPECTED = {"value": 1.0, "tolerance": 0.001}  # the perfect detector's AP
+MISSED = {"value": 0.5, "tolerance": 0.01}  # AP 1.0 misses it by +0.5
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """A default output folder (./results) is the test's own."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def perfect(tmp_path, tiny_coco) -> Path:
+    return save_table_detector(tmp_path / "perfect.onnx", tiny_coco, TINY_GT)
+
+
+@pytest.fixture
+def config(tmp_path, perfect, tiny_coco) -> Path:
+    """A config file whose gate the perfect detector passes; its runs go to tmp_path/results."""
+    return write_config(tmp_path / "c.yaml", perfect, tiny_coco, expected=EXPECTED)
+
+
+def _files_say(folder: Path) -> tuple[dict, ET.Element]:
+    """metrics.json and the JUnit suite of a run or comparison folder."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    suite = ET.parse(folder / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    return metrics, suite
+
+
+def _agrees_with_its_files(result: api.Evaluation) -> None:
+    metrics, suite = _files_say(result.folder)
+    assert metrics["stats"] == result.stats and len(result.stats) == 12
+    assert [c["name"] for c in metrics["per_category"]] == [c.name for c in result.per_category]
+    assert metrics["gate"]["verdict"] == result.verdict == result.gate.verdict
+    assert metrics["gate"]["exit_code"] == result.exit_code
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props == {"verdict": result.verdict, "exit_code": str(result.exit_code)}
+    assert (int(suite.get("failures", "0")) > 0) == (result.exit_code == 1)
+    summary = (result.folder / "summary.md").read_text()
+    assert f"**Gate: {result.verdict}**" in summary
+    assert bool(result) == (result.verdict == "PASS")
+
+
+def _readme_blocks() -> list[str]:
+    """The code blocks of the README's "Python API" section."""
+    text = README.read_text(encoding="utf-8")
+    section = re.search(r"<!-- section: python-api -->(.*?)<!-- /section: python-api -->", text, re.S)
+    assert section is not None, "README.md has no Python API section"
+    blocks = re.findall(r"```python\n(.*?)```", section[1], re.S)
+    assert len(blocks) == 2, "the Python API section shows a pytest gate, then score and compare"
+    return blocks
+
+
+def test_the_readme_example_runs_as_a_ci_gate(tmp_path, config, perfect, capsys):
+    """The README's pytest gate, with CONFIG and MODEL pointing at the tiny set; then its one-liners
+    on the folders it names (results/cpu, results/ov, relative to the current folder)."""
+    gate, one_liners = _readme_blocks()
+    namespace: dict = {}
+    exec(compile(gate, "README.md", "exec"), namespace)
+    tests = [value for name, value in namespace.items() if name.startswith("test_") and callable(value)]
+    assert len(tests) == 1, "the README's example is one pytest test"
+    assert {"CONFIG", "MODEL"} <= set(namespace), "the README's example reads CONFIG and MODEL"
+    namespace["CONFIG"], namespace["MODEL"] = str(config), str(perfect)
+    tests[0]()
+    out = capsys.readouterr().out
+    (folder,) = [p for p in (tmp_path / "results").iterdir() if str(p) in out]
+    metrics, _ = _files_say(folder)
+    assert metrics["gate"]["verdict"] == "PASS" and metrics["gate"]["required"] is True
+    assert metrics["stats"]["AP"] == pytest.approx(1.0, abs=1e-12)
+    assert "'AP': 1.0" in out
+    # A detector that misses the figure fails the README's test, as a CI gate must.
+    namespace["CONFIG"] = str(
+        write_config(tmp_path / "miss.yaml", perfect, config.parent / "coco", expected=MISSED)
+    )
+    with pytest.raises(AssertionError, match="FAIL: 1 of 1 rule"):
+        tests[0]()
+    # The one-liners, on run folders of the names they use.
+    for name in ("cpu", "ov"):
+        assert ssd_eval.evaluate(config, run_name=name).verdict == "PASS"
+    exec(compile(one_liners, "README.md", "exec"), {"ssd_eval": ssd_eval})
+    assert _files_say(tmp_path / "results" / "cpu")[0]["config"]["scoring"]["backend"] == "numpy"
+    (compared,) = (tmp_path / "results").glob("compare-*")
+    assert _files_say(compared)[0]["gate"]["verdict"] == "PASS"
+
+
+def test_evaluate_a_config_file(tmp_path, config):
+    result = ssd_eval.evaluate(config, provider="cpu", run_name="file")
+    assert result.folder == tmp_path / "results" / "file"
+    assert result.verdict == "PASS" and result.exit_code == 0 and result
+    assert result.stats["AP"] == pytest.approx(1.0, abs=1e-12)
+    assert result.diagnosis is None and result.result.run_dir == str(result.folder)
+    _agrees_with_its_files(result)
+    # The run's history records this call, not a command line.
+    metrics = json.loads((result.folder / "metrics.json").read_text())
+    call = ["python", "ssd_eval.evaluate", str(config), "provider=cpu", "run_name=file"]
+    assert metrics["provenance"]["command"] == call
+
+
+def test_evaluate_a_mapping_config_like_a_file(tmp_path, perfect, tiny_coco):
+    """A parsed YAML tree is validated as a file is; its relative paths resolve against the current folder."""
+    tree = {
+        "model": {"path": perfect.name},
+        "dataset": {"root": tiny_coco.name},
+        "output": {"dir": "here"},
+        "expected": EXPECTED,
+    }
+    result = ssd_eval.evaluate(tree, run_name="mapping")
+    assert result.folder == tmp_path / "here" / "mapping"
+    assert result.verdict == "PASS"
+    _agrees_with_its_files(result)
+    # The same keys in a file give the same numbers.
+    from_file = ssd_eval.evaluate(write_config(tmp_path / "same.yaml", perfect, tiny_coco), run_name="f")
+    assert from_file.stats == result.stats
+    # An unknown key is the ConfigError a file's would be, naming the dotted key; nothing is printed.
+    with pytest.raises(ConfigError, match=r"model\.paht: unknown key"):
+        ssd_eval.evaluate({**tree, "model": {"paht": "x.onnx"}})
+
+
+def test_a_missed_figure_fails(tmp_path, perfect, tiny_coco):
+    config = write_config(tmp_path / "miss.yaml", perfect, tiny_coco, expected=MISSED)
+    result = ssd_eval.evaluate(config, run_name="miss")
+    assert result.verdict == "FAIL" and result.exit_code == 1 and not result
+    assert [c.state for c in result.gate] == ["failed"]
+    _agrees_with_its_files(result)
+    _, suite = _files_say(result.folder)
+    (case,) = [c for c in suite.iter("testcase") if c.get("name") == "gate verdict"]
+    failure = case.find("failure")
+    assert failure is not None and failure.get("message") == result.gate.verdict_line
+    # The CLI gives the same verdict and exit code for the same config.
+    assert main(["--config", str(config), "--run-name", "miss-cli", "--quiet"]) == 1
+    assert _files_say(tmp_path / "results" / "miss-cli")[0]["gate"]["verdict"] == "FAIL"
+
+
+def test_require_gate_makes_no_verdict_a_failure(tmp_path, perfect, tiny_coco):
+    bare = write_config(tmp_path / "bare.yaml", perfect, tiny_coco)
+    assert ssd_eval.evaluate(bare, run_name="bare").verdict == "NO VERDICT"
+    required = ssd_eval.evaluate(bare, run_name="required", require_gate=True)
+    assert (required.verdict, required.exit_code) == ("NO VERDICT", 1)
+    _agrees_with_its_files(required)
+
+
+def test_run_evaluation_writes_the_gated_folder(tmp_path, config):
+    """`run_evaluation` itself gates: a non-empty gate in metrics.json, junit.xml and summary.md."""
+    run = load_config(config)
+    run = dataclasses.replace(run, output=dataclasses.replace(run.output, run_name="direct"))
+    result = run_evaluation(run, RunOptions())
+    folder = Path(result.run_dir)
+    metrics, suite = _files_say(folder)
+    assert metrics["gate"] and metrics["gate"]["verdict"] == "PASS" and result.gate == metrics["gate"]
+    assert suite.get("name") == "ssd-eval run direct"
+    assert "**Gate: PASS**" in (folder / "summary.md").read_text()
+    assert metrics["provenance"]["command"][:2] == ["python", "ssd_eval.engine.runner.run_evaluation"]
+
+
+def test_score_and_compare_give_the_verdicts_of_the_cli(tmp_path, config, tiny_coco):
+    worse = save_table_detector(tmp_path / "worse.onnx", tiny_coco, {**TINY_GT, 2: []})
+    ref = ssd_eval.evaluate(config, run_name="ref")
+    other = ssd_eval.evaluate(config, model=worse, run_name="worse")
+    assert (ref.verdict, other.verdict) == ("PASS", "FAIL")
+    # score: the run's own rules again, as `ssd-eval score` applies them.
+    for run in (ref, other):
+        scored = ssd_eval.score(run.folder)
+        assert scored.stats == run.stats and scored.verdict == run.verdict
+        _agrees_with_its_files(scored)
+        assert main(["score", str(run.folder), "--quiet"]) == scored.exit_code
+        assert _files_say(run.folder)[0]["gate"]["verdict"] == scored.verdict
+    # compare: AP 0.9175 against 1.0 loses 0.0825.
+    folders = [ref.folder, other.folder]
+    for drop, verdict, code in ((0.1, "PASS", 0), (0.01, "FAIL", 1)):
+        lib = ssd_eval.compare(folders, max_ap_drop=drop, run_name=f"lib-{drop}")
+        assert (lib.verdict, lib.exit_code, bool(lib)) == (verdict, code, verdict == "PASS")
+        assert lib.folder == tmp_path / "results" / f"lib-{drop}"
+        assert lib.result is not None and lib.result.reference == "ref"
+        metrics, suite = _files_say(lib.folder)
+        assert metrics["gate"]["verdict"] == verdict and suite.get("name") == f"ssd-eval compare lib-{drop}"
+        assert metrics["provenance"]["command"][:2] == ["python", "ssd_eval.compare"]
+        cli = [
+            "compare",
+            *map(str, folders),
+            "--max-ap-drop",
+            str(drop),
+            "--run-name",
+            f"cli-{drop}",
+            "--quiet",
+        ]
+        assert main(cli) == code
+        assert _files_say(tmp_path / "results" / f"cli-{drop}")[0]["gate"]["verdict"] == verdict
+
+
+def test_merge_gives_the_verdict_of_the_cli(tmp_path, config):
+    for k in (1, 2):
+        assert main(["--config", str(config), "--shard", f"{k}/2", "--run-name", f"s{k}", "--quiet"]) == 0
+    shards = [tmp_path / "results" / f"s{k}" for k in (1, 2)]
+    merged = ssd_eval.merge(shards, output=tmp_path / "results" / "lib-merged")
+    assert merged.verdict == "PASS" and merged.folder == tmp_path / "results" / "lib-merged"
+    _agrees_with_its_files(merged)
+    cli = ["merge", *map(str, shards), "--output", str(tmp_path / "results" / "cli-merged"), "--quiet"]
+    assert main(cli) == merged.exit_code
+    assert _files_say(tmp_path / "results" / "cli-merged")[0]["stats"] == merged.stats
+
+
+def test_bad_input_is_an_ssd_eval_error_and_prints_nothing(tmp_path, config, capsys):
+    cases = [
+        (lambda: ssd_eval.evaluate(config, model="ssd-13"), ConfigError, "model 'ssd-13' is neither"),
+        (lambda: ssd_eval.evaluate(config, limit=0), ConfigError, "limit: must be a whole number >= 1"),
+        (lambda: ssd_eval.evaluate(config, run_name="a/b"), ConfigError, "run_name "),
+        (lambda: ssd_eval.evaluate(config, provider=[]), ConfigError, "provider: give a provider name"),
+        (lambda: ssd_eval.evaluate(None), ConfigError, "no config given"),
+        (lambda: ssd_eval.evaluate(config, resume=tmp_path), ConfigError, "resume continues a run"),
+        (lambda: ssd_eval.score(tmp_path / "nothing"), OutputError, "is not a run folder"),
+        (lambda: ssd_eval.score(tmp_path, scorer="fast"), ConfigError, "scorer: must be one of"),
+        (lambda: ssd_eval.merge([]), OutputError, "cannot merge"),
+        (lambda: ssd_eval.compare("results/a"), ConfigError, "give a list of run folders"),
+        (
+            lambda: ssd_eval.compare([tmp_path, tmp_path], max_ap_drop=2.0),
+            ConfigError,
+            r"max_ap_drop must be in \[0, 1\]",
+        ),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message) as raised:
+            call()
+        assert isinstance(raised.value, SsdEvalError) and raised.value.exit_code == 2
+    assert capsys.readouterr() == ("", "")
+
+
+def test_the_package_functions_are_the_api_functions():
+    """`ssd_eval.evaluate` & co. take exactly the API's options (all but `invocation`, the CLI's), with the
+    same defaults, keyword-only after the first argument; `__all__` lists them."""
+    assert sorted(ssd_eval.__all__) == ["compare", "evaluate", "merge", "score"]
+    for name in ssd_eval.__all__:
+        thin = inspect.signature(getattr(ssd_eval, name)).parameters
+        full = dict(inspect.signature(getattr(api, name)).parameters)
+        assert full.pop("invocation").default is None
+        assert [(p.name, p.kind, p.default) for p in thin.values()] == [
+            (p.name, p.kind, p.default) for p in full.values()
+        ]
+        assert [p.kind for p in thin.values()][1:] == [inspect.Parameter.KEYWORD_ONLY] * (len(thin) - 1)
+        assert f"ssd_eval.engine.api.{name}" in (getattr(ssd_eval, name).__doc__ or "")
+
+
+def test_import_ssd_eval_does_not_load_onnxruntime():
+    code = "import ssd_eval, sys; assert 'onnxruntime' not in sys.modules, 'onnxruntime was imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
