@@ -33,6 +33,9 @@ def evaluate(
     run_name: str | None = None,
     resume: PathArg | None = None,
     require_gate: bool = False,
+    image_ids: PathArg | None = None,
+    baseline: PathArg | None = None,
+    max_baseline_drop: float | None = None,
 ) -> Evaluation:
     """Evaluate a model on COCO, gate it and write its run folder: see `ssd_eval.engine.api.evaluate`."""
     import ssd_eval.engine.api as api
@@ -47,6 +50,9 @@ def evaluate(
         run_name=run_name,
         resume=resume,
         require_gate=require_gate,
+        image_ids=image_ids,
+        baseline=baseline,
+        max_baseline_drop=max_baseline_drop,
     )
 
 

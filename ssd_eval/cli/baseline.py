@@ -18,8 +18,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "baseline",
         help="make a baseline file from a run (for gate.baseline), or show one",
-        description="Write a measured baseline (all 12 COCO stats, per-category AP, protocol, model "
-        "sha256) from a finished, complete run folder; or print a baseline file with --show.",
+        description="Write a measured baseline (all 12 COCO stats, per-category AP, the run's identity: "
+        "its images and ground truth) from a finished run folder (the whole selection, a --limit or "
+        "--image-ids subset, or a merge; not a shard); it holds later runs of the same images, of any "
+        "model. Or print a baseline file with --show.",
     )
     parser.add_argument(
         "source", type=Path, help="a run folder (with metrics.json), or with --show a baseline file"

@@ -12,6 +12,7 @@ from ssd_eval.errors import EXIT_OK, ConfigError
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from ssd_eval.cli import add_common_arguments, positive_int
+    from ssd_eval.cli.run import add_image_ids
 
     parser = subparsers.add_parser(
         "check",
@@ -32,6 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--provider", action="append", metavar="NAME", help="execution provider (repeatable)")
     parser.add_argument("--selection", choices=("annotated", "all"), help="which images a run would evaluate")
     parser.add_argument("--limit", type=positive_int, help="only the first N images (by id)")
+    add_image_ids(parser)
     parser.add_argument("--offline", action="store_true", help="never download a missing model or data set")
     add_common_arguments(parser)
     parser.set_defaults(handler=run)

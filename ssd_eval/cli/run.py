@@ -19,6 +19,7 @@ from ssd_eval.engine.api import (
     Invocation,
     evaluate_config,
     started_run_folder,
+    with_baseline,
     with_expected,
     with_options,
 )
@@ -43,7 +44,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "-c",
         help="YAML config: a path, or the name of a bundled config (coco_val.yaml, smoke.yaml)",
     )
-    parser.add_argument("--limit", type=positive_int, help="evaluate only the first N images (by id)")
+    parser.add_argument(
+        "--limit",
+        type=positive_int,
+        help="evaluate only the first N images (by id): a subset, gated against a baseline of the same "
+        "images (published figures are for the whole selection)",
+    )
+    add_image_ids(parser)
     parser.add_argument(
         "--provider",
         action="append",
@@ -98,6 +105,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="gate: allowed |AP - expected| (replaces expected.tolerance; "
         f"default: the config's, else {DEFAULT_TOLERANCE})",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="FILE",
+        help="gate against this baseline file (made with `ssd-eval baseline RUN_DIR`; replaces "
+        "gate.baseline): a measured baseline holds any model on the same images",
+    )
+    parser.add_argument(
+        "--max-baseline-drop",
+        type=float,
+        metavar="X",
+        help=f"gate: allowed drop of gate.metric below the baseline (default: the config's, else "
+        f"{DEFAULT_TOLERANCE})",
+    )
     add_require_gate(parser)
     add_common_arguments(parser)
     parser.set_defaults(handler=run)
@@ -115,7 +136,13 @@ def input_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     --limit, --selection, --provider. Relative paths resolve against the current folder."""
     replace = dataclasses.replace
     config = with_options(
-        config, model=args.model, data=args.data, limit=args.limit, provider=args.provider, flags=True
+        config,
+        model=args.model,
+        data=args.data,
+        limit=args.limit,
+        provider=args.provider,
+        image_ids=args.image_ids,
+        flags=True,
     )
     if args.offline:
         config = replace(config, assets=replace(config.assets, download=False))
@@ -130,6 +157,9 @@ def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     config = with_options(
         config, output=args.output, run_name=args.run_name, require_gate=args.require_gate, flags=True
     )
+    config = with_baseline(
+        config, baseline=args.baseline, max_baseline_drop=args.max_baseline_drop, flags=True
+    )
     return with_expected(config, expect_ap=args.expect_ap, tolerance=args.tolerance, flags=True)
 
 
@@ -139,8 +169,20 @@ def add_require_gate(parser: argparse.ArgumentParser) -> None:
         "--require-gate",
         action="store_true",
         help="NO VERDICT (no gate rule evaluated: none set, all skipped or not comparable) exits 1 like "
-        "a failed rule (gate.required: true); a partial run (--shard, --limit) still exits 0, its "
-        "full-run rules being deferred to the merge",
+        "a failed rule (gate.required: true); a shard (--shard) still exits 0, its rules being deferred "
+        "to the merge; a --limit or --image-ids subset is gated like any run (against a baseline made "
+        "from a run of the same images)",
+    )
+
+
+def add_image_ids(parser: argparse.ArgumentParser) -> None:
+    """`--image-ids FILE`, for the commands that choose a run's images."""
+    parser.add_argument(
+        "--image-ids",
+        type=Path,
+        metavar="FILE",
+        help="evaluate only the image ids in FILE (one per line, or a JSON list): a fixed subset, e.g. "
+        "for a CI job; replaces dataset.image_ids",
     )
 
 

@@ -40,6 +40,7 @@ from ssd_eval.config.compare import (
     load_compare_config,
 )
 from ssd_eval.config.run import (
+    DEFAULT_TOLERANCE,
     ExpectedConfig,
     ProviderConfig,
     RunConfig,
@@ -72,6 +73,7 @@ __all__ = [
     "merge",
     "score",
     "started_run_folder",
+    "with_baseline",
     "with_expected",
     "with_model",
     "with_options",
@@ -104,6 +106,9 @@ def evaluate(
     run_name: str | None = None,
     resume: PathArg | None = None,
     require_gate: bool = False,
+    image_ids: PathArg | None = None,
+    baseline: PathArg | None = None,
+    max_baseline_drop: float | None = None,
     invocation: Invocation | None = None,
 ) -> Evaluation:
     """Evaluate a model on COCO, apply the gate and write the run folder; the gated run, truthy on PASS.
@@ -118,7 +123,11 @@ def evaluate(
     provider: an execution provider ("cpu", "cuda", "openvino", or a full name), or a priority list.
     output: the folder that receives the run folder (default ./results); run_name: the run folder's name.
     resume: an interrupted run folder to continue.
-    require_gate: NO VERDICT on a full run is a failure (exit code 1), as gate.required: true.
+    require_gate: NO VERDICT is a failure (exit code 1), as gate.required: true (a shard defers).
+    image_ids: a file of image ids (one per line, or a JSON list): evaluate only those images, a fixed
+        subset a measured baseline can hold; replaces dataset.image_ids.
+    baseline, max_baseline_drop: gate against this baseline file (`ssd-eval baseline`), allowing this
+        drop of gate.metric (default: the config's, else 0.003); replace gate.baseline / max_baseline_drop.
     invocation: who asks, for the provenance (the CLI passes its command line); None: this call.
 
     The result's `stats`, `per_category`, `verdict`, `exit_code`, `folder`, `gate`, `diagnosis` and
@@ -135,6 +144,9 @@ def evaluate(
         run_name=run_name,
         resume=resume,
         require_gate=require_gate,
+        image_ids=image_ids,
+        baseline=baseline,
+        max_baseline_drop=max_baseline_drop,
     )
     flags = invocation.flags
     if resume is not None:
@@ -161,7 +173,11 @@ def evaluate(
         output=output,
         run_name=run_name,
         require_gate=require_gate,
+        image_ids=image_ids,
         flags=flags,
+    )
+    run_config = with_baseline(
+        run_config, baseline=baseline, max_baseline_drop=max_baseline_drop, flags=flags
     )
     options = RunOptions(resume=resume is not None, config_name=name)
     return evaluate_config(run_config, options, invocation=invocation)
@@ -234,6 +250,7 @@ def with_options(
     output: PathArg | None = None,
     run_name: str | None = None,
     require_gate: bool = False,
+    image_ids: PathArg | None = None,
     flags: bool = False,
 ) -> RunConfig:
     """`evaluate`'s options over a config (None: the config's own); relative paths resolve against the
@@ -247,6 +264,8 @@ def with_options(
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigError(f"{_key('limit', flags)}: must be a whole number >= 1, got {limit!r}")
         config = replace(config, dataset=replace(config.dataset, limit=limit))
+    if image_ids is not None:
+        config = replace(config, dataset=replace(config.dataset, image_ids=Path(image_ids).absolute()))
     if provider is not None:
         names = [provider] if isinstance(provider, str) else list(provider)
         if not names or not all(isinstance(name, str) and name for name in names):
@@ -334,6 +353,34 @@ def with_expected(
         selection=None,
     )
     return dataclasses.replace(config, expected=figure)
+
+
+def with_baseline(
+    config: RunConfig,
+    *,
+    baseline: PathArg | None = None,
+    max_baseline_drop: float | None = None,
+    flags: bool = False,
+) -> RunConfig:
+    """Gate against another baseline file (`--baseline`) and/or with another allowed drop: the CI
+    subset gate. A baseline without a drop set anywhere is held with the default tolerance."""
+    if baseline is None and max_baseline_drop is None:
+        return config
+    if max_baseline_drop is not None and not (
+        math.isfinite(max_baseline_drop) and 0 <= max_baseline_drop <= 1
+    ):
+        raise ConfigError(f"{_key('max_baseline_drop', flags)}: must be in [0, 1], got {max_baseline_drop}")
+    gate = config.gate
+    if baseline is not None:
+        gate = dataclasses.replace(gate, baseline=Path(baseline).absolute())
+    elif gate.baseline is None:
+        raise ConfigError(
+            f"{_key('max_baseline_drop', flags)} needs a baseline: give {_key('baseline', flags)} FILE or "
+            "set gate.baseline in the config"
+        )
+    drop = max_baseline_drop if max_baseline_drop is not None else gate.max_baseline_drop
+    gate = dataclasses.replace(gate, max_baseline_drop=DEFAULT_TOLERANCE if drop is None else drop)
+    return dataclasses.replace(config, gate=gate)
 
 
 # --- score and merge ----------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ def check_inputs(config: RunConfig, *, check_model: bool = True, shard: Shard | 
         selection=config.dataset.selection,
         limit=config.dataset.limit,
         shard=shard,
+        id_list=config.dataset.image_ids,
     )
     _probe_images(gt, config.dataset.max_image_pixels)
     data = DataCheck(
