@@ -14,7 +14,6 @@ annotations is recognised and an edited one is not.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,7 +24,7 @@ from typing import Any, Literal
 from ssd_eval.config.run import DecodeConfig, ExpectedConfig, GateConfig, PreprocessConfig
 from ssd_eval.config.schema import config_to_dict
 from ssd_eval.data.dataset import CocoGroundTruth
-from ssd_eval.files import file_sha256
+from ssd_eval.files import file_sha256, sha256_bytes
 
 SCHEMA = "ssd_eval.identity/1"
 
@@ -49,7 +48,7 @@ FIGURE_ASPECTS: tuple[Aspect, ...] = ("ground truth", "images")
 
 def ids_digest(image_ids: Iterable[int]) -> str:
     """The sha256 of a set of image ids (ascending, comma-separated): the same set, the same digest."""
-    return hashlib.sha256(",".join(str(i) for i in sorted(image_ids)).encode("ascii")).hexdigest()
+    return sha256_bytes(",".join(str(i) for i in sorted(image_ids)).encode("ascii"))
 
 
 def ground_truth_digest(coco_json: Mapping[str, Any], image_ids: Iterable[int]) -> str:
@@ -78,7 +77,7 @@ def ground_truth_digest(coco_json: Mapping[str, Any], image_ids: Iterable[int]) 
         if a["image_id"] in wanted
     )
     text = json.dumps([categories, images, annotations], separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_bytes(text.encode("utf-8"))
 
 
 @dataclass(frozen=True)
