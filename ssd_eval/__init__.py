@@ -95,6 +95,11 @@ def compare(
     run_name: str | None = None,
     max_ap_drop: float | None = None,
     max_class_ap_drop: float | None = None,
+    min_matched: float | None = None,
+    max_extra: float | None = None,
+    max_score_diff: float | None = None,
+    max_box_diff: float | None = None,
+    min_full_agreement: float | None = None,
     require_gate: bool = False,
     data: PathArg | None = None,
 ) -> Comparison:
@@ -109,6 +114,11 @@ def compare(
         run_name=run_name,
         max_ap_drop=max_ap_drop,
         max_class_ap_drop=max_class_ap_drop,
+        min_matched=min_matched,
+        max_extra=max_extra,
+        max_score_diff=max_score_diff,
+        max_box_diff=max_box_diff,
+        min_full_agreement=min_full_agreement,
         require_gate=require_gate,
         data=data,
     )

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ssd_eval.config.compare import CompareConfig, load_compare_config
+from ssd_eval.config.compare import COMPARE_LIMITS, CompareConfig, load_compare_config
 from ssd_eval.config.run import run_name_problem
 from ssd_eval.engine.api import Comparison, Invocation, compare, compare_config, compare_settings
 from ssd_eval.engine.compare import CompareOptions, load_comparison_config
@@ -72,9 +72,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-class-ap-drop", type=float, metavar="X", help="gate: ... and at most X AP in any category"
     )
+    for flag, metavar, text in AGREEMENT_FLAGS:
+        parser.add_argument(flag, type=float, metavar=metavar, help=text)
     add_require_gate(parser)
     add_common_arguments(parser)
     parser.set_defaults(handler=run)
+
+
+# The agreement rules (gate.min_matched, ...), held per run against the reference; counted over the
+# detections scoring at least agreement.min_score.
+AGREEMENT_FLAGS = (
+    ("--min-matched", "F", "gate: a run matches at least this fraction of the reference's detections"),
+    ("--max-extra", "F", "gate: at most this fraction of a run's detections has no reference partner"),
+    ("--max-score-diff", "X", "gate: a matched pair's scores differ by at most X"),
+    ("--max-box-diff", "PX", "gate: a matched pair's box corners differ by at most PX pixels"),
+    ("--min-full-agreement", "F", "gate: at least this fraction of images agree detection for detection"),
+)
+
+
+def _limits(args: argparse.Namespace) -> dict[str, float | None]:
+    """The comparison gate's limits given on the command line (None: the config's)."""
+    return {name: getattr(args, name) for name in COMPARE_LIMITS}
 
 
 def apply_overrides(config: CompareConfig, args: argparse.Namespace) -> CompareConfig:
@@ -96,10 +114,9 @@ def apply_overrides(config: CompareConfig, args: argparse.Namespace) -> CompareC
         config = replace(config, skip_unavailable=True)
     settings = compare_settings(
         config.settings,
-        max_ap_drop=args.max_ap_drop,
-        max_class_ap_drop=args.max_class_ap_drop,
         require_gate=args.require_gate,
         flags=True,
+        **_limits(args),
     )
     return replace(config, gate=settings.gate)
 
@@ -148,8 +165,7 @@ def _compare_folders(args: argparse.Namespace, called: Invocation) -> int:
         config=args.config,
         output=args.output,
         run_name=args.run_name,
-        max_ap_drop=args.max_ap_drop,
-        max_class_ap_drop=args.max_class_ap_drop,
+        **_limits(args),
         require_gate=args.require_gate,
         data=args.data,
         invocation=called,

@@ -51,6 +51,9 @@ class AgreementConfig:
     """How detections of a run are matched to the reference's."""
 
     iou_threshold: float = 0.5  # a pair must share its category and overlap at least this much
+    # The agreement rules count only detections scoring at least this on their own side (matching
+    # uses all): below it detections flicker between providers without anyone seeing them.
+    min_score: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,13 @@ class CompareGateConfig(GateConfig):
 
     max_ap_drop: float | None = None  # fail when reference[metric] - run[metric] > this
     max_class_ap_drop: float | None = None  # fail when any category's AP drops more than this
+    # Detection-level agreement with the reference (each off when null), over the detections scoring
+    # at least agreement.min_score:
+    min_matched: float | None = None  # fraction of the reference's detections the run matches
+    max_extra: float | None = None  # fraction of the run's detections without a reference partner
+    max_score_diff: float | None = None  # largest |score difference| of a matched pair
+    max_box_diff: float | None = None  # largest corner difference of a matched pair, in pixels
+    min_full_agreement: float | None = None  # fraction of images where every detection is matched both ways
 
 
 @dataclass(frozen=True)
@@ -188,16 +198,44 @@ def _check_values(config: CompareConfig, where: str) -> None:
         )
     problems.extend(check_session_values(config.session, "session"))
     problems.extend(check_decode_values(config.decode, "decode"))
-    if not 0.0 < config.agreement.iou_threshold <= 1.0:
-        problems.append(("agreement.iou_threshold", "must be in (0, 1]"))
+    problems.extend(check_agreement_values(config.agreement))
     problems.extend(check_gate_values(config.gate, "gate"))
-    for key in ("max_ap_drop", "max_class_ap_drop"):
-        value = getattr(config.gate, key)
-        if value is not None and not 0.0 <= value <= 1.0:
-            problems.append((f"gate.{key}", f"must be in [0, 1] or null, got {value}"))
+    problems.extend(check_compare_gate_values(config.gate))
     if config.pictures.disagreements < 0:
         problems.append(("pictures.disagreements", "must be >= 0"))
     if config.pictures.max_side < 64:
         problems.append(("pictures.max_side", "must be >= 64"))
     problems.extend(check_output_values(config.output, "output"))
     raise_first_problem(problems, where)
+
+
+# The comparison gate's own rules: against the reference's AP, and detection-level agreement.
+AGREEMENT_RULES = ("min_matched", "max_extra", "max_score_diff", "max_box_diff", "min_full_agreement")
+COMPARE_LIMITS = ("max_ap_drop", "max_class_ap_drop", *AGREEMENT_RULES)
+FRACTION_RULES = ("max_ap_drop", "max_class_ap_drop", "min_matched", "max_extra", "min_full_agreement")
+
+
+def check_agreement_values(agreement: AgreementConfig) -> list[tuple[str, str]]:
+    """Impossible agreement settings as (dotted key, message) pairs."""
+    problems: list[tuple[str, str]] = []
+    if not 0.0 < agreement.iou_threshold <= 1.0:
+        problems.append(("agreement.iou_threshold", "must be in (0, 1]"))
+    if not 0.0 <= agreement.min_score < 1.0:
+        problems.append(("agreement.min_score", f"must be in [0, 1), got {agreement.min_score}"))
+    return problems
+
+
+def check_compare_gate_values(gate: CompareGateConfig, key: str = "gate") -> list[tuple[str, str]]:
+    """Impossible comparison rules as (dotted key, message) pairs (the config's and the flags')."""
+    problems: list[tuple[str, str]] = []
+    for name in FRACTION_RULES:
+        value = getattr(gate, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            problems.append((f"{key}.{name}", f"must be in [0, 1] or null, got {value}"))
+    if gate.max_score_diff is not None and not 0.0 <= gate.max_score_diff <= 1.0:
+        problems.append(
+            (f"{key}.max_score_diff", f"must be in [0, 1] (scores are), got {gate.max_score_diff}")
+        )
+    if gate.max_box_diff is not None and not 0.0 <= gate.max_box_diff < float("inf"):
+        problems.append((f"{key}.max_box_diff", f"must be a number of pixels >= 0, got {gate.max_box_diff}"))
+    return problems

@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any, TypeAlias, cast
 
 from ssd_eval.config.compare import (
+    COMPARE_LIMITS,
     CompareConfig,
     CompareSettings,
+    check_compare_gate_values,
     compare_config_from_dict,
     load_compare_config,
 )
@@ -487,6 +489,11 @@ def compare(
     run_name: str | None = None,
     max_ap_drop: float | None = None,
     max_class_ap_drop: float | None = None,
+    min_matched: float | None = None,
+    max_extra: float | None = None,
+    max_score_diff: float | None = None,
+    max_box_diff: float | None = None,
+    min_full_agreement: float | None = None,
     require_gate: bool = False,
     data: PathArg | None = None,
     invocation: Invocation | None = None,
@@ -499,8 +506,20 @@ def compare(
     run: `compare_config` runs one). output: the folder that receives the comparison folder (default: the
     config's output.dir, else ./results); run_name: its name (default compare-<time>). max_ap_drop,
     max_class_ap_drop: a run may lose at most this much AP against the reference, overall / in any
-    category. require_gate: as in `evaluate`. data: a COCO root when a run's own path is not valid here.
+    category. min_matched, max_extra, max_score_diff, max_box_diff (pixels), min_full_agreement: the
+    detection-level agreement rules against the reference (fractions of the detections scoring at least
+    agreement.min_score; see CompareGateConfig). require_gate: as in `evaluate`. data: a COCO root when
+    a run's own path is not valid here.
     """
+    limits = {
+        "max_ap_drop": max_ap_drop,
+        "max_class_ap_drop": max_class_ap_drop,
+        "min_matched": min_matched,
+        "max_extra": max_extra,
+        "max_score_diff": max_score_diff,
+        "max_box_diff": max_box_diff,
+        "min_full_agreement": min_full_agreement,
+    }
     paths = _folders(folders, "folders")
     invocation = invocation or Invocation.of_call(
         "ssd_eval.compare",
@@ -509,8 +528,7 @@ def compare(
         config=None if config is None else _config_shown(config),
         output=output,
         run_name=run_name,
-        max_ap_drop=max_ap_drop,
-        max_class_ap_drop=max_class_ap_drop,
+        **limits,
         require_gate=require_gate,
         data=data,
     )
@@ -520,10 +538,9 @@ def compare(
     loaded, where = _compare_config_of(config)
     settings = compare_settings(
         loaded.settings if loaded is not None else CompareSettings(),
-        max_ap_drop=max_ap_drop,
-        max_class_ap_drop=max_class_ap_drop,
         require_gate=require_gate,
         flags=flags,
+        **limits,
     )
     baseline = load_gate_baseline(settings.gate, where=where)
     if output is not None:
@@ -559,21 +576,27 @@ def compare_config(
 def compare_settings(
     settings: CompareSettings,
     *,
-    max_ap_drop: float | None = None,
-    max_class_ap_drop: float | None = None,
     require_gate: bool = False,
     flags: bool = False,
+    **limits: float | None,
 ) -> CompareSettings:
-    """A comparison's gate with these limits (None: the settings' own) and `require_gate` on top."""
+    """A comparison's gate with these limits (`max_ap_drop`, `min_matched`, ...: the rules of
+    CompareGateConfig; None: the settings' own) and `require_gate` on top."""
     gate = settings.gate
-    for key, value in (("max_ap_drop", max_ap_drop), ("max_class_ap_drop", max_class_ap_drop)):
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if value is not None and (not number or not 0.0 <= value <= 1.0):
-            raise ConfigError(f"{_key(key, flags)} must be in [0, 1], got {value}")
-    if max_ap_drop is not None:
-        gate = dataclasses.replace(gate, max_ap_drop=max_ap_drop)
-    if max_class_ap_drop is not None:
-        gate = dataclasses.replace(gate, max_class_ap_drop=max_class_ap_drop)
+    for key, value in limits.items():
+        if key not in COMPARE_LIMITS:
+            raise TypeError(f"compare_settings: unknown limit {key!r}")
+        if value is None:
+            continue
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if not number:
+            raise ConfigError(f"{_key(key, flags)} must be a number, got {value!r}")
+        given: dict[str, Any] = {key: float(value)}
+        gate = dataclasses.replace(gate, **given)
+    for dotted, message in check_compare_gate_values(gate):
+        name = dotted.removeprefix("gate.")
+        if limits.get(name) is not None:
+            raise ConfigError(f"{_key(name, flags)} {message}")
     if require_gate:
         gate = dataclasses.replace(gate, required=True)
     return dataclasses.replace(settings, gate=gate)

@@ -220,7 +220,11 @@ def _report(
         per_category=run.result.per_category,
         category_deltas=category_deltas(run.result.per_category, reference.result.per_category),
         agreement=(
-            summarize_agreement(matched.items, iou_threshold=settings.agreement.iou_threshold)
+            summarize_agreement(
+                matched.items,
+                iou_threshold=settings.agreement.iou_threshold,
+                min_score=settings.agreement.min_score,
+            )
             if matched is not None
             else None
         ),

@@ -13,7 +13,7 @@ normalized x1, y1, x2, y2 box corners), absolute difference |run - ref| and rela
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -53,6 +53,9 @@ class ImageAgreement:
     extra: np.ndarray  # int64: run indices without a match
     num_reference: int
     num_run: int
+    # Each side's scores, for counting only the detections a person would see (`visible`).
+    reference_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    run_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def matched(self) -> int:
@@ -62,6 +65,34 @@ class ImageAgreement:
     def full(self) -> bool:
         """True when every detection on both sides is matched."""
         return len(self.missing) == 0 and len(self.extra) == 0
+
+    def visible(self, min_score: float) -> VisibleCounts:
+        """The counts over detections scoring at least `min_score` on their own side. Matching itself
+        used every detection, so a pair straddling the cut (0.31 and 0.29 at 0.3) stays a pair."""
+        ref_seen = self.reference_scores >= min_score
+        run_seen = self.run_scores >= min_score
+        return VisibleCounts(
+            reference=int(ref_seen.sum()),
+            run=int(run_seen.sum()),
+            matched=int(ref_seen[self.pairs[:, 0]].sum()) if len(self.pairs) else 0,
+            missing=int(ref_seen[self.missing].sum()) if len(self.missing) else 0,
+            extra=int(run_seen[self.extra].sum()) if len(self.extra) else 0,
+        )
+
+
+@dataclass(frozen=True)
+class VisibleCounts:
+    """One image's agreement over the detections a person would see (at or above a score)."""
+
+    reference: int
+    run: int
+    matched: int  # visible reference detections with a partner
+    missing: int  # visible reference detections without one
+    extra: int  # visible run detections without a reference partner
+
+    @property
+    def full(self) -> bool:
+        return self.missing == 0 and self.extra == 0
 
 
 def match_detections(reference: Detections, run: Detections, *, iou_threshold: float = 0.5) -> ImageAgreement:
@@ -91,6 +122,8 @@ def match_detections(reference: Detections, run: Detections, *, iou_threshold: f
         extra=np.flatnonzero(~taken).astype(np.int64),
         num_reference=len(reference),
         num_run=len(run),
+        reference_scores=np.asarray(reference.scores, dtype=np.float64),
+        run_scores=np.asarray(run.scores, dtype=np.float64),
     )
 
 
@@ -178,6 +211,31 @@ class AgreementSummary:
     box_diff_px_max: float
     raw_scores: DiffStats  # Polygraphy-style, matched scores
     raw_boxes: DiffStats  # Polygraphy-style, matched normalized x1, y1, x2, y2
+    # The same over the detections a person would see (score >= min_score on their side): what the
+    # agreement rules hold; near-threshold detections flicker between providers without meaning.
+    min_score: float = 0.0
+    visible_reference: int = 0
+    visible_run: int = 0
+    visible_matched: int = 0
+    visible_extra: int = 0
+    visible_images_full: int = 0
+    score_diff_p99: float = 0.0  # over all matched pairs
+    box_diff_px_p99: float = 0.0
+
+    @property
+    def matched_fraction(self) -> float:
+        """Visible reference detections with a partner, over the visible reference detections."""
+        return self.visible_matched / self.visible_reference if self.visible_reference else 1.0
+
+    @property
+    def extra_fraction(self) -> float:
+        """Visible run detections without a reference partner, over the visible run detections."""
+        return self.visible_extra / self.visible_run if self.visible_run else 0.0
+
+    @property
+    def full_fraction(self) -> float:
+        """Images where every visible detection is matched both ways, over the compared images."""
+        return self.visible_images_full / self.images if self.images else 1.0
 
     @property
     def match_rate(self) -> float:
@@ -187,7 +245,7 @@ class AgreementSummary:
 
 
 def summarize_agreement(
-    items: Iterable[tuple[ImageAgreement, PairDifferences]], *, iou_threshold: float
+    items: Iterable[tuple[ImageAgreement, PairDifferences]], *, iou_threshold: float, min_score: float = 0.0
 ) -> AgreementSummary:
     """Fold per-image agreements and pair differences into one summary."""
     agreements: list[ImageAgreement] = []
@@ -204,6 +262,7 @@ def summarize_agreement(
     run_scores = flat(d.run_scores for d in diffs)
     box_px = flat(d.box_px for d in diffs)
     score_diff = np.abs(run_scores - ref_scores)
+    visible = [a.visible(min_score) for a in agreements]
     return AgreementSummary(
         iou_threshold=iou_threshold,
         images=len(agreements),
@@ -219,6 +278,14 @@ def summarize_agreement(
         box_diff_px_max=float(box_px.max()) if box_px.size else 0.0,
         raw_scores=DiffStats.of(ref_scores, run_scores),
         raw_boxes=DiffStats.of(flat(d.ref_corners for d in diffs), flat(d.run_corners for d in diffs)),
+        min_score=min_score,
+        visible_reference=sum(v.reference for v in visible),
+        visible_run=sum(v.run for v in visible),
+        visible_matched=sum(v.matched for v in visible),
+        visible_extra=sum(v.extra for v in visible),
+        visible_images_full=sum(v.full for v in visible),
+        score_diff_p99=float(np.percentile(score_diff, 99)) if score_diff.size else 0.0,
+        box_diff_px_p99=float(np.percentile(box_px, 99)) if box_px.size else 0.0,
     )
 
 

@@ -35,7 +35,7 @@ FAILED: State = "failed"
 SKIPPED: State = "skipped"
 NOT_COMPARABLE: State = "not comparable"
 
-_EPS = 1e-12  # float noise allowed at every threshold
+EPS = 1e-12  # float noise allowed at every threshold
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ def check_expected(
         return _undefined(rule, expected.metric, whose=against, subject=subject)
     delta = measured - expected.value
     allowed = expected.tolerance + slack
-    if abs(delta) <= allowed + _EPS:
+    if abs(delta) <= allowed + EPS:
         return GateCheck(
             rule,
             PASSED,
@@ -299,7 +299,7 @@ def check_min(stats: Mapping[str, float], *, metric: str, floor: float, subject:
     measured = stats[metric]
     if is_undefined(measured):
         return _undefined(rule, metric, whose="this run", subject=subject)
-    if measured >= floor - _EPS:
+    if measured >= floor - EPS:
         return GateCheck(rule, PASSED, f"{_who(subject)}{metric} {measured:.4f} >= {floor:.4f}", subject)
     return GateCheck(
         rule,
@@ -338,7 +338,7 @@ def check_drop(
     drop = ref - measured
     allowed = f"{max_drop:.4f}" + (f" + {slack:.4g} (the figure's published precision)" if slack else "")
     text = f"{_who(subject)}{metric} {measured:.4f} vs {against} {ref:.4f} (delta {measured - ref:+.4f}"
-    if drop <= max_drop + slack + _EPS:
+    if drop <= max_drop + slack + EPS:
         return GateCheck(rule, PASSED, f"{text}, allowed drop {allowed})", subject)
     return GateCheck(rule, FAILED, f"{text}): drops more than the allowed {allowed}", subject)
 
@@ -370,7 +370,7 @@ def check_class_drops(
             rule, FAILED, f"{_who(subject)}no category has an AP on both sides to compare", subject
         )
     drops.sort(reverse=True)
-    failed = [d for d in drops if d[0] > max_drop + _EPS]
+    failed = [d for d in drops if d[0] > max_drop + EPS]
     worst = drops[0]
     if not failed:
         return GateCheck(
