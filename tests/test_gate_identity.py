@@ -78,13 +78,29 @@ def test_other_images_are_not_comparable_and_fail_when_the_gate_is_required():
     report = check_run(facts(first_100, 0.2500), expected=None, gate=GATE, baseline=baseline)
     (check,) = report.checks
     assert check.state == "not comparable"
-    assert check.message == ("not comparable: dataset.limit is 100 in this run but 200 in baseline ci-200")
+    assert check.message.startswith("not comparable: images is 100 images (ids sha256 ")
+    assert check.message.endswith(
+        "in this run but 200 images (ids sha256 " + _sha12(FIRST_200) + "…) in baseline ci-200"
+    )
     assert (report.verdict, report.exit_code) == ("NO VERDICT", 0)
     required = check_run(
         facts(first_100, 0.25), expected=None, gate=replace(GATE, required=True), baseline=baseline
     )
     assert (required.verdict, required.exit_code) == ("NO VERDICT", 1)
     assert required.reason.endswith("gate.required (--require-gate) makes this a failure")
+
+
+def _sha12(ids: tuple[int, ...]) -> str:
+    import hashlib
+
+    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:12]
+
+
+def test_the_same_images_chosen_another_way_are_held_by_the_baseline():
+    """A baseline of the first 200 holds an id list of those 200: the figure depends on the images."""
+    baseline = measured(REFERENCE, 0.2500)
+    listed = replace(REFERENCE, images=replace(REFERENCE.images, limit=None, id_list_sha256="f" * 64))
+    assert check_run(facts(listed, 0.2490), expected=None, gate=GATE, baseline=baseline).verdict == "PASS"
 
 
 def test_another_ground_truth_is_not_comparable():

@@ -94,7 +94,7 @@ def test_score_against_another_annotation_file_is_refused(tmp_path, setup, capsy
 
 def test_a_folder_without_identity_refuses_a_log_image_the_annotations_lack(tmp_path, setup, capsys):
     """An older folder recorded no ground truth; the log still names its images."""
-    root, config = setup
+    _, config = setup
     assert _run(config, "old") == 0
     run = tmp_path / "results" / "old"
     (run / "identity.json").unlink()
@@ -200,3 +200,47 @@ def test_compare_scores_each_run_from_its_log_and_names_an_edited_metrics_json(t
     assert any("metrics.json disagrees with its detection log" in w for w in report["warnings"])
     assert "disagrees with its detection log" in (tmp_path / "c" / "summary.md").read_text()
     assert "disagrees with its detection log" in captured.out  # the printed summary
+
+
+def test_resume_continues_its_own_folder_only(tmp_path, setup, capsys):
+    _, config = setup
+    assert _run(config, "mine") == 0
+    run = tmp_path / "results" / "mine"
+    capsys.readouterr()
+    assert main(["--resume", str(run), "--output", str(tmp_path / "elsewhere"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"ssd-eval: error: --resume {run} continues that run folder itself: drop --output (to start a new "
+        "run elsewhere, use --config)"
+    )
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_merge_is_required_when_any_shard_asked_for_it(tmp_path, setup):
+    _, config = setup
+    results = tmp_path / "results"
+    assert _run(config, "q1", "--shard", "1/2") == 0
+    assert _run(config, "q2", "--shard", "2/2", "--require-gate") == 0  # a shard defers: exit 0
+    for order, out in ((("q1", "q2"), "m1"), (("q2", "q1"), "m2")):
+        # No rule is set: NO VERDICT, a failure because one shard required the gate, in either order.
+        assert (
+            main(["merge", *(str(results / n) for n in order), "--output", str(tmp_path / out), "--quiet"])
+            == 1
+        )
+
+
+def test_a_baseline_from_a_comparison_is_the_comparisons_images(tmp_path, setup, monkeypatch):
+    root, config = setup
+    monkeypatch.chdir(tmp_path)
+    perfect = save_table_detector(tmp_path / "perfect.onnx", root, GT)
+    assert _run(config, "l5", "--limit", "5") == 0
+    assert _run(write_config(tmp_path / "p.yaml", perfect, root), "p5", "--limit", "5") == 0
+    # Compared with relative folder names, from here; the baseline is made elsewhere.
+    assert main(["compare", "results/p5", "results/l5", "--run-name", "c5", "--quiet"]) == 0
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path / "other")
+    assert main(["baseline", str(tmp_path / "results" / "c5"), "--output", "b.json", "--quiet"]) == 0
+    baseline = json.loads(Path("b.json").read_text())
+    assert baseline["identity"]["images"]["whole_count"] == 5
+    whole = ["--config", str(config), "--model", str(perfect), "--baseline", "b.json", "--require-gate"]
+    assert main([*whole, "--run-name", "w8", "--quiet"]) == 1  # 8 images: not comparable
+    assert main([*whole, "--limit", "5", "--run-name", "w5", "--quiet"]) == 0  # the same 5: PASS

@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-from ssd_eval.engine.run_folder import read_identity
 from ssd_eval.errors import EXIT_OK, ConfigError
 from ssd_eval.reports.baseline import baseline_from_metrics, read_baseline, write_baseline
 from ssd_eval.reports.results import METRICS_FILE
@@ -58,13 +57,9 @@ def _run_metrics(folder: Path, run_name: str | None) -> dict:
     if chosen not in runs:
         raise ConfigError(f"{folder}: no run named {chosen!r} that ran (runs: {', '.join(runs)})")
     run = runs[chosen]
-    # The run's identity is its folder's (a comparison records the runs' folders).
-    identity = read_identity(Path(str(run.get("run_dir", ""))))
-    return {
-        **run,
-        "protocol": data["protocol"],
-        "identity": identity.to_json(with_ids=False) if identity is not None else None,
-    }
+    # Every run of a comparison evaluated the reference's images of its ground truth (compare checks
+    # it): the comparison's identity is theirs (a baseline ignores the model it records).
+    return {**run, "protocol": data["protocol"], "identity": data.get("identity")}
 
 
 def run(args: argparse.Namespace) -> int:

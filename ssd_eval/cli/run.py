@@ -227,6 +227,12 @@ def _started_run(args: argparse.Namespace) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     called = invocation(args, "run")
     resume = _started_run(args) if args.resume_or_start else args.resume
+    if args.resume is not None and (args.output is not None or args.run_name is not None):
+        flag = "--output" if args.output is not None else "--run-name"
+        raise ConfigError(
+            f"--resume {args.resume} continues that run folder itself: drop {flag} (to start a new run "
+            "elsewhere, use --config)"
+        )
     if resume is not None:
         config = load_run_config(resume)
         name = resume.name

@@ -158,6 +158,12 @@ def evaluate(
                 f"{CONFIG_FILE}): give no config"
             )
         folder = Path(resume)
+        if output is not None or run_name is not None:
+            key = _key("output" if output is not None else "run_name", flags)
+            raise ConfigError(
+                f"{_key('resume', flags)} {folder} continues that run folder itself: drop {key} (to start "
+                "a new run elsewhere, give a config)"
+            )
         run_config, name = load_run_config(folder), folder.name
     elif config is None:
         raise ConfigError(
@@ -266,6 +272,11 @@ def with_options(
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigError(f"{_key('limit', flags)}: must be a whole number >= 1, got {limit!r}")
         config = replace(config, dataset=replace(config.dataset, limit=limit))
+    if image_ids is not None and not isinstance(image_ids, str | os.PathLike):
+        raise ConfigError(
+            f"{_key('image_ids', flags)}: give the path of a file of image ids (one per line, or a JSON "
+            f"list), got {type(image_ids).__name__}"
+        )
     if image_ids is not None:
         config = replace(config, dataset=replace(config.dataset, image_ids=Path(image_ids).absolute()))
     if provider is not None:
@@ -368,10 +379,15 @@ def with_baseline(
     subset gate. A baseline without a drop set anywhere is held with the default tolerance."""
     if baseline is None and max_baseline_drop is None:
         return config
+    number = isinstance(max_baseline_drop, int | float) and not isinstance(max_baseline_drop, bool)
     if max_baseline_drop is not None and not (
-        math.isfinite(max_baseline_drop) and 0 <= max_baseline_drop <= 1
+        number and math.isfinite(max_baseline_drop) and 0 <= max_baseline_drop <= 1
     ):
-        raise ConfigError(f"{_key('max_baseline_drop', flags)}: must be in [0, 1], got {max_baseline_drop}")
+        raise ConfigError(
+            f"{_key('max_baseline_drop', flags)}: must be a number in [0, 1], got {max_baseline_drop!r}"
+        )
+    if baseline is not None and not isinstance(baseline, str | os.PathLike):
+        raise ConfigError(f"{_key('baseline', flags)}: give a baseline file's path, got {baseline!r}")
     gate = config.gate
     if baseline is not None:
         gate = dataclasses.replace(gate, baseline=Path(baseline).absolute())
@@ -443,6 +459,9 @@ def merge(
     )
     backend = _scorer(scorer, invocation.flags)
     # The shards' recorded rules and baseline, read before merging: a bad one fails at once.
+    # Any shard that asked for a required gate makes the merge's required (the shards' rules agree:
+    # merge checks their identities; `required` only decides the exit code).
+    require_gate = require_gate or any(load_run_config(path).gate.required for path in paths)
     baseline = gate_baseline(_recorded_gate(paths[0], require_gate), paths[0])
     target = Path(output).absolute() if output is not None else None
     result = merge_runs(

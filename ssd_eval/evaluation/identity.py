@@ -28,22 +28,35 @@ from ssd_eval.files import file_sha256, sha256_bytes
 
 SCHEMA = "ssd_eval.identity/1"
 
+# "image set" is the ids of the whole selection alone; "images" is also how they were chosen
+# (selection, limit, id list), and implies "image set".
 Aspect = Literal[
-    "model", "provider", "ground truth", "images", "shard", "preprocess", "decode", "scorer", "rules"
+    "model",
+    "provider",
+    "ground truth",
+    "images",
+    "image set",
+    "shard",
+    "preprocess",
+    "decode",
+    "scorer",
+    "rules",
 ]
 ALL_ASPECTS: tuple[Aspect, ...] = (
     "model",
     "provider",
     "ground truth",
     "images",
+    "image set",
     "shard",
     "preprocess",
     "decode",
     "scorer",
     "rules",
 )
-# What a figure measured on a run depends on besides the model: a baseline holds a run of the same.
-FIGURE_ASPECTS: tuple[Aspect, ...] = ("ground truth", "images")
+# What a figure measured on a run depends on besides the model: the same images (however chosen: the
+# first 6, or a list of those 6) of the same ground truth.
+FIGURE_ASPECTS: tuple[Aspect, ...] = ("ground truth", "image set")
 
 
 def ids_digest(image_ids: Iterable[int]) -> str:
@@ -151,9 +164,10 @@ class RunIdentity:
         self, other: RunIdentity, aspects: Sequence[Aspect] = ALL_ASPECTS
     ) -> tuple[Difference, ...]:
         """The facts of `aspects` on which this identity and `other` differ, in words."""
+        wanted = set(aspects) | ({"image set"} if "images" in aspects else set())
         found: list[Difference] = []
         for key, aspect, get, show in _FACTS:
-            if aspect not in aspects:
+            if aspect not in wanted:
                 continue
             mine, theirs = get(self), get(other)
             if mine != theirs:
@@ -167,7 +181,7 @@ class RunIdentity:
         # id list and limit; the annotations' digest (over the selected images) from the images.
         if any(d.key in ("dataset.selection", "dataset.limit", "dataset.image_ids") for d in found):
             found = [d for d in found if d.key != "images"]
-        if any(d.aspect == "images" for d in found):
+        if any(d.aspect in ("images", "image set") for d in found):
             found = [d for d in found if d.aspect != "ground truth"]
         return tuple(found)
 
@@ -242,7 +256,7 @@ _FACTS: tuple[tuple[str, Aspect, Callable[[RunIdentity], object], Callable[[obje
     ("dataset.selection", "images", lambda i: i.images.selection, _show),
     ("dataset.image_ids", "images", lambda i: i.images.id_list_sha256, _show),
     ("dataset.limit", "images", lambda i: i.images.limit, _show),
-    ("images", "images", _images, _show_images),
+    ("images", "image set", _images, _show_images),
     ("shard", "shard", lambda i: i.images.shard, _show_part),
     ("preprocess.backend", "preprocess", lambda i: i.preprocess, _show),
     ("input size", "preprocess", lambda i: "x".join(map(str, i.input_size)), str),
