@@ -1,7 +1,8 @@
 """A real HTTP server on 127.0.0.1 for the download tests (no test touches the internet).
 
-`FileServer` serves byte strings the tests make, records every request with its Range header, and
-can misbehave on purpose: cut a transfer after N bytes, ignore Range, answer slowly.
+`FileServer` serves byte strings the tests make, records every request with its Range header, counts
+every connection (any method, even one it cannot parse), and can misbehave on purpose: cut a
+transfer after N bytes, ignore Range, answer slowly, trickle the body a byte at a time.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,8 @@ class Route:
     cut_after: int | None = None  # send only this many body bytes, then close the connection
     cut_always: bool = False  # cut every response, not only the first
     delay: float = 0.0  # seconds to wait before answering
+    trickle_after: int | None = None  # send this many body bytes at once, then one byte per `trickle_every`
+    trickle_every: float = 0.5
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -50,7 +54,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
+        if route.trickle_after is not None:
+            self._trickle(body, route)
+            return
         self.wfile.write(body)
+
+    def _trickle(self, body: bytes, route: Route) -> None:
+        """The first `trickle_after` bytes at once, then a byte at a time until the client gives up."""
+        self.close_connection = True
+        try:
+            self.wfile.write(body[: route.trickle_after])
+            self.wfile.flush()
+            for index in range(route.trickle_after or 0, len(body)):
+                if self.server.owner.closing.wait(route.trickle_every):
+                    return
+                self.wfile.write(body[index : index + 1])
+                self.wfile.flush()
+        except OSError:  # the client hung up: what a trickle is for
+            return
 
     def _range_start(self, route: Route) -> int | None:
         header = self.headers.get("Range")
@@ -66,6 +87,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     owner: FileServer
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.owner._lock:
+            self.owner.connections += 1
+        super().process_request(request, client_address)
+
 
 class FileServer:
     """A ThreadingHTTPServer on 127.0.0.1 (a free port) in a thread, for the length of a `with`."""
@@ -73,6 +99,8 @@ class FileServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, str | None]] = []
+        self.connections = 0  # every connection accepted, whatever was (or was not) asked on it
+        self.closing = threading.Event()
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
@@ -83,6 +111,7 @@ class FileServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.closing.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -9,6 +9,7 @@ import logging
 import os
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,12 +22,15 @@ from ssd_eval.assets.fetch import (
     ALREADY_PRESENT,
     DOWNLOADED,
     EXTRACTED,
+    annotations_archive,
     cache_home,
     downloads_allowed,
     ensure_coco_val2017,
+    ensure_coco_val2017_annotations,
     ensure_model,
     extract_members,
     fetch,
+    fetch_annotations,
     fetch_dataset,
     fetch_model,
 )
@@ -458,5 +462,171 @@ def test_fetch_all_reports_each_asset(
         ("coco-val2017", DOWNLOADED),
     ]
     assert [item.status for item in second] == [ALREADY_PRESENT, ALREADY_PRESENT]
-    with pytest.raises(AssetError, match="choose one of model, data, all"):
+    with pytest.raises(AssetError, match="choose one of model, data, annotations, all"):
         fetch("everything", cache=tmp_path)
+
+
+# --- every source failing: one line naming the mirror setting, the checksum and the way around it ----
+
+
+def test_a_model_nobody_serves_names_the_mirror_setting_the_checksum_and_model_path(
+    server: FileServer, tmp_path: Path
+) -> None:
+    source = model_source(server, closed_port_url("/zoo/fake.onnx"))
+
+    with pytest.raises(AssetError) as excinfo:
+        fetch_model(source, cache=tmp_path, allow_download=True, mirror=server.url("/mirror"), progress=False)
+
+    message = str(excinfo.value)
+    path = tmp_path / "models" / "fake.onnx"
+    assert message.startswith(f"model fake: could not download fake.onnx to {path}: every source failed: ")
+    assert f"{server.url('/mirror/fake.onnx')} (HTTP 404" in message and "(cannot connect" in message
+    assert "set a mirror that has fake.onnx (--mirror URL, SSD_EVAL_MIRROR or assets.mirror)" in message
+    assert f"put fake.onnx ({source.size:,} bytes, sha256 {source.sha256}) at {path} by hand" in message
+    assert message.endswith("or run with --model PATH to use a model file you have")
+    assert "\n" not in message
+
+
+def test_an_archive_nobody_serves_names_the_mirror_setting_the_checksum_and_data_root(
+    server: FileServer, tmp_path: Path
+) -> None:
+    source = dataset_source(server)
+    server.routes.pop("/coco/val2017.zip")
+
+    with pytest.raises(AssetError) as excinfo:
+        fetch_dataset(source, cache=tmp_path, allow_download=True, progress=False)
+
+    message = str(excinfo.value)
+    images = source.archives[0]
+    assert message.startswith("coco-val2017: could not download val2017.zip to ")
+    assert "SSD_EVAL_MIRROR or assets.mirror" in message and f"md5 {images.md5}" in message
+    assert "--data ROOT" in message and "\n" not in message
+    assert not (tmp_path / "coco").exists()
+
+
+def test_a_trickling_mirror_is_abandoned_for_the_origin(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.add("/mirror/fake.onnx", MODEL_BYTES, trickle_after=1000, trickle_every=0.05)
+    monkeypatch.setenv("SSD_EVAL_MIN_RATE", "10000")
+    monkeypatch.setenv("SSD_EVAL_RATE_WINDOW", "0.5")
+
+    result = fetch_model(
+        model_source(server),
+        cache=tmp_path,
+        allow_download=True,
+        mirror=server.url("/mirror"),
+        progress=False,
+    )
+
+    assert result.status == DOWNLOADED and result.path.read_bytes() == MODEL_BYTES
+    (resumed,) = server.ranges("/zoo/fake.onnx")
+    assert resumed is not None and resumed.startswith("bytes=")  # the origin continued the mirror's bytes
+
+
+def test_a_wrong_archive_in_the_cache_is_downloaded_again_and_says_so(
+    server: FileServer, tmp_path: Path
+) -> None:
+    source = dataset_source(server)
+    (tmp_path / "downloads").mkdir()
+    for item in source.archives:
+        (tmp_path / "downloads" / item.filename).write_bytes(b"x" * 10)
+
+    result = fetch_dataset(source, cache=tmp_path, allow_download=True, progress=False)
+
+    assert result.status == DOWNLOADED  # not "extracted from the archives already in the cache"
+
+
+# --- the annotation file alone ------------------------------------------------------------------
+
+
+def test_annotations_alone_fetch_only_their_archive_and_extract_only_the_file(
+    server: FileServer, tmp_path: Path
+) -> None:
+    source = dataset_source(server)
+
+    result = fetch_annotations(source, cache=tmp_path, allow_download=True, progress=False)
+
+    wanted = tmp_path / "coco-annotations" / "annotations" / "instances_val2017.json"
+    assert result == ("coco-val2017 annotations", wanted, DOWNLOADED)
+    assert [path for path, _ in server.requests] == ["/coco/annotations_trainval2017.zip"]
+    assert files_under(tmp_path / "coco-annotations") == ["annotations/instances_val2017.json"]
+    assert json.loads(wanted.read_text())["images"][0]["id"] == 139
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["coco-annotations", "downloads"]
+
+    again = fetch_annotations(source, cache=tmp_path, allow_download=False, progress=False)
+    assert again.status == ALREADY_PRESENT and len(server.requests) == 1
+
+
+def test_annotations_then_data_download_the_annotations_archive_once(
+    server: FileServer, tmp_path: Path
+) -> None:
+    source = dataset_source(server)
+    fetch_annotations(source, cache=tmp_path, allow_download=True, progress=False)
+
+    result = fetch_dataset(source, cache=tmp_path, allow_download=True, progress=False)
+
+    assert result.status == DOWNLOADED
+    assert sorted(path for path, _ in server.requests) == [
+        "/coco/annotations_trainval2017.zip",
+        "/coco/val2017.zip",
+    ]
+
+
+def test_annotations_come_from_the_full_data_set_when_it_is_there(server: FileServer, tmp_path: Path) -> None:
+    source = dataset_source(server)
+    fetch_dataset(source, cache=tmp_path, allow_download=True, progress=False)
+    requests = len(server.requests)
+
+    result = fetch_annotations(source, cache=tmp_path, allow_download=False, progress=False)
+
+    assert result.path == tmp_path / "coco" / "annotations" / "instances_val2017.json"
+    assert result.status == ALREADY_PRESENT and len(server.requests) == requests
+    assert not (tmp_path / "coco-annotations").exists()
+
+
+def test_annotations_from_an_archive_in_the_cache_are_extracted_offline(
+    server: FileServer, tmp_path: Path
+) -> None:
+    source = dataset_source(server)
+    annotations = source.archives[1]
+    (tmp_path / "downloads").mkdir()
+    (tmp_path / "downloads" / annotations.filename).write_bytes(
+        server.routes["/coco/" + annotations.filename].body
+    )
+
+    result = fetch_annotations(source, cache=tmp_path, allow_download=False, progress=False)
+
+    assert result.status == EXTRACTED and result.path.is_file()
+    assert server.connections == 0
+
+
+def test_an_annotations_archive_without_the_file_leaves_no_folder(server: FileServer, tmp_path: Path) -> None:
+    source = dataset_source(server)
+    empty = make_zip({"annotations/captions_val2017.json": b"{}"})
+    broken = replace(
+        source,
+        archives=(
+            source.archives[0],
+            archive(server, "annotations_trainval2017.zip", empty, source.archives[1].members),
+        ),
+    )
+
+    with pytest.raises(
+        AssetError, match=r"the archives hold no annotations/instances_val2017\.json: delete "
+    ):
+        fetch_annotations(broken, cache=tmp_path, allow_download=True, progress=False)
+
+    assert not (tmp_path / "coco-annotations").exists()
+
+
+def test_ensure_coco_val2017_annotations_gives_a_root_for_dataset_annotations(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "DATASETS", {"coco-val2017": dataset_source(server)})
+
+    root = ensure_coco_val2017_annotations(cache=tmp_path, allow_download=True, progress=False)
+
+    assert root == tmp_path / "coco-annotations"
+    assert (root / "annotations" / "instances_val2017.json").is_file()
+    assert annotations_archive(sources.DATASETS["coco-val2017"]).filename == "annotations_trainval2017.zip"

@@ -98,4 +98,36 @@ def test_fetch_help_lists_the_targets(capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit) as excinfo:
         main(["fetch", "--help"])
     assert excinfo.value.code == 0
-    assert "{model,data,all}" in capsys.readouterr().out
+    assert "{model,data,annotations,all}" in capsys.readouterr().out
+
+
+def test_fetch_annotations_downloads_only_the_annotations_archive(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["fetch", "annotations", "--dest", str(tmp_path), "--no-progress"]
+
+    assert main(args) == 0
+    assert main([*args, "--offline"]) == 0
+
+    wanted = tmp_path / "coco-annotations" / "annotations" / "instances_val2017.json"
+    assert capsys.readouterr().out.splitlines() == [
+        f"coco-val2017 annotations: {wanted} (downloaded and verified)",
+        f"coco-val2017 annotations: {wanted} (already present, nothing to do)",
+    ]
+    assert [path for path, _ in server.requests] == ["/coco/annotations_trainval2017.zip"]
+
+
+def test_every_source_failing_is_one_line_naming_the_mirror_and_the_checksum(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.routes.pop("/zoo/fake.onnx")
+    code = main(
+        ["fetch", "model", "--model-name", "fake", "--dest", str(tmp_path), "--mirror", server.url("/m")]
+    )
+
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    (line,) = err.splitlines()
+    source = sources.MODELS["fake"]
+    assert line.startswith("ssd-eval: error: model fake: could not download fake.onnx")
+    assert "SSD_EVAL_MIRROR or assets.mirror" in line and source.sha256 in line and "--model PATH" in line

@@ -1,12 +1,14 @@
 """The real assets (`ssd_eval.assets.sources`) fetched once into a cache and verified.
 
-`ensure_model` / `ensure_coco_val2017` return a verified local path, downloading only what is
-missing (`ssd_eval.assets.download` does the transfers). Layout of the cache:
+`ensure_model` / `ensure_coco_val2017` / `ensure_coco_val2017_annotations` return a verified local
+path, downloading only what is missing (`ssd_eval.assets.download` does the transfers; every file goes
+through `_get`, and with downloads off `download.obtain` makes no request at all). Layout of the cache:
 
     <cache>/models/ssd-10.onnx               (+ ssd-10.onnx.verified: size, mtime, sha256 once checked)
     <cache>/downloads/val2017.zip            the archives, kept so that re-extracting needs no network
     <cache>/coco/annotations/instances_val2017.json
     <cache>/coco/val2017/*.jpg
+    <cache>/coco-annotations/annotations/instances_val2017.json   (`fetch annotations`, no images)
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
-from ssd_eval.assets.download import download, hash_file
+from ssd_eval.assets.download import DownloadFailed, DownloadsOff, Obtained, hash_file, obtain
 from ssd_eval.assets.sources import (
     DEFAULT_DATASET,
     DEFAULT_MODEL,
@@ -38,11 +40,15 @@ log = logging.getLogger(__name__)
 ENV_HOME = "SSD_EVAL_HOME"
 ENV_MIRROR = "SSD_EVAL_MIRROR"
 ENV_OFFLINE = "SSD_EVAL_OFFLINE"
-FETCH_TARGETS = ("model", "data", "all")
+FETCH_TARGETS = ("model", "data", "annotations", "all")
 
 DOWNLOADED = "downloaded"
 EXTRACTED = "extracted"  # the archives were already in the cache: only unpacked
 ALREADY_PRESENT = "already present"
+
+_MIRROR_SETTING = f"--mirror URL, {ENV_MIRROR} or assets.mirror"
+_USE_MODEL = "or run with --model PATH to use a model file you have"
+_USE_DATA = "or run with --data ROOT (dataset.root) to use an extracted COCO folder"
 
 
 class Fetched(NamedTuple):
@@ -82,6 +88,12 @@ def _why_offline() -> str:
     return "--offline, or assets.download: false"
 
 
+def _how_to_go_online() -> str:
+    if _offline_by_env():
+        return f"unset {ENV_OFFLINE} where downloads work"
+    return "drop --offline (and assets.download: false) where downloads work"
+
+
 def resolve_mirror(mirror: str | None = None) -> str | None:
     """The mirror base URL: the argument, else $SSD_EVAL_MIRROR, else none."""
     value = mirror if mirror else os.environ.get(ENV_MIRROR)
@@ -92,6 +104,48 @@ def urls_with_mirror(filename: str, urls: Iterable[str], mirror: str | None) -> 
     """`{mirror}/{filename}` first (when there is a mirror), then the source's own URLs."""
     base = resolve_mirror(mirror)
     return ((f"{base}/{filename}",) if base else ()) + tuple(urls)
+
+
+def _checksum(sha256: str | None, md5: str | None) -> str:
+    return f"sha256 {sha256}" if sha256 else f"md5 {md5}"
+
+
+def _get(
+    label: str,
+    filename: str,
+    urls: Sequence[str],
+    dest: Path,
+    *,
+    size: int,
+    sha256: str | None = None,
+    md5: str | None = None,
+    allow_download: bool,
+    mirror: str | None,
+    progress: bool,
+    instead: str,
+) -> Obtained:
+    """Every file of the cache comes through here: the mirror first, then the source's URLs.
+
+    Downloads off: `obtain` makes no request and raises `DownloadsOff` (the caller words it, as it
+    may gather several). Every source failing is one line naming the mirror setting, the checksum and
+    `instead` (the flag that makes the file unnecessary).
+    """
+    try:
+        return obtain(
+            urls_with_mirror(filename, urls, mirror),
+            dest,
+            sha256=sha256,
+            md5=md5,
+            size=size,
+            allow_download=allow_download,
+            progress=progress,
+        )
+    except DownloadFailed as exc:
+        raise AssetError(
+            f"{label}: {exc.summary}. Check the network (or proxy settings), set a mirror that has "
+            f"{filename} ({_MIRROR_SETTING}), put {filename} ({size:,} bytes, {_checksum(sha256, md5)}) "
+            f"at {dest} by hand, {instead}"
+        ) from exc
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -125,21 +179,28 @@ def fetch_model(
     if _model_is_verified(path, source):
         log.info("%s: %s is already there", source.name, path)
         return Fetched(source.name, path, ALREADY_PRESENT)
-    if not allow_download:
-        raise AssetError(_model_offline_message(source, path))
-    urls = urls_with_mirror(source.filename, source.urls, mirror)
-    download(urls, path, sha256=source.sha256, size=source.size, progress=progress)
+    label = f"model {source.name}"
+    try:
+        got = _get(
+            label,
+            source.filename,
+            source.urls,
+            path,
+            size=source.size,
+            sha256=source.sha256,
+            allow_download=allow_download,
+            mirror=mirror,
+            progress=progress,
+            instead=_USE_MODEL,
+        )
+    except DownloadsOff as exc:
+        raise AssetError(
+            f"{label}: {exc.dest} {exc.state}; downloads are off ({_why_offline()}): put "
+            f"{source.filename} ({source.size:,} bytes, sha256 {source.sha256}) from {source.urls[0]} at "
+            f"{path}, {_USE_MODEL}, or {_how_to_go_online()}"
+        ) from None
     _write_stamp(path, source.sha256)
-    return Fetched(source.name, path, DOWNLOADED)
-
-
-def _model_offline_message(source: ModelSource, path: Path) -> str:
-    state = "is not the expected file (its size or sha256 differ)" if path.exists() else "is missing"
-    return (
-        f"model {source.name}: {path} {state} and downloads are off ({_why_offline()}): "
-        f"put {source.filename} ({source.size:,} bytes, sha256 {source.sha256}) from {source.urls[0]} "
-        f"at {path}, or run `ssd-eval fetch model --model-name {source.name}` where downloads work"
-    )
+    return Fetched(source.name, path, DOWNLOADED if got.downloaded else ALREADY_PRESENT)
 
 
 def _stamp_path(path: Path) -> Path:
@@ -196,14 +257,42 @@ def ensure_coco_val2017(
     ).path
 
 
+def ensure_coco_val2017_annotations(
+    *, cache: Path, allow_download: bool, mirror: str | None = None, progress: bool = True
+) -> Path:
+    """A root holding COCO val2017's `annotations/instances_val2017.json`, without needing the images.
+
+    The full data set's root when it is in the cache, else `<cache>/coco-annotations`, filled from
+    the annotations archive alone (what scoring and merging need: 253 MB instead of 1 GB).
+    """
+    source = get_dataset_source(DEFAULT_DATASET)
+    root, _ = _fetch_annotations(
+        source, cache=cache, allow_download=allow_download, mirror=mirror, progress=progress
+    )
+    return root
+
+
 def dataset_root(source: DatasetSource, cache: Path) -> Path:
     """Where the cache keeps an extracted data set."""
     return cache / source.folder
 
 
+def annotations_root(source: DatasetSource, cache: Path) -> Path:
+    """Where the cache keeps a data set's annotation file fetched without its images."""
+    return cache / f"{source.folder}-annotations"
+
+
 def archive_path(archive: ArchiveSource, cache: Path) -> Path:
     """Where the cache keeps a downloaded archive."""
     return cache / "downloads" / archive.filename
+
+
+def annotations_archive(source: DatasetSource) -> ArchiveSource:
+    """The archive of `source` that holds its annotation file."""
+    for archive in source.archives:
+        if _is_wanted(source.annotations, archive.members):
+            return archive
+    raise AssetError(f"{source.name}: no archive lists {source.annotations} among its members")
 
 
 def fetch_dataset(
@@ -219,31 +308,116 @@ def fetch_dataset(
     if _dataset_is_complete(source, root):
         log.info("%s: %s is already there", source.name, root)
         return Fetched(source.name, root, ALREADY_PRESENT)
-    missing = [archive for archive in source.archives if not archive_path(archive, cache).is_file()]
-    if missing and not allow_download:
-        raise AssetError(_dataset_offline_message(source, missing, cache))
-    archives = [
-        download(
-            urls_with_mirror(archive.filename, archive.urls, mirror),
-            archive_path(archive, cache),
-            md5=archive.md5,
-            size=archive.size,
-            progress=progress,
+    got = _get_archives(
+        source.name,
+        source.archives,
+        root,
+        cache=cache,
+        allow_download=allow_download,
+        mirror=mirror,
+        progress=progress,
+    )
+    pieces = [(item.path, archive.members) for archive, item in zip(source.archives, got, strict=True)]
+    _extract(source, pieces, root, images=True)
+    return Fetched(source.name, root, DOWNLOADED if any(item.downloaded for item in got) else EXTRACTED)
+
+
+def fetch_annotations(
+    source: DatasetSource,
+    *,
+    cache: Path,
+    allow_download: bool,
+    mirror: str | None = None,
+    progress: bool = True,
+) -> Fetched:
+    """Make the annotation file of `source` available without its images; `path` is the file."""
+    root, status = _fetch_annotations(
+        source, cache=cache, allow_download=allow_download, mirror=mirror, progress=progress
+    )
+    return Fetched(f"{source.name} annotations", root / source.annotations, status)
+
+
+def _fetch_annotations(
+    source: DatasetSource, *, cache: Path, allow_download: bool, mirror: str | None, progress: bool
+) -> tuple[Path, str]:
+    full = dataset_root(source, cache)
+    if _has_every_file(source, full):
+        log.info("%s: %s is already there", source.name, full / source.annotations)
+        return full, ALREADY_PRESENT
+    root = annotations_root(source, cache)
+    if (root / source.annotations).is_file():
+        log.info("%s: %s is already there", source.name, root / source.annotations)
+        return root, ALREADY_PRESENT
+    archive = annotations_archive(source)
+    (got,) = _get_archives(
+        f"{source.name} annotations",
+        (archive,),
+        root / source.annotations,
+        cache=cache,
+        allow_download=allow_download,
+        mirror=mirror,
+        progress=progress,
+    )
+    _extract(source, [(got.path, (source.annotations,))], root, images=False)
+    return root, DOWNLOADED if got.downloaded else EXTRACTED
+
+
+def _get_archives(
+    label: str,
+    archives: Sequence[ArchiveSource],
+    target: Path,
+    *,
+    cache: Path,
+    allow_download: bool,
+    mirror: str | None,
+    progress: bool,
+) -> list[Obtained]:
+    """Each archive, verified in the cache; with downloads off, one line naming every one not there."""
+    got: list[Obtained] = []
+    offline: list[tuple[ArchiveSource, DownloadsOff]] = []
+    for archive in archives:
+        try:
+            got.append(
+                _get(
+                    label,
+                    archive.filename,
+                    archive.urls,
+                    archive_path(archive, cache),
+                    size=archive.size,
+                    md5=archive.md5,
+                    allow_download=allow_download,
+                    mirror=mirror,
+                    progress=progress,
+                    instead=_USE_DATA,
+                )
+            )
+        except DownloadsOff as exc:
+            offline.append((archive, exc))
+    if offline:
+        wanted = "; ".join(
+            f"{exc.dest} {exc.state}: put {archive.filename} ({archive.size:,} bytes, md5 {archive.md5}) "
+            f"from {archive.urls[0]} there"
+            for archive, exc in offline
         )
-        for archive in source.archives
-    ]
-    _extract_dataset(source, archives, root)
-    return Fetched(source.name, root, DOWNLOADED if missing else EXTRACTED)
+        raise AssetError(
+            f"{label}: {target} is missing; downloads are off ({_why_offline()}): {wanted}; "
+            f"{_USE_DATA}, or {_how_to_go_online()}"
+        )
+    return got
+
+
+def _has_every_file(source: DatasetSource, root: Path) -> bool:
+    return (root / source.annotations).is_file() and _count_images(root / source.images) == source.image_count
 
 
 def _dataset_is_complete(source: DatasetSource, root: Path) -> bool:
     """The annotation file and every image are there; a partial folder is an error, never overwritten."""
     if not root.exists():
         return False
+    if _has_every_file(source, root):
+        return True
     annotations = root / source.annotations
     count = _count_images(root / source.images)
-    if annotations.is_file() and count == source.image_count:
-        return True
     raise AssetError(
         f"{source.name}: {root} exists but is incomplete ({'an' if annotations.is_file() else 'no'} "
         f"{source.annotations}, {count} of {source.image_count} images in {source.images}/): "
@@ -258,20 +432,13 @@ def _count_images(folder: Path) -> int:
         return sum(1 for entry in entries if entry.name.lower().endswith(".jpg"))
 
 
-def _dataset_offline_message(source: DatasetSource, missing: list[ArchiveSource], cache: Path) -> str:
-    wanted = "; ".join(
-        f"put {archive.filename} ({archive.size:,} bytes, md5 {archive.md5}) from {archive.urls[0]} "
-        f"at {archive_path(archive, cache)}"
-        for archive in missing
-    )
-    return (
-        f"{source.name}: {dataset_root(source, cache)} is missing and downloads are off ({_why_offline()}): "
-        f"{wanted}; or set dataset.root to an extracted COCO folder"
-    )
+def _extract(
+    source: DatasetSource, pieces: Sequence[tuple[Path, tuple[str, ...]]], root: Path, *, images: bool
+) -> None:
+    """Unpack `(archive, members)` into a temporary folder beside `root`, check it, rename it into place.
 
-
-def _extract_dataset(source: DatasetSource, archives: list[Path], root: Path) -> None:
-    """Unpack the needed members into a temporary folder beside `root`, check it, rename it into place."""
+    `images`: the whole data set; else the annotation file alone.
+    """
     try:
         root.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".partial", dir=root.parent))
@@ -280,11 +447,11 @@ def _extract_dataset(source: DatasetSource, archives: list[Path], root: Path) ->
             f"{source.name}: cannot create a folder in {root.parent} ({exc.strerror or exc})"
         ) from exc
     try:
-        for archive, path in zip(source.archives, archives, strict=True):
-            log.info("%s: extracting %s from %s", source.name, ", ".join(archive.members), path.name)
-            extract_members(path, archive.members, staging)
-        _check_extracted(source, staging, archives)
-        _move_into_place(staging, root, source)
+        for path, members in pieces:
+            log.info("%s: extracting %s from %s", source.name, ", ".join(members), path.name)
+            extract_members(path, members, staging)
+        _check_extracted(source, staging, [path for path, _ in pieces], images=images)
+        _move_into_place(staging, root, source, images=images)
     except OSError as exc:
         raise AssetError(
             f"{source.name}: extracting into {root.parent} failed ({exc.strerror or exc}): "
@@ -294,23 +461,31 @@ def _extract_dataset(source: DatasetSource, archives: list[Path], root: Path) ->
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _check_extracted(source: DatasetSource, staging: Path, archives: list[Path]) -> None:
+def _check_extracted(source: DatasetSource, staging: Path, archives: list[Path], *, images: bool) -> None:
     count = _count_images(staging / source.images)
     has_annotations = (staging / source.annotations).is_file()
-    if not has_annotations or count != source.image_count:
-        raise AssetError(
-            f"{source.name}: the archives hold {count} images in {source.images}/ (expected "
-            f"{source.image_count}) and {'an' if has_annotations else 'no'} {source.annotations}: "
-            f"delete {' and '.join(str(path) for path in archives)} and fetch again"
-        )
+    if has_annotations and (not images or count == source.image_count):
+        return
+    held = (
+        f"hold {count} images in {source.images}/ (expected {source.image_count}) and "
+        f"{'an' if has_annotations else 'no'} {source.annotations}"
+        if images
+        else f"hold no {source.annotations}"
+    )
+    raise AssetError(
+        f"{source.name}: the archives {held}: delete {' and '.join(str(path) for path in archives)} "
+        "and fetch again"
+    )
 
 
-def _move_into_place(staging: Path, root: Path, source: DatasetSource) -> None:
+def _move_into_place(staging: Path, root: Path, source: DatasetSource, *, images: bool) -> None:
     """Rename the staging folder onto `root`; if another process got there first, keep theirs."""
     try:
         os.rename(staging, root)
     except OSError as exc:
-        if _dataset_is_complete(source, root):  # raises when what is there is incomplete
+        # _dataset_is_complete raises when what is there is incomplete
+        there = _dataset_is_complete(source, root) if images else (root / source.annotations).is_file()
+        if there:
             log.info("%s: another process extracted %s first", source.name, root)
             return
         raise AssetError(f"{source.name}: cannot move {staging} to {root} ({exc})") from exc
@@ -376,7 +551,7 @@ def fetch(
     mirror: str | None = None,
     progress: bool = True,
 ) -> list[Fetched]:
-    """Fetch `model`, `data` or `all` into `cache`; one `Fetched` per asset, in that order."""
+    """Fetch `model`, `data`, `annotations` (no images) or `all` into `cache`; one `Fetched` per asset."""
     if what not in FETCH_TARGETS:
         raise AssetError(f"cannot fetch {what!r}: choose one of {', '.join(FETCH_TARGETS)}")
     results: list[Fetched] = []
@@ -389,6 +564,13 @@ def fetch(
         dataset = get_dataset_source(DEFAULT_DATASET)
         results.append(
             fetch_dataset(
+                dataset, cache=cache, allow_download=allow_download, mirror=mirror, progress=progress
+            )
+        )
+    if what == "annotations":
+        dataset = get_dataset_source(DEFAULT_DATASET)
+        results.append(
+            fetch_annotations(
                 dataset, cache=cache, allow_download=allow_download, mirror=mirror, progress=progress
             )
         )

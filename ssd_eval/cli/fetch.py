@@ -1,4 +1,4 @@
-"""`ssd-eval fetch [model|data|all]`: download and verify the real model and COCO val2017 into the cache."""
+"""`ssd-eval fetch [model|data|annotations|all]`: download and verify the model and COCO val2017."""
 
 from __future__ import annotations
 
@@ -35,12 +35,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="download and verify the model and COCO val2017 into the cache",
         description=(
             "Download the zoo's SSD model and/or COCO val2017 into the cache, verify their checksums "
-            "and extract what the evaluation needs. Interrupted downloads resume; files already there "
-            f"are not fetched again. Downloads are off when {ENV_OFFLINE}=1."
+            "and extract what the evaluation needs (`annotations`: only the annotation file, enough to "
+            "score and merge). Interrupted downloads resume; files already there are not fetched again. "
+            f"With --offline or {ENV_OFFLINE}=1 no request is made: the cache is only checked (and "
+            "archives already there extracted)."
         ),
     )
     parser.add_argument(
-        "what", nargs="?", choices=FETCH_TARGETS, default="all", help="what to fetch (default: all)"
+        "what",
+        nargs="?",
+        choices=FETCH_TARGETS,
+        default="all",
+        help="what to fetch (default: all = model and data; annotations: the annotation file alone)",
     )
     parser.add_argument(
         "--model-name",
@@ -61,6 +67,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="URL",
         help=f"base URL tried first for every file (or ${ENV_MIRROR})",
     )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help=f"make no request (also {ENV_OFFLINE}=1): check the cache and say what is missing",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_common_arguments(parser)
     parser.set_defaults(handler=run)
@@ -71,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         args.what,
         cache=cache_home(args.dest),
         model_name=args.model_name,
-        allow_download=downloads_allowed(),
+        allow_download=downloads_allowed(not args.offline),
         mirror=args.mirror,
         progress=not (args.no_progress or args.quiet),
     )
