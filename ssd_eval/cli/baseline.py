@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from ssd_eval.errors import EXIT_OK, ConfigError
+from ssd_eval.files import METRICS_FILE
 from ssd_eval.reports.baseline import baseline_from_metrics, read_baseline, write_baseline
-from ssd_eval.reports.results import METRICS_FILE
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -13,7 +13,8 @@ from ssd_eval.engine.api import Comparison, Invocation, compare, compare_config,
 from ssd_eval.engine.compare import CompareOptions, load_comparison_config
 from ssd_eval.engine.runner import Progress
 from ssd_eval.errors import EXIT_OK, ConfigError
-from ssd_eval.reports.ci_report import JUNIT_FILE, SUMMARY_FILE, compare_markdown
+from ssd_eval.files import JUNIT_FILE, SUMMARY_FILE
+from ssd_eval.reports.ci_report import compare_markdown
 from ssd_eval.reports.report import gate_lines
 
 

@@ -75,8 +75,7 @@ class Interrupts:
 
     def message(self) -> str:
         what = "terminated (SIGTERM)" if self.exit_code == EXIT_TERMINATED else "interrupted"
-        from ssd_eval.engine.compare import COMPARE_CONFIG_FILE
-        from ssd_eval.engine.run_folder import CONFIG_FILE
+        from ssd_eval.files import COMPARE_CONFIG_FILE, CONFIG_FILE
 
         started = self.run_dir is not None and any(
             (self.run_dir / name).is_file() for name in (CONFIG_FILE, COMPARE_CONFIG_FILE)

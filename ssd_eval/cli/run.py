@@ -26,7 +26,7 @@ from ssd_eval.engine.api import (
 from ssd_eval.engine.run_folder import load_run_config
 from ssd_eval.engine.runner import Progress, RunOptions
 from ssd_eval.errors import ConfigError
-from ssd_eval.reports.ci_report import JUNIT_FILE, SUMMARY_FILE
+from ssd_eval.files import JUNIT_FILE, SUMMARY_FILE
 from ssd_eval.reports.report import gate_lines, summary
 from ssd_eval.reports.results import utc_now
 

@@ -56,10 +56,11 @@ from ssd_eval.engine.compare_runs import compare_runs
 from ssd_eval.engine.finish import gate_scored_run
 from ssd_eval.engine.merge import merge_runs
 from ssd_eval.engine.rescore import rescore_run
-from ssd_eval.engine.run_folder import CONFIG_FILE, gate_baseline, load_run_config
+from ssd_eval.engine.run_folder import gate_baseline, load_run_config
 from ssd_eval.engine.runner import RunOptions, evaluate_run, run_folder
 from ssd_eval.errors import ConfigError, OutputError
 from ssd_eval.evaluation.scoring import SCORING_BACKENDS, ScoringBackend
+from ssd_eval.files import CONFIG_FILE
 from ssd_eval.reports.baseline import load_gate_baseline
 from ssd_eval.reports.verdict import Comparison, Evaluation, Invocation
 

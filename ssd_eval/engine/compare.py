@@ -35,7 +35,7 @@ from ssd_eval.engine.compare_runs import compare_runs, write_compare_metrics
 from ssd_eval.engine.run_folder import check_writable
 from ssd_eval.engine.runner import Progress, ProgressFactory, RunOptions, run_sessions
 from ssd_eval.errors import ConfigError, OutputError, ProviderError
-from ssd_eval.files import COMPARE_CONFIG_FILE, RUNS_DIR
+from ssd_eval.files import COMPARE_CONFIG_FILE, METRICS_FILE, RUNS_DIR
 from ssd_eval.pipeline.session import (
     PROVIDER_ALIASES,
     canonical_provider_name,
@@ -45,7 +45,7 @@ from ssd_eval.reports.baseline import Baseline
 from ssd_eval.reports.ci_report import compare_markdown, write_ci_files
 from ssd_eval.reports.comparison import CompareResult, RunReport
 from ssd_eval.reports.gate_compare import gate_comparison
-from ssd_eval.reports.results import METRICS_FILE, provenance
+from ssd_eval.reports.results import provenance
 from ssd_eval.reports.verdict import Comparison, Invocation
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ from ssd_eval.evaluation.agreement import (
 )
 from ssd_eval.evaluation.identity import Aspect, describe_differences
 from ssd_eval.evaluation.scoring import CategoryScore, score
-from ssd_eval.files import CONFIG_FILE, write_json_atomic
+from ssd_eval.files import write_json_atomic
 from ssd_eval.pipeline.decode import Detections
 from ssd_eval.reports.comparison import CategoryDelta, CompareResult, RunReport
 from ssd_eval.reports.results import (
@@ -82,8 +82,8 @@ def load_finished_run(folder: Path, *, data: Path | None = None) -> FinishedRun:
     if not folder.is_dir():
         raise ComparisonError(f"{folder} is not a run folder (no such folder)")
     metrics = folder / METRICS_FILE
-    if not (folder / CONFIG_FILE).is_file() or not metrics.is_file():
-        load_run_config(folder)  # no config.yaml: "not a run folder"
+    if not metrics.is_file():
+        load_run_config(folder)  # a folder that is no run at all is refused as such (its one message)
         raise ComparisonError(
             f"{folder} has no {METRICS_FILE}: the run has not finished; finish it with "
             f"`ssd-eval run --resume {folder}` (or score it with `ssd-eval score {folder}`)"

@@ -29,8 +29,6 @@ from ssd_eval.engine.rescore import (
     with_overrides,
 )
 from ssd_eval.engine.run_folder import (
-    DETECTION_LOG,
-    SKIPPED_LOG,
     RunInfo,
     append_history,
     append_skipped,
@@ -48,6 +46,7 @@ from ssd_eval.errors import OutputError
 from ssd_eval.evaluation.detection_log import DetectionLog, read_detection_log
 from ssd_eval.evaluation.identity import Aspect, RunIdentity, describe_differences, ids_digest
 from ssd_eval.evaluation.scoring import ScoringBackend
+from ssd_eval.files import DETECTION_LOG, SKIPPED_LOG
 from ssd_eval.pipeline.decode import Detections
 from ssd_eval.reports.results import Provenance, RunResult, RunTimes, SkippedImage, provenance, utc_now
 

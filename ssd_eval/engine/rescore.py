@@ -19,8 +19,6 @@ from ssd_eval.data.dataset import CocoGroundTruth, IdList, Shard, open_ground_tr
 from ssd_eval.engine.finish import finish_run
 from ssd_eval.engine.resolve import resolve_data
 from ssd_eval.engine.run_folder import (
-    DETECTION_LOG,
-    SKIPPED_LOG,
     RunInfo,
     append_history,
     derived_identity,
@@ -35,6 +33,7 @@ from ssd_eval.errors import OutputError
 from ssd_eval.evaluation.detection_log import read_detection_log
 from ssd_eval.evaluation.identity import RunIdentity, describe_differences, with_ground_truth
 from ssd_eval.evaluation.scoring import ScoringBackend
+from ssd_eval.files import DETECTION_LOG, SKIPPED_LOG
 from ssd_eval.pipeline.decode import Detections
 from ssd_eval.reports.results import (
     METRICS_FILE,

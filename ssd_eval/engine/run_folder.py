@@ -29,17 +29,14 @@ from ssd_eval.evaluation.identity import (
     run_identity,
 )
 from ssd_eval.files import (
-    COCOEVAL_LOG,
     CONFIG_FILE,
     DETECTION_LOG,
     GATE_BASELINE_FILE,
     HISTORY_FILE,
     IDENTITY_FILE,
     LOCK_FILE,
-    RESULTS_FILE,
     RUN_FILES,
     RUN_INFO_FILE,
-    SKIPPED_LOG,
     write_json_atomic,
 )
 from ssd_eval.reports.baseline import (
@@ -50,17 +47,6 @@ from ssd_eval.reports.baseline import (
     write_baseline,
 )
 from ssd_eval.reports.results import ModelInfo, Provenance, SkippedImage, provenance_from_json
-
-__all__ = [  # the run folder's file names, re-exported for the modules that name them here
-    "COCOEVAL_LOG",
-    "CONFIG_FILE",
-    "DETECTION_LOG",
-    "GATE_BASELINE_FILE",
-    "LOCK_FILE",
-    "RESULTS_FILE",
-    "RUN_INFO_FILE",
-    "SKIPPED_LOG",
-]
 
 
 def check_writable(folder: Path) -> None:

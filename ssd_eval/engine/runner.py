@@ -21,8 +21,6 @@ from ssd_eval.data.dataset import CocoGroundTruth, Shard, open_ground_truth
 from ssd_eval.engine.finish import finish_run, gate_scored_run
 from ssd_eval.engine.resolve import ResolvedAssets, resolve_assets
 from ssd_eval.engine.run_folder import (
-    DETECTION_LOG,
-    SKIPPED_LOG,
     RunInfo,
     append_history,
     append_skipped,
@@ -47,6 +45,7 @@ from ssd_eval.evaluation.detection_log import (
     truncate_torn_tail,
 )
 from ssd_eval.evaluation.identity import RunIdentity, describe_differences
+from ssd_eval.files import DETECTION_LOG, SKIPPED_LOG
 from ssd_eval.pipeline.decode import Detections, decode_image
 from ssd_eval.pipeline.feeder import default_workers, ordered_map
 from ssd_eval.pipeline.graph_preprocess import GraphPreprocessor

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from ssd_eval.config.run import DecodeConfig, ExpectedConfig, GateConfig, PreprocessConfig
 from ssd_eval.config.schema import config_to_dict
@@ -42,18 +42,7 @@ Aspect = Literal[
     "scorer",
     "rules",
 ]
-ALL_ASPECTS: tuple[Aspect, ...] = (
-    "model",
-    "provider",
-    "ground truth",
-    "images",
-    "image set",
-    "shard",
-    "preprocess",
-    "decode",
-    "scorer",
-    "rules",
-)
+ALL_ASPECTS: tuple[Aspect, ...] = get_args(Aspect)
 # What a figure measured on a run depends on besides the model: the same images (however chosen: the
 # first 6, or a list of those 6) of the same ground truth.
 FIGURE_ASPECTS: tuple[Aspect, ...] = ("ground truth", "image set")

@@ -14,8 +14,7 @@ from typing import Any
 
 from ssd_eval.coco_stats import STAT_NAMES, is_undefined
 from ssd_eval.errors import EXIT_GATE_FAILED
-from ssd_eval.files import JUNIT_FILE as JUNIT_FILE  # re-exported: the names live in ssd_eval.files
-from ssd_eval.files import SUMMARY_FILE as SUMMARY_FILE
+from ssd_eval.files import JUNIT_FILE, SUMMARY_FILE
 from ssd_eval.reports.comparison import CompareResult, RunReport
 from ssd_eval.reports.gate import GateReport
 from ssd_eval.reports.report import stat_text

@@ -22,8 +22,6 @@ from ssd_eval.evaluation.scoring import CategoryScore
 from ssd_eval.files import METRICS_FILE, file_sha256, write_json_atomic
 from ssd_eval.reports.gate import GateReport, RunFacts
 
-__all__ = ["METRICS_FILE", "file_sha256"]  # re-exported: older imports name them here
-
 
 @dataclass(frozen=True)
 class SkippedImage:
@@ -358,7 +356,7 @@ def provenance(
     )
 
 
-def record_verdict(result: RunResult, report: GateReport, _unused: object = None) -> RunResult:
+def record_verdict(result: RunResult, report: GateReport) -> RunResult:
     """Add the gate's verdict to the run's metrics.json (its history came with the result: every
     command appends its own entry to the folder's history.jsonl)."""
     updated = replace(result, gate=report.to_json())

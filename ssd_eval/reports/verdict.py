@@ -129,7 +129,7 @@ def gate_run(result: RunResult, config: RunConfig, baseline: Baseline | None, *,
     # likely protocol mistake (None when nothing fits, or for a partial run or another model).
     diagnosis = diagnose_run(result, baseline) if report.verdict != "PASS" else None
     result = replace(result, diagnosis=diagnosis.to_json() if diagnosis is not None else None)
-    result = record_verdict(result, report, result.history)
+    result = record_verdict(result, report)
     folder = Path(result.run_dir)
     write_ci_files(folder, report, run_markdown(result, report), suite=f"ssd-eval {verb} {folder.name}")
     return Evaluation(result, report, diagnosis)
