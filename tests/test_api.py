@@ -29,6 +29,7 @@ from ssd_eval.engine.runner import RunOptions, run_evaluation
 from ssd_eval.errors import ConfigError, OutputError, SsdEvalError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+API_PAGE = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 EXPECTED = {"value": 1.0, "tolerance": 0.001}  # the perfect detector's AP
 MISSED = {"value": 0.5, "tolerance": 0.01}  # AP 1.0 misses it by +0.5
 
@@ -72,13 +73,19 @@ def _agrees_with_its_files(result: api.Evaluation) -> None:
     assert bool(result) == (result.verdict == "PASS")
 
 
-def _readme_blocks() -> list[str]:
-    """The code blocks of the README's "Python API" section."""
-    text = README.read_text(encoding="utf-8")
+def _python_blocks(path: Path) -> list[str]:
+    """The code blocks of a page's "Python API" section."""
+    text = path.read_text(encoding="utf-8")
     section = re.search(r"<!-- section: python-api -->(.*?)<!-- /section: python-api -->", text, re.S)
-    assert section is not None, "README.md has no Python API section"
-    blocks = re.findall(r"```python\n(.*?)```", section[1], re.S)
-    assert len(blocks) == 2, "the Python API section shows a pytest gate, then score and compare"
+    assert section is not None, f"{path.name} has no Python API section"
+    return re.findall(r"```python\n(.*?)```", section[1], re.S)
+
+
+def _readme_blocks() -> list[str]:
+    """docs/api.md's pytest gate and one-liners; the README shows the same gate."""
+    blocks = _python_blocks(API_PAGE)
+    assert len(blocks) == 2, "docs/api.md's Python API section shows a pytest gate, then score and compare"
+    assert _python_blocks(README) == blocks[:1], "the README's Python API block is not docs/api.md's"
     return blocks
 
 

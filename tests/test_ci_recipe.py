@@ -29,7 +29,7 @@ WORSE = {**GT, IMAGES[0].image_id: []}
 
 def _recipe() -> list[str]:
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("### A CI gate in minutes") :]
+    section = text[text.index("## A CI gate in minutes") :]
     block = re.search(r"```bash\n(.*?)```", section, re.S)
     assert block is not None, "the README's CI gate section has no bash block"
     return [line for line in block[1].splitlines() if line.strip() and not line.startswith("#")]

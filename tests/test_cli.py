@@ -230,6 +230,25 @@ def test_providers_lists_cpu(capsys):
     assert main(["providers"]) == 0
     out = capsys.readouterr().out
     assert "CPUExecutionProvider" in out and "cpu" in out
+    # It names the package that provides the module (pip check cannot: see the README's install).
+    assert out.startswith("onnxruntime ") and "warning" not in out
+
+
+def test_providers_says_when_two_packages_provide_onnxruntime(capsys, monkeypatch):
+    """onnxruntime and onnxruntime-openvino installed together overwrite each other: said, not hidden."""
+    from importlib import metadata
+
+    monkeypatch.setattr(
+        metadata, "packages_distributions", lambda: {"onnxruntime": ["onnxruntime-openvino", "onnxruntime"]}
+    )
+    monkeypatch.setattr(metadata, "version", lambda name: {"onnxruntime": "1.32.0"}.get(name, "1.24.1"))
+    assert main(["providers"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("onnxruntime: ")
+    assert lines[-1] == (
+        "warning: 2 packages provide the onnxruntime module (onnxruntime 1.32.0, onnxruntime-openvino "
+        "1.24.1) and overwrite each other's files: pip uninstall all of them, then install the one you want"
+    )
 
 
 def test_model_name_and_offline_flag(setup, capsys, monkeypatch):

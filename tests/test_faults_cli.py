@@ -486,6 +486,16 @@ def test_a_failed_run_leaves_no_empty_run_folder(env: Env, capsys: pytest.Captur
     """The lock creates the run folder before the model loads; a run that fails first removes it again."""
     assert main(["--config", str(env.config), "--run-name", "x", "--model", str(env.tmp / "no.onnx")]) == 2
     assert not (env.results / "x").exists()
+    # Nor the output folder's parents it created (issue 20: no empty results/ after an early failure);
+    # a parent that existed before stays.
+    output = env.tmp / "new" / "results"
+    argv = ["--config", str(env.config), "--output", str(output), "--model", str(env.tmp / "no.onnx")]
+    assert main(argv) == 2
+    assert not (env.tmp / "new").exists()
+    (env.tmp / "kept").mkdir()
+    argv[3] = str(env.tmp / "kept" / "results")
+    assert main(argv) == 2
+    assert (env.tmp / "kept").is_dir() and not (env.tmp / "kept" / "results").exists()
 
 
 def test_failed_download_urls_are_folded_into_the_error_line(

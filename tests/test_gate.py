@@ -520,18 +520,18 @@ def test_a_comparison_where_nothing_ran_besides_the_reference():
     report = gate_comparison(_comparison(*runs), _compare_config(), None)
     assert report.error == (
         "nothing was compared: no run besides the reference cpu ran (gpu: no CUDA; trt: skipped); "
-        "install what the runs need (see README: Comparing providers)"
+        "install what the runs need (see docs/compare.md)"
     )
     required = gate_comparison(
         _comparison(*runs), _compare_config(skip_unavailable=True, required=True), None
     )
-    assert required.error.endswith("(see README: Comparing providers), or drop gate.required")
+    assert required.error.endswith("(see docs/compare.md), or drop gate.required")
     allowed = gate_comparison(_comparison(*runs), _compare_config(skip_unavailable=True), None)
     assert allowed.error == ""
     alone = gate_comparison(_comparison(ref), _compare_config(), None)
     assert alone.error == (
         "nothing was compared: no run besides the reference cpu ran (no runs listed); "
-        "install what the runs need (see README: Comparing providers)"
+        "install what the runs need (see docs/compare.md)"
     )
     # A reference that did not run: the runs get their own rules but none against it.
     gpu = _report("gpu", 0.25)

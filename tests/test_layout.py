@@ -1,6 +1,6 @@
 """The package layout: imports go one way, down the stages, and no module imports one of a higher stage.
 
-The stage order is written here, independently of the package, from the README's architecture section.
+The stage order is written here, independently of the package, from docs/architecture.md.
 
 One exception: the package itself (`ssd_eval/__init__.py`, stage 0) offers the Python API
 (`ssd_eval.evaluate`, `score`, `merge`, `compare`) as thin functions that import `ssd_eval.engine.api`
@@ -43,7 +43,7 @@ def _stage(module: str) -> int:
     for rank, names in enumerate(STAGES):
         if parts[1] in names:
             return rank
-    raise AssertionError(f"{module}: not in any stage; add its folder to STAGES and the README")
+    raise AssertionError(f"{module}: not in any stage; add its folder to STAGES and docs/architecture.md")
 
 
 def _module_name(path: Path) -> str:

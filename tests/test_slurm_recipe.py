@@ -1,7 +1,7 @@
-"""The README's Slurm recipe as written, on a real single-node Slurm: the merge job's exit is the verdict.
+"""The documented Slurm recipe as written, on a real single-node Slurm: the merge job's exit is the verdict.
 
-The three code blocks of README "Shards and merge" (shard.sbatch, merge.sbatch, submit) are taken from
-the README text, so the test breaks when the README drifts. They run on a generated COCO set (16
+The three code blocks of docs/operations.md "Shards and merge" (shard.sbatch, merge.sbatch, submit) are
+taken from the page, so the test breaks when the docs drift. They run on a generated COCO set (16
 images, 4 shards of 4) with a table detector: a perfect one against expected AP 1.0 (the merge must
 pass, exit 0) and one that misses half the objects (must fail, exit 1). In each, array task 1 is
 requeued while it is in the middle of its shard: its third image is a named pipe, so the task
@@ -31,16 +31,17 @@ BLOCKING_IMAGE = 108
 
 
 def readme_recipe() -> dict[str, str]:
-    """The Slurm blocks of README "Shards and merge", by the name in their first comment line."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("### Shards and merge") :]
-    section = section[: section.index("\n### ", 1)]
+    """The Slurm blocks of docs/operations.md "Shards and merge", by the name in their first comment line."""
+    text = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = text[text.index("## Shards and merge") :]
+    end = section.find("\n## ", 1)
+    section = section if end < 0 else section[:end]
     blocks = {}
     for body in re.findall(r"```bash\n(.*?)```", section, flags=re.S):
         first_comment = next(line for line in body.splitlines() if line.startswith("# "))
         blocks[first_comment[2:].split(":")[0]] = body
     missing = {"shard.sbatch", "merge.sbatch", "submit"} - set(blocks)
-    assert not missing, f"README 'Shards and merge' lost its Slurm block(s) {sorted(missing)}"
+    assert not missing, f"docs/operations.md 'Shards and merge' lost its Slurm block(s) {sorted(missing)}"
     return blocks
 
 
@@ -73,7 +74,7 @@ def _wait_for(condition, what: str, timeout: float = 90) -> None:
 
 
 def _submit(cluster: SlurmCluster, work: Path, config: Path, runs: Path) -> tuple[str, str]:
-    """Write the README's scripts into `work` and run its submit block there: (shards job, merge job)."""
+    """Write the documented scripts into `work` and run its submit block there: (shards job, merge job)."""
     blocks = readme_recipe()
     for name in ("shard.sbatch", "merge.sbatch"):
         (work / name).write_text(blocks[name])

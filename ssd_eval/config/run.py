@@ -21,7 +21,7 @@ from ssd_eval.config.schema import parse_section, raise_first_problem, read_yaml
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # The allowed |measured - expected| when a config or `--expect-ap` gives none: measured runs of the
-# published protocol land at 0.1958 +- 0.001 against the card's 0.195 (see README).
+# published protocol land at 0.1958 +- 0.001 against the card's 0.195 (see docs/protocol.md).
 DEFAULT_TOLERANCE = 0.003
 # Pillow's Image.MAX_IMAGE_PIXELS (its decompression-bomb warning limit); Pillow refuses outright any
 # image of more than twice as many pixels, so dataset.max_image_pixels cannot go beyond that.

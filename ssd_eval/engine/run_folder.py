@@ -114,9 +114,10 @@ def locked_run_folder(folder: Path) -> Iterator[None]:
 
     A second process on the same folder is refused at once instead of appending duplicate lines.
     The lock goes with the process, however it ends. A folder this call created and that holds
-    nothing but the lock afterwards (the run failed before writing) is removed again.
+    nothing but the lock afterwards (the run failed before writing) is removed again, with the parents
+    this call created (a run that fails before its first image leaves no empty `results/` behind).
     """
-    created = not folder.exists()
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     lock_path = folder / LOCK_FILE
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -143,7 +144,8 @@ def locked_run_folder(folder: Path) -> Iterator[None]:
             if created and not _has_content(folder):
                 lock_path.unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
-                    folder.rmdir()
+                    for made in created:  # innermost first; rmdir refuses a folder that is not empty
+                        made.rmdir()
 
 
 @contextlib.contextmanager

@@ -149,7 +149,7 @@ def _nothing_compared(result: CompareResult, config: CompareConfig) -> str:
     reasons = "; ".join(f"{r.name}: {r.skip_reason or 'skipped'}" for r in others) or "no runs listed"
     return (
         f"nothing was compared: no run besides the reference {result.reference} ran ({reasons}); "
-        "install what the runs need (see README: Comparing providers)"
+        "install what the runs need (see docs/compare.md)"
         + (", or drop gate.required" if config.gate.required else "")
     )
 

@@ -397,6 +397,23 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def runtime_distributions() -> list[str]:
+    """The installed packages that provide the `onnxruntime` module, as "name version".
+
+    onnxruntime, onnxruntime-gpu, onnxruntime-openvino and onnxruntime-directml all install the same
+    module; more than one in an environment overwrite each other's files, and which one imports is
+    then an accident. pip cannot see this (each is another distribution name), so it is said here.
+    """
+    names = sorted(set(metadata.packages_distributions().get("onnxruntime", [])))
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
