@@ -215,3 +215,35 @@ def test_the_output_matcher_fails_on_a_difference():
     assert not output_pattern(shown).fullmatch("check OK\nmore\n")
     assert output_pattern("a …/x\n…\nend\n").fullmatch("a /tmp/y/x\nb\nc\nend\n")
     assert not output_pattern("a …/x\n…\nend\n").fullmatch("a /tmp/y/x\nb\n")
+
+
+def _documented_defaults() -> list[tuple[str, str]]:
+    """(page, text) pairs: each states a bound or default, formatted here from the code's own value, so
+    that changing the code without the docs (or the docs without the code) fails."""
+    from ssd_eval.assets.download import DEFAULT_MIN_RATE, DEFAULT_RATE_WINDOW
+    from ssd_eval.config.compare import AgreementConfig, PicturesConfig
+    from ssd_eval.config.run import DEFAULT_TOLERANCE, PILLOW_MAX_IMAGE_PIXELS
+    from ssd_eval.pipeline.output_contract import CARD_MAX_DETECTIONS, NORMALIZED_RANGE
+
+    low, high = NORMALIZED_RANGE
+    return [
+        ("docs/gates.md", f"`tolerance` (default {DEFAULT_TOLERANCE})"),
+        ("README.md", f"the published 0.195 ± {DEFAULT_TOLERANCE}"),
+        ("docs/agreement.md", f"`agreement.min_score` ({AgreementConfig().min_score})"),
+        ("docs/compare.md", f"IoU >= {AgreementConfig().iou_threshold}, `agreement.iou_threshold`"),
+        ("docs/compare.md", f"`pictures.min_score` ({PicturesConfig().min_score})"),
+        ("docs/compare.md", f"the output contract's [{low:g}, {high:g}]"),
+        ("docs/checks.md", f"boxes within [{low:g}, {high:g}]"),
+        ("docs/checks.md", f"the card's {CARD_MAX_DETECTIONS}"),
+        ("docs/operations.md", f"`Image.MAX_IMAGE_PIXELS`, {PILLOW_MAX_IMAGE_PIXELS:,}"),
+        ("docs/fetching.md", f"over the last {DEFAULT_RATE_WINDOW:g} s falls below {DEFAULT_MIN_RATE // 1024} KiB/s"),
+    ]
+
+
+def test_documented_defaults_are_the_codes():
+    stale = [
+        (page, text)
+        for page, text in _documented_defaults()
+        if text not in " ".join((REPO / page).read_text(encoding="utf-8").split())
+    ]
+    assert not stale, f"the docs no longer state the code's value: {stale}"
