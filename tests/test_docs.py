@@ -236,7 +236,7 @@ def _documented_defaults() -> list[tuple[str, str]]:
         ("docs/checks.md", f"boxes within [{low:g}, {high:g}]"),
         ("docs/checks.md", f"the card's {CARD_MAX_DETECTIONS}"),
         ("docs/operations.md", f"`Image.MAX_IMAGE_PIXELS`, {PILLOW_MAX_IMAGE_PIXELS:,}"),
-        ("docs/fetching.md", f"over the last {DEFAULT_RATE_WINDOW:g} s falls below {DEFAULT_MIN_RATE // 1024} KiB/s"),
+        ("docs/fetching.md", f"last {DEFAULT_RATE_WINDOW:g} s falls below {DEFAULT_MIN_RATE // 1024} KiB/s"),
     ]
 
 

@@ -259,3 +259,26 @@ def test_assets_download_false_in_the_config_is_offline_too(
 
     assert "downloads are off" in line
     assert server.connections == 0
+
+
+# --- score, merge and compare need the annotations only -------------------------------------------
+
+
+def test_paths_that_read_no_pixels_fetch_the_annotations_alone(server: FileServer, tmp_path: Path) -> None:
+    """A merge job (README's Actions recipe) of shards that used `dataset.source: coco-val2017` fetches
+    the 253 MB annotations archive, never the images archive; a run fetches both."""
+    from ssd_eval.config.run import config_from_dict
+    from ssd_eval.engine.resolve import resolve_data
+
+    config = config_from_dict({"dataset": {"source": "coco-val2017"}}, base_dir=tmp_path)
+    annotation_file, image_dir = resolve_data(config, progress=False, images=False)
+
+    fetched = {path.rsplit("/", 1)[-1] for path, _ in server.requests}
+    assert fetched == {"annotations_trainval2017.zip"}
+    assert annotation_file == cache(tmp_path) / "coco-annotations" / "annotations" / "instances_val2017.json"
+    assert annotation_file.is_file() and not image_dir.exists()
+
+    annotation_file, image_dir = resolve_data(config, progress=False)
+    fetched = {path.rsplit("/", 1)[-1] for path, _ in server.requests}
+    assert fetched == {"annotations_trainval2017.zip", "val2017.zip"}
+    assert image_dir.is_dir()

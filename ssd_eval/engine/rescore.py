@@ -77,7 +77,7 @@ def scoring_ground_truth(
     A run of an id list chooses its images by the ids its identity recorded (the list file may not
     be on this machine); a shard of one needs the file.
     """
-    annotation_file, image_dir = resolve_data(config)
+    annotation_file, image_dir = resolve_data(config, images=False)
     # Scoring reads no pixels: a machine that only has the annotation file can score and merge.
     folder = image_dir if image_dir.is_dir() else annotation_file.parent
     images = identity.images if identity is not None else None
