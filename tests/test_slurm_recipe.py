@@ -4,10 +4,11 @@ The three code blocks of docs/operations.md "Shards and merge" (shard.sbatch, me
 taken from the page, so the test breaks when the docs drift. They run on a generated COCO set (16
 images, 4 shards of 4) with a table detector: a perfect one against expected AP 1.0 (the merge must
 pass, exit 0) and one that misses half the objects (must fail, exit 1). In each, array task 1 is
-requeued while it is in the middle of its shard: its third image is a named pipe, so the task
-blocks there after writing its first two images, until `scontrol requeue` kills it; the image is
-then put back and the requeued task must resume its own folder (a fresh start would be refused,
-failing the task and cancelling the merge).
+requeued while it is in the middle of its shard: a `sitecustomize` hook on the jobs' PYTHONPATH makes
+reading its third image wait while a gate file exists, so the task blocks there after writing its
+first two images, until `scontrol requeue` kills it; the gate is then removed and the requeued task
+must resume its own folder (a fresh start would be refused, failing the task and cancelling the
+merge). (A named pipe in place of the image would no longer block: ssd_eval refuses non-regular files.)
 """
 
 from __future__ import annotations
@@ -73,7 +74,46 @@ def _wait_for(condition, what: str, timeout: float = 90) -> None:
         time.sleep(0.1)
 
 
-def _submit(cluster: SlurmCluster, work: Path, config: Path, runs: Path) -> tuple[str, str]:
+# Imported by every Python the jobs start (it is first on their PYTHONPATH): opening the image named by
+# $SSD_EVAL_TEST_BLOCK waits while the file $SSD_EVAL_TEST_GATE exists.
+GATE_HOOK = """
+import os, time
+import PIL.Image
+
+_open = PIL.Image.open
+
+
+def _name(fp):
+    if isinstance(fp, int):
+        return os.readlink(f"/proc/self/fd/{fp}")
+    name = getattr(fp, "name", fp)
+    return _name(name) if isinstance(name, int) else str(name)
+
+
+def _gated_open(fp, *args, **kwargs):
+    if _name(fp).endswith(os.environ["SSD_EVAL_TEST_BLOCK"]):
+        while os.path.exists(os.environ["SSD_EVAL_TEST_GATE"]):
+            time.sleep(0.05)
+    return _open(fp, *args, **kwargs)
+
+
+PIL.Image.open = _gated_open
+"""
+
+
+def _gate(work: Path, image: Path) -> tuple[Path, dict[str, str]]:
+    """The hook's folder and gate file (created: closed) and the environment that arms it."""
+    hook = work / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(GATE_HOOK)
+    gate = work / "gate-closed"
+    gate.touch()
+    return gate, {"SSD_EVAL_TEST_BLOCK": image.name, "SSD_EVAL_TEST_GATE": str(gate), "PYTHONPATH": str(hook)}
+
+
+def _submit(
+    cluster: SlurmCluster, work: Path, config: Path, runs: Path, hook_env: dict[str, str]
+) -> tuple[str, str]:
     """Write the documented scripts into `work` and run its submit block there: (shards job, merge job)."""
     blocks = readme_recipe()
     for name in ("shard.sbatch", "merge.sbatch"):
@@ -84,7 +124,8 @@ def _submit(cluster: SlurmCluster, work: Path, config: Path, runs: Path) -> tupl
         "CONFIG": str(config),
         "RUNS": str(runs),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{cluster.env.get('PATH', '')}",
-        "PYTHONPATH": str(REPO),
+        **hook_env,
+        "PYTHONPATH": f"{hook_env['PYTHONPATH']}{os.pathsep}{REPO}",
     }
     done = SlurmCluster(cluster.root, env).command("bash", "submit.sh", cwd=work)
     merge = done.strip().splitlines()[-1]
@@ -101,13 +142,10 @@ def test_slurm_recipe_merge_exit_code_is_the_verdict(cluster, tmp_path, case):
     model = save_table_detector(tmp_path / "model.onnx", root, dets)
     expected = {"metric": "AP", "value": 1.0, "tolerance": 0.003}
     config = write_config(tmp_path / "eval.yaml", model, root, expected=expected)
-    image = root / "val2017" / f"{BLOCKING_IMAGE:012d}.png"
-    original = image.read_bytes()
-    image.unlink()
-    os.mkfifo(image)
+    gate, hook_env = _gate(tmp_path, root / "val2017" / f"{BLOCKING_IMAGE:012d}.png")
 
     runs = tmp_path / "runs"
-    shards, merge = _submit(cluster, tmp_path, config, runs)
+    shards, merge = _submit(cluster, tmp_path, config, runs, hook_env)
     task_log = runs / shards / "shard1" / "detections.jsonl"
     _wait_for(lambda: len(_lines(task_log)) == 2, "array task 1 to write its first two images")
     task = cluster.job(f"{shards}_1")
@@ -117,8 +155,7 @@ def test_slurm_recipe_merge_exit_code_is_the_verdict(cluster, tmp_path, case):
     _wait_for(lambda: cluster.job(f"{shards}_1")["JobState"] == "PENDING", "the task to be requeued")
     first_attempt = _lines(task_log)  # its process is gone: what it left
     assert len(first_attempt) == 2
-    image.unlink()
-    image.write_bytes(original)
+    gate.unlink()
     # Slurm holds a requeued job back for ~2 minutes (its BeginTime); start it now instead.
     cluster.command("scontrol", "update", f"jobid={task['JobId']}", "StartTime=now")
 
