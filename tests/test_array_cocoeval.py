@@ -244,3 +244,95 @@ def test_a_perfect_detector_scores_one_and_a_miss_halves_recall():
     result = evaluate_bbox(coco, detections_to_rows([one]), [1])
     assert result.stats[8] == 0.5  # one of two boxes found
     assert result.stats[3] == -1.0  # no small box anywhere
+
+
+# --- hand counts at the edges (issue 22): expectations from COCO's definitions, then parity ----------
+#
+# COCO's rules, as its evaluation defines them: a ground-truth box is in an area range when
+# lo <= area <= hi (both ends included: small is [0, 32**2], medium [32**2, 96**2]); a detection
+# matches at threshold t when IoU >= t; detections of one (image, category) are ranked by score, ties
+# kept in the order given, and only the first 100 count; over images, ties keep image-id order.
+# AP at one threshold is the mean over 101 recall points of the best precision at that recall or beyond.
+# Precision is tp / (tp + fp + eps) (eps = 2.2e-16), hence approx to 1e-12 for the hand counts.
+
+
+def _one_category(boxes: dict[int, list[list[float]]]) -> dict[str, Any]:
+    anns = [
+        {"image_id": i, "category_id": 1, "bbox": b, "area": b[2] * b[3], "iscrowd": 0}
+        for i, image_boxes in boxes.items()
+        for b in image_boxes
+    ]
+    return {
+        "images": [{"id": i, "width": 400, "height": 400} for i in boxes],
+        "categories": [{"id": 1, "name": "person"}],
+        "annotations": [{"id": n, **a} for n, a in enumerate(anns, start=1)],
+    }
+
+
+@pytest.mark.parametrize(
+    ("side", "small", "medium", "large"),
+    [
+        (32, 1.0, 1.0, -1.0),  # area 1024 = 32**2: in small AND in medium (both ends included)
+        (96, -1.0, 1.0, 1.0),  # area 9216 = 96**2: in medium AND in large
+        (31, 1.0, -1.0, -1.0),  # below the boundary: small only
+    ],
+)
+def test_a_box_exactly_on_an_area_boundary_counts_in_both_ranges(side, small, medium, large):
+    coco = _one_category({1: [[10, 10, side, side]]})
+    rows = np.array([_box(1, [10, 10, side, side], 0.9)])
+    ours = evaluate_bbox(coco, rows, [1])
+    # APs, APm, APl: a range without ground truth is -1 (undefined), one found exactly is 1.
+    assert ours.stats[3:6] == pytest.approx((small, medium, large), abs=1e-12)
+    _assert_identical(coco, rows, [1])
+
+
+def test_an_iou_exactly_at_the_threshold_is_a_match():
+    """IoU of [0,0,10,10] and [0,0,10,5] is 50 / 100 = 0.5 exactly: a hit at 0.50, a miss at 0.55 and
+    above. AP50 = 1; AP = (1 + 9 * 0) / 10 = 0.1; AP75 = 0."""
+    coco = _one_category({1: [[0, 0, 10, 10]]})
+    rows = np.array([_box(1, [0, 0, 10, 5], 0.9)])
+    ours = evaluate_bbox(coco, rows, [1])
+    assert ours.stats[:3] == pytest.approx((0.1, 1.0, 0.0), abs=1e-12)
+    _assert_identical(coco, rows, [1])
+    # A hair below 0.5 (height 4.99: IoU 0.499) matches at no threshold.
+    below = np.array([_box(1, [0, 0, 10, 4.99], 0.9)])
+    assert evaluate_bbox(coco, below, [1]).stats[:3] == (0.0, 0.0, 0.0)
+    _assert_identical(coco, below, [1])
+
+
+def test_an_iou_exactly_at_075():
+    """[0,0,100,100] against [0,0,100,75]: IoU 7500 / 10000 = 0.75, a hit at 0.50 .. 0.75 (6 of the 10
+    thresholds): AP = 0.6, AP75 = 1."""
+    coco = _one_category({1: [[0, 0, 100, 100]]})
+    rows = np.array([_box(1, [0, 0, 100, 75], 0.9)])
+    ours = evaluate_bbox(coco, rows, [1])
+    assert (ours.stats[0], ours.stats[2]) == pytest.approx((0.6, 1.0), abs=1e-12)
+    _assert_identical(coco, rows, [1])
+
+
+@pytest.mark.parametrize(("hit_first", "ap"), [(True, 1.0), (False, 0.0)])
+def test_ties_at_the_rank_100_cut_keep_the_order_given(hit_first, ap):
+    """101 detections of one score for one box: the first 100 in the order given count. The hit listed
+    first scores AP 1 (precision 1 at recall 1); listed 101st it is cut and AP is 0."""
+    coco = _one_category({1: [[50, 50, 40, 40]]})
+    misses = [_box(1, [300, 300 - k, 5, 5], 0.5) for k in range(100)]
+    hit = _box(1, [50, 50, 40, 40], 0.5)
+    rows = np.array([hit, *misses] if hit_first else [*misses, hit])
+    ours = evaluate_bbox(coco, rows, [1])
+    assert (ours.stats[0], ours.stats[8]) == pytest.approx((ap, ap), abs=1e-12)  # AP and AR100
+    _assert_identical(coco, rows, [1])
+
+
+@pytest.mark.parametrize(("hit_image", "ap"), [(1, 1.0), (2, 0.5)])
+def test_ties_across_images_keep_image_id_order(hit_image, ap):
+    """One box, in image `hit_image`; one detection per image, both scoring 0.5, the other a false
+    positive. In image-id order the hit comes first (precision 1 at recall 1: AP 1) or second
+    (precision 1/2 at recall 1, and the best precision at any recall is 1/2: AP 0.5)."""
+    boxes: dict[int, list[list[float]]] = {1: [], 2: []}
+    boxes[hit_image].append([10, 10, 50, 50])
+    coco = _one_category(boxes)
+    miss_image = 3 - hit_image
+    rows = np.array([_box(miss_image, [200, 200, 50, 50], 0.5), _box(hit_image, [10, 10, 50, 50], 0.5)])
+    ours = evaluate_bbox(coco, rows, [1, 2])
+    assert ours.stats[0] == pytest.approx(ap, abs=1e-12)
+    _assert_identical(coco, rows, [1, 2])
