@@ -39,7 +39,8 @@ def summary(result: RunResult, *, categories: int = 5) -> str:
         + (", limit " + str(p.limit) if p.limit is not None else "")
         + (", shard " + p.shard if p.shard else "")
         + f"; {p.annotated_images} of {p.total_images} in the file are annotated)"
-        + f"  input {p.input_size[0]}x{p.input_size[1]}  clip_boxes={p.clip_boxes}",
+        + f"  input {p.input_text}  clip_boxes={p.clip_boxes}",
+        *([f"imported   {result.identity.source.describe()}"] if result.identity.source else []),
         f"detections {result.num_detections:,} ({per_image:.1f} per image)",
         "",
     ]
