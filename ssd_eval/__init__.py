@@ -87,7 +87,7 @@ def import_detections(
     require_gate: bool = False,
 ) -> Evaluation:
     """Make a run folder from detections made elsewhere (a COCO results file, an MLPerf accuracy log),
-    score and gate it: see `ssd_eval.engine.import_run.import_detections`."""
+    score and gate it: see `ssd_eval.engine.api.import_detections` (from ssd_eval.engine.import_run)."""
     import ssd_eval.engine.api as api
 
     return api.import_detections(

@@ -448,3 +448,18 @@ def test_a_fault_from_the_command_line_is_one_line_without_traceback(world, tmp_
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "negative width" in done.stderr
+
+
+def test_an_unknown_model_is_no_model_and_other_identities_are_unchanged(world):
+    results = world["results"]
+    ran = identity_from_json(json.loads((results / "ann" / "identity.json").read_text()))
+    assert "source" not in ran.to_json()  # a run's identity.json (and a baseline's digest) as before
+    file = write(world["tmp"] / "coco_id.json", to_coco_results(results / "ann"))
+    assert do_import(world, file, "id-a") == 0 and do_import(world, file, "id-b") == 0
+    a, b = (
+        identity_from_json(json.loads((results / n / "identity.json").read_text())) for n in ("id-a", "id-b")
+    )
+    assert [d.key for d in a.differences(ran, ("model",))] == ["model sha256"]
+    assert [d.key for d in a.differences(b, ("model",))] == ["model sha256"]  # not known twice: not the same
+    assert a.differences(ran, ("ground truth", "images", "decode")) == ()  # what compare needs to agree
+    assert identity_from_json(a.to_json()) == a
