@@ -169,7 +169,11 @@ def test_a_coco_results_file_scores_what_its_run_scored(world, capsys):
     assert identity.source is not None
     assert identity.source.format == "coco-results" and identity.source.producer == "TensorRT 8.6 fp16"
     assert identity.source.file_sha256 == __import__("hashlib").sha256(file.read_bytes()).hexdigest()
-    assert "imported   COCO results file coco_ann.json" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "imported   COCO results file coco_ann.json" in out and "model      not known" in out
+    assert (
+        "## ssd-eval: model not known on imported: TensorRT 8.6 fp16" in (imported / "summary.md").read_text()
+    )
 
 
 def test_images_without_records_have_no_detections(world):

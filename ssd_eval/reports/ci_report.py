@@ -104,7 +104,8 @@ def run_markdown(result: RunResult, report: GateReport) -> str:
     """A run's summary: gate verdict, protocol, the 12 stats, worst categories, timing."""
     p = result.protocol
     lines = [
-        f"## ssd-eval: {Path(result.model.path).name} on {', '.join(result.providers_used)}",
+        f"## ssd-eval: {Path(result.model.path).name or 'model not known'} on "
+        f"{', '.join(result.providers_used)}",
         "",
         *gate_markdown(report),
         "",

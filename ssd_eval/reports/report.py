@@ -33,7 +33,9 @@ def summary(result: RunResult, *, categories: int = 5) -> str:
     model = result.model
     per_image = result.num_detections / max(p.num_images, 1)
     lines = [
-        f"model      {model.path}  (sha256 {model.sha256[:12]}…, {model.size_bytes:,} bytes)",
+        f"model      {model.path}  (sha256 {model.sha256[:12]}…, {model.size_bytes:,} bytes)"
+        if result.identity.model_known
+        else "model      not known (imported detections; name it with --model or --model-sha256)",
         f"providers  {', '.join(result.providers_used)}",
         f"images     {p.num_images} ({p.selection}"
         + (", limit " + str(p.limit) if p.limit is not None else "")
