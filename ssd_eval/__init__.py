@@ -5,8 +5,8 @@ The Python API (the same runs, verdicts and files as `ssd-eval`):
     result = ssd_eval.evaluate("coco_val.yaml", model="ssd-10", provider="cpu")
     assert result.verdict == "PASS", result.gate.verdict_line
 
-`evaluate`, `score`, `merge` and `compare` are documented in full in `ssd_eval.engine.api`, imported on
-first use so that `import ssd_eval` stays light (no onnxruntime).
+`evaluate`, `score`, `merge`, `compare` and `import_detections` are documented in full in
+`ssd_eval.engine.api`, imported on first use so that `import ssd_eval` stays light (no onnxruntime).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["compare", "evaluate", "merge", "score"]
+__all__ = ["compare", "evaluate", "import_detections", "merge", "score"]
 
 
 def evaluate(
@@ -67,6 +67,45 @@ def score(
     import ssd_eval.engine.api as api
 
     return api.score(folder, scorer=scorer, data=data, require_gate=require_gate)
+
+
+def import_detections(
+    file: PathArg,
+    *,
+    data: PathArg | None = None,
+    format: str | None = None,
+    config: ConfigArg | None = None,
+    output: PathArg | None = None,
+    run_name: str | None = None,
+    producer: str | None = None,
+    model: PathArg | None = None,
+    model_sha256: str | None = None,
+    selection: str | None = None,
+    image_order: str | None = None,
+    ignore_extra: bool = False,
+    overwrite: bool = False,
+    require_gate: bool = False,
+) -> Evaluation:
+    """Make a run folder from detections made elsewhere (a COCO results file, an MLPerf accuracy log),
+    score and gate it: see `ssd_eval.engine.api.import_detections` (from ssd_eval.engine.import_run)."""
+    import ssd_eval.engine.api as api
+
+    return api.import_detections(
+        file,
+        data=data,
+        format=format,
+        config=config,
+        output=output,
+        run_name=run_name,
+        producer=producer,
+        model=model,
+        model_sha256=model_sha256,
+        selection=selection,
+        image_order=image_order,
+        ignore_extra=ignore_extra,
+        overwrite=overwrite,
+        require_gate=require_gate,
+    )
 
 
 def merge(

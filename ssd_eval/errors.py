@@ -43,3 +43,8 @@ class AssetError(SsdEvalError):
 
 class ComparisonError(SsdEvalError):
     """Run folders that cannot be compared: another image protocol or ground truth, or unfinished."""
+
+
+class DetectionsFileError(SsdEvalError):
+    """A file of detections made elsewhere (a COCO results file, an MLPerf accuracy log) has a bad
+    record or entry, or does not fit the images it is imported for."""

@@ -265,7 +265,7 @@ def test_bad_input_is_an_ssd_eval_error_and_prints_nothing(tmp_path, config, cap
 def test_the_package_functions_are_the_api_functions():
     """`ssd_eval.evaluate` & co. take exactly the API's options (all but `invocation`, the CLI's), with the
     same defaults, keyword-only after the first argument; `__all__` lists them."""
-    assert sorted(ssd_eval.__all__) == ["compare", "evaluate", "merge", "score"]
+    assert sorted(ssd_eval.__all__) == ["compare", "evaluate", "import_detections", "merge", "score"]
     for name in ssd_eval.__all__:
         thin = inspect.signature(getattr(ssd_eval, name)).parameters
         full = dict(inspect.signature(getattr(api, name)).parameters)

@@ -32,7 +32,7 @@ def _subcommand_modules() -> list[ModuleType]:
     # Imported on demand so that a subcommand module missing from a partial install (or an optional
     # one) cannot take the main `run` path down with it.
     modules = [importlib.import_module("ssd_eval.cli.run")]
-    for name in ("check", "fetch", "compare", "score", "merge", "baseline", "providers"):
+    for name in ("check", "fetch", "compare", "score", "merge", "baseline", "providers", "import_detections"):
         try:
             modules.append(importlib.import_module(f"ssd_eval.cli.{name}"))
         except ModuleNotFoundError as exc:

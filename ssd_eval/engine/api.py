@@ -54,6 +54,7 @@ from ssd_eval.data.dataset import Shard
 from ssd_eval.engine.compare import CompareOptions, record_compare_gate, run_comparison
 from ssd_eval.engine.compare_runs import compare_runs
 from ssd_eval.engine.finish import gate_scored_run
+from ssd_eval.engine.import_run import import_detections  # its own module: this one awaits a split
 from ssd_eval.engine.merge import merge_runs
 from ssd_eval.engine.rescore import rescore_run
 from ssd_eval.engine.run_folder import gate_baseline, load_run_config
@@ -73,6 +74,7 @@ __all__ = [
     "compare_settings",
     "evaluate",
     "evaluate_config",
+    "import_detections",
     "merge",
     "score",
     "started_run_folder",

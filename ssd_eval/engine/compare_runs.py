@@ -197,6 +197,9 @@ def _report(
 ) -> RunReport:
     stats, ref_stats = run.result.stats, reference.result.stats
     requested = run.config.providers[0] if run.config.providers else None
+    source = run.result.identity.source
+    if not note and source is not None:
+        note = f"imported: {source.describe()}"  # detections made elsewhere: say where
     return RunReport(
         name=run.name,
         status="ran",

@@ -93,9 +93,9 @@ def check_run_folder_free(folder: Path, config: RunConfig, *, resume: bool) -> N
         )
 
 
-def prepare_run_folder(folder: Path, config: RunConfig, *, resume: bool) -> None:
-    """Create the run folder and record its config; never overwrite a finished run silently, and
-    never replace a folder that does not hold a run."""
+def prepare_run_folder(folder: Path, config: RunConfig, *, resume: bool, note: str = "") -> None:
+    """Create the run folder and record its config (after `note`, YAML comment lines); never overwrite
+    a finished run silently, and never replace a folder that does not hold a run."""
     check_run_folder_free(folder, config, resume=resume)
     if _has_content(folder) and not resume:
         for name in RUN_FILES:
@@ -103,7 +103,7 @@ def prepare_run_folder(folder: Path, config: RunConfig, *, resume: bool) -> None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         config_text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
-        (folder / CONFIG_FILE).write_text(config_text, encoding="utf-8")
+        (folder / CONFIG_FILE).write_text(note + config_text, encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"cannot write the run folder {folder}: {exc.strerror}") from None
 
@@ -197,7 +197,7 @@ class RunInfo:
     """
 
     model: ModelInfo
-    input_size: tuple[int, int]
+    input_size: tuple[int, int] | None  # None: not known (detections imported from elsewhere)
     shard: str | None
     providers_requested: tuple[str, ...]
     providers_used: tuple[str, ...]
@@ -210,12 +210,16 @@ class RunInfo:
     def from_json(cls, data: dict[str, Any]) -> RunInfo:
         return cls(
             model=ModelInfo(**data["model"]),
-            input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
+            input_size=_input_size(data["input_size"]),
             shard=data.get("shard"),
             providers_requested=tuple(data["providers_requested"]),
             providers_used=tuple(data["providers_used"]),
             provider_options=tuple(data["provider_options"]),
         )
+
+
+def _input_size(value: Any) -> tuple[int, int] | None:
+    return None if value is None else (int(value[0]), int(value[1]))
 
 
 def read_run_info(folder: Path) -> RunInfo | None:
@@ -272,6 +276,8 @@ def derived_identity(
     identity.json existed (`legacy=True`) has its images chosen again by its own settings, and its
     ground truth is taken as the one given now: it recorded none.
     """
+    if info.input_size is None:  # only an imported run leaves it unknown, and it has identity.json
+        raise OutputError(f"{folder} has no {IDENTITY_FILE}, and its {RUN_INFO_FILE} names no input size")
     if legacy:
         shard = parse_shard(info.shard) if info.shard else None
         dataset = config.dataset

@@ -224,6 +224,12 @@ def run_sessions(
     options = options or RunOptions()
     folders = [run_folder(config, options) for config in configs]
     for config, folder in zip(configs, folders, strict=True):
+        recorded = read_identity(folder) if options.resume else None
+        if recorded is not None and recorded.source is not None:
+            raise ConfigError(
+                f"--resume {folder}: its detections were imported ({recorded.source.describe()}), not "
+                "inferred here: there is nothing to resume; import the file again (ssd-eval import)"
+            )
         check_writable(folder)
         check_run_folder_free(folder, config, resume=options.resume)
     with contextlib.ExitStack() as locks:

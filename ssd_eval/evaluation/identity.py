@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -27,6 +27,10 @@ from ssd_eval.data.dataset import CocoGroundTruth
 from ssd_eval.files import file_sha256, sha256_bytes
 
 SCHEMA = "ssd_eval.identity/1"
+
+# What an imported run (`ssd-eval import`: detections made elsewhere) records where ssd_eval does not
+# know the fact: its model's sha256 (unless the user names the model) and its preprocessing.
+NOT_KNOWN = "not known"
 
 # "image set" is the ids of the whole selection alone; "images" is also how they were chosen
 # (selection, limit, id list), and implies "image set".
@@ -119,6 +123,33 @@ class ImageSelection:
 
 
 @dataclass(frozen=True)
+class DetectionSource:
+    """Where an imported run's detections came from: a file made by another harness, not ssd_eval's
+    own inference (`ssd-eval import`)."""
+
+    format: str  # coco-results | mlperf
+    file_name: str
+    file_sha256: str
+    producer: str | None  # what made them, in the user's words ("TensorRT 8.6 fp16"); None: not said
+    image_order: str | None  # mlperf: the image list qsl_idx indexes (file | annotated | annotated-set)
+    ignore_extra: bool  # records of images outside the selection were left out (--ignore-extra)
+    extra_ignored: int  # how many records (or log entries) that left out
+    repeats_ignored: int  # mlperf: entries of a qsl_idx already seen (the first counts)
+    partial: bool  # the file covers only some images of the selection: the run is scored on those
+
+    def describe(self) -> str:
+        """One line: "mlperf log mlperf_log_accuracy.json (sha256 0123456789ab…) from TensorRT 8.6"."""
+        kind = "MLPerf accuracy log" if self.format == "mlperf" else "COCO results file"
+        made = f" from {self.producer}" if self.producer else ""
+        order = f", image order {self.image_order}" if self.image_order else ""
+        notes = [f"{self.extra_ignored} records of other images ignored"] if self.ignore_extra else []
+        notes += [f"{self.repeats_ignored} repeated entries ignored"] if self.repeats_ignored else []
+        notes += ["covers part of the selection: scored on the images it covers"] if self.partial else []
+        tail = f" ({'; '.join(notes)})" if notes else ""
+        return f"{kind} {self.file_name} (sha256 {self.file_sha256[:12]}…){made}{order}{tail}"
+
+
+@dataclass(frozen=True)
 class Difference:
     """One fact on which two identities differ."""
 
@@ -133,21 +164,31 @@ class Difference:
 
 @dataclass(frozen=True)
 class RunIdentity:
-    """What a run is. Written once (identity.json) and read by every path that relates runs."""
+    """What a run is. Written once (identity.json) and read by every path that relates runs.
 
-    model_sha256: str  # lower case
+    An imported run (`source` set) was inferred elsewhere: its model sha256 is NOT_KNOWN unless the user
+    named the model, its preprocessing is NOT_KNOWN (input size, mean and std None), and its decode
+    settings are what ssd_eval applied to the imported detections (no score cut, no clipping).
+    """
+
+    model_sha256: str  # lower case, or NOT_KNOWN
     model_name: str  # the file name (context)
     provider: str  # the execution provider under test (the first requested)
     ground_truth: GroundTruthIdentity
     images: ImageSelection
-    preprocess: str  # backend
-    input_size: tuple[int, int]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    preprocess: str  # backend, or NOT_KNOWN
+    input_size: tuple[int, int] | None  # None: not known (imported)
+    mean: tuple[float, float, float] | None
+    std: tuple[float, float, float] | None
     score_threshold: float
     clip_boxes: bool
     scorer: str
     rules: Mapping[str, Any]  # the gate's rules, flat: {"expected.value": 0.195, "gate.baseline": "sha256 …"}
+    source: DetectionSource | None = None  # imported detections: where they came from; None: ssd_eval ran
+
+    @property
+    def model_known(self) -> bool:
+        return self.model_sha256 != NOT_KNOWN
 
     def differences(
         self, other: RunIdentity, aspects: Sequence[Aspect] = ALL_ASPECTS
@@ -159,7 +200,9 @@ class RunIdentity:
             if aspect not in wanted:
                 continue
             mine, theirs = get(self), get(other)
-            if mine != theirs:
+            # A model that is not known is no model's: not even another unknown one's.
+            unknown = aspect == "model" and NOT_KNOWN in (mine, theirs)
+            if mine != theirs or unknown:
                 found.append(Difference(key, aspect, show(mine), show(theirs)))
         if "rules" in aspects:
             for key in sorted(set(self.rules) | set(other.rules)):
@@ -187,12 +230,12 @@ class RunIdentity:
             digest=ids_digest(image_ids),
             image_ids=tuple(sorted(image_ids)),
         )
-        return RunIdentity(**{**self.__dict__, "images": images})
+        return replace(self, images=images)
 
     def to_json(self, *, with_ids: bool = True) -> dict[str, Any]:
         images = dict(self.images.__dict__)
         images["image_ids"] = list(self.images.image_ids) if with_ids else []
-        return {
+        data: dict[str, Any] = {
             "schema": SCHEMA,
             "model_sha256": self.model_sha256,
             "model_name": self.model_name,
@@ -200,19 +243,26 @@ class RunIdentity:
             "ground_truth": dict(self.ground_truth.__dict__),
             "images": images,
             "preprocess": self.preprocess,
-            "input_size": list(self.input_size),
-            "mean": list(self.mean),
-            "std": list(self.std),
+            "input_size": list(self.input_size) if self.input_size is not None else None,
+            "mean": list(self.mean) if self.mean is not None else None,
+            "std": list(self.std) if self.std is not None else None,
             "score_threshold": self.score_threshold,
             "clip_boxes": self.clip_boxes,
             "scorer": self.scorer,
             "rules": dict(self.rules),
         }
+        # Only an imported run has the key: the identity of every other run (and the digest of a
+        # baseline holding one) stays what it was.
+        if self.source is not None:
+            data["source"] = dict(self.source.__dict__)
+        return data
 
 
 def _show(value: object) -> str:
     if value is None:
         return "null"
+    if value == NOT_KNOWN:
+        return NOT_KNOWN
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value):
@@ -234,6 +284,14 @@ def _show_part(value: object) -> str:
     return f"shard {value}" if value else "the whole selection (no shard)"
 
 
+def _size(size: tuple[int, int] | None) -> str | None:
+    return "x".join(map(str, size)) if size is not None else None
+
+
+def _show_known(value: object) -> str:
+    return NOT_KNOWN if value is None else str(value)
+
+
 def _show_gt(value: object) -> str:
     return f"annotations with content sha256 {str(value)[:12]}…"
 
@@ -248,9 +306,9 @@ _FACTS: tuple[tuple[str, Aspect, Callable[[RunIdentity], object], Callable[[obje
     ("images", "image set", _images, _show_images),
     ("shard", "shard", lambda i: i.images.shard, _show_part),
     ("preprocess.backend", "preprocess", lambda i: i.preprocess, _show),
-    ("input size", "preprocess", lambda i: "x".join(map(str, i.input_size)), str),
-    ("preprocess.mean", "preprocess", lambda i: list(i.mean), str),
-    ("preprocess.std", "preprocess", lambda i: list(i.std), str),
+    ("input size", "preprocess", lambda i: _size(i.input_size), _show_known),
+    ("preprocess.mean", "preprocess", lambda i: list(i.mean) if i.mean is not None else None, _show_known),
+    ("preprocess.std", "preprocess", lambda i: list(i.std) if i.std is not None else None, _show_known),
     ("decode.score_threshold", "decode", lambda i: i.score_threshold, _show),
     ("decode.clip_boxes", "decode", lambda i: i.clip_boxes, _show),
     ("scoring.backend", "scorer", lambda i: i.scorer, _show),
@@ -303,29 +361,13 @@ def run_identity(
     annotation_sha256: str | None = None,
 ) -> RunIdentity:
     """The identity of an evaluation of `gt`'s images with these settings."""
-    whole = gt.whole_image_ids or tuple(gt.image_ids)
-    ids = tuple(sorted(gt.image_ids))
+    ground_truth, images = ground_truth_and_images(gt, annotation_sha256)
     return RunIdentity(
         model_sha256=model_sha256.lower(),
         model_name=model_name,
         provider=provider,
-        ground_truth=GroundTruthIdentity(
-            content_digest=ground_truth_digest(gt.coco_json, whole),
-            annotation_sha256=annotation_sha256 or file_sha256(Path(gt.annotation_file)),
-            total_images=gt.total_images,
-            annotated_images=gt.annotated_images,
-        ),
-        images=ImageSelection(
-            selection=gt.selection,
-            limit=gt.limit,
-            id_list_sha256=gt.id_list.sha256 if gt.id_list is not None else None,
-            whole_count=len(whole),
-            whole_digest=ids_digest(whole),
-            shard=str(gt.shard) if gt.shard is not None else None,
-            count=len(ids),
-            digest=ids_digest(ids),
-            image_ids=ids,
-        ),
+        ground_truth=ground_truth,
+        images=images,
         preprocess=preprocess.backend,
         input_size=(int(input_size[0]), int(input_size[1])),
         mean=preprocess.mean,
@@ -337,20 +379,37 @@ def run_identity(
     )
 
 
+def ground_truth_and_images(
+    gt: CocoGroundTruth, annotation_sha256: str | None = None
+) -> tuple[GroundTruthIdentity, ImageSelection]:
+    """What an identity records of `gt`: its annotations by content, and the images it evaluates."""
+    whole = gt.whole_image_ids or tuple(gt.image_ids)
+    ids = tuple(sorted(gt.image_ids))
+    ground_truth = GroundTruthIdentity(
+        content_digest=ground_truth_digest(gt.coco_json, whole),
+        annotation_sha256=annotation_sha256 or file_sha256(Path(gt.annotation_file)),
+        total_images=gt.total_images,
+        annotated_images=gt.annotated_images,
+    )
+    images = ImageSelection(
+        selection=gt.selection,
+        limit=gt.limit,
+        id_list_sha256=gt.id_list.sha256 if gt.id_list is not None else None,
+        whole_count=len(whole),
+        whole_digest=ids_digest(whole),
+        shard=str(gt.shard) if gt.shard is not None else None,
+        count=len(ids),
+        digest=ids_digest(ids),
+        image_ids=ids,
+    )
+    return ground_truth, images
+
+
 def with_ground_truth(identity: RunIdentity, gt: CocoGroundTruth) -> RunIdentity:
     """`identity` with the ground truth and images of `gt` (what scoring the run against `gt` would be):
     compared with the run's own, it says whether `gt` is the ground truth the run was made for."""
-    return run_identity(
-        gt,
-        model_sha256=identity.model_sha256,
-        model_name=identity.model_name,
-        provider=identity.provider,
-        preprocess=PreprocessConfig(backend=identity.preprocess, mean=identity.mean, std=identity.std),  # type: ignore[arg-type]
-        input_size=identity.input_size,
-        decode=DecodeConfig(score_threshold=identity.score_threshold, clip_boxes=identity.clip_boxes),
-        scorer=identity.scorer,
-        rules=identity.rules,
-    )
+    ground_truth, images = ground_truth_and_images(gt)
+    return replace(identity, ground_truth=ground_truth, images=images)
 
 
 class IdentityFormatError(ValueError):
@@ -377,6 +436,10 @@ def _sha(value: object, key: str) -> str:
     return text.lower()
 
 
+def _model_sha(value: str) -> str:
+    return NOT_KNOWN if value == NOT_KNOWN else _sha(value, "model_sha256")
+
+
 def _triple(value: object, key: str) -> tuple[float, float, float]:
     if not isinstance(value, list) or len(value) != 3:
         raise IdentityFormatError(f"{key}: expected 3 numbers")
@@ -397,9 +460,14 @@ def identity_from_json(data: object) -> RunIdentity:
     ids = _get(im, "image_ids", list, "images.")
     if any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
         raise IdentityFormatError("images.image_ids: expected whole numbers")
-    size = _get(data, "input_size", list)
-    if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size):
+    source = _source(data.get("source"))
+    # Only an imported run may leave its preprocessing unknown (null).
+    size = _get(data, "input_size", list) if source is None or data.get("input_size") is not None else None
+    if size is not None and (
+        len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)
+    ):
         raise IdentityFormatError("input_size: expected [height, width], whole numbers >= 1")
+    unknown = source is not None and size is None
     rules = _get(data, "rules", dict)
     images = ImageSelection(
         selection=_get(im, "selection", str, "images."),
@@ -417,7 +485,7 @@ def identity_from_json(data: object) -> RunIdentity:
     if images.image_ids and (len(images.image_ids) != images.count or ids_digest(ids) != images.digest):
         raise IdentityFormatError("images.image_ids: do not match images.count and images.digest")
     return RunIdentity(
-        model_sha256=_sha(_get(data, "model_sha256", str), "model_sha256"),
+        model_sha256=_model_sha(_get(data, "model_sha256", str)),
         model_name=_get(data, "model_name", str),
         provider=_get(data, "provider", str),
         ground_truth=GroundTruthIdentity(
@@ -432,11 +500,32 @@ def identity_from_json(data: object) -> RunIdentity:
         ),
         images=images,
         preprocess=_get(data, "preprocess", str),
-        input_size=(size[0], size[1]),
-        mean=_triple(data.get("mean"), "mean"),
-        std=_triple(data.get("std"), "std"),
+        input_size=(size[0], size[1]) if size is not None else None,
+        mean=None if unknown and data.get("mean") is None else _triple(data.get("mean"), "mean"),
+        std=None if unknown and data.get("std") is None else _triple(data.get("std"), "std"),
         score_threshold=float(_get(data, "score_threshold", (int, float))),
         clip_boxes=_get(data, "clip_boxes", bool),
         scorer=_get(data, "scorer", str),
         rules=dict(rules),
+        source=source,
+    )
+
+
+def _source(value: object) -> DetectionSource | None:
+    """identity.json's `source` (an imported run's), or None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise IdentityFormatError("source: expected an object (where imported detections came from)")
+    where = "source."
+    return DetectionSource(
+        format=_get(value, "format", str, where),
+        file_name=_get(value, "file_name", str, where),
+        file_sha256=_sha(_get(value, "file_sha256", str, where), "source.file_sha256"),
+        producer=_optional(value, "producer", str, where),
+        image_order=_optional(value, "image_order", str, where),
+        ignore_extra=_get(value, "ignore_extra", bool, where),
+        extra_ignored=_get(value, "extra_ignored", int, where),
+        repeats_ignored=_get(value, "repeats_ignored", int, where),
+        partial=_get(value, "partial", bool, where),
     )

@@ -171,7 +171,7 @@ def baseline_from_metrics(metrics: Mapping[str, Any], *, name: str, source: str,
         protocol={
             "selection": protocol["selection"],
             "num_images": protocol["num_images"],
-            "input_size": list(protocol["input_size"]),
+            "input_size": list(protocol["input_size"]) if protocol["input_size"] is not None else None,
             "preprocess": protocol.get("preprocess"),
             "clip_boxes": protocol.get("clip_boxes"),
             "score_threshold": protocol.get("score_threshold"),

@@ -104,7 +104,8 @@ def run_markdown(result: RunResult, report: GateReport) -> str:
     """A run's summary: gate verdict, protocol, the 12 stats, worst categories, timing."""
     p = result.protocol
     lines = [
-        f"## ssd-eval: {Path(result.model.path).name} on {', '.join(result.providers_used)}",
+        f"## ssd-eval: {Path(result.model.path).name or 'model not known'} on "
+        f"{', '.join(result.providers_used)}",
         "",
         *gate_markdown(report),
         "",
@@ -112,7 +113,12 @@ def run_markdown(result: RunResult, report: GateReport) -> str:
         f"Images: {p.num_images} ({p.selection}"
         + (f", limit {p.limit}" if p.limit is not None else "")
         + (f", shard {p.shard}" if p.shard else "")
-        + f"), input {p.input_size[0]}x{p.input_size[1]}, model sha256 `{result.model.sha256[:16]}…`",
+        + f"), input {p.input_text}, model sha256 `{result.model.sha256[:16]}…`",
+        *(
+            ["", f"Detections imported: {_escape(result.identity.source.describe())}"]
+            if result.identity.source
+            else []
+        ),
         "",
         *table(STAT_NAMES, [[stat_text(result.stats[name]) for name in STAT_NAMES]]),
     ]

@@ -55,8 +55,8 @@ class ProtocolFacts:
 
     selection: str  # annotated | all
     num_images: int
-    input_size: tuple[int, int]
-    preprocess: str  # the preprocessing backend (pillow is the model card's)
+    input_size: tuple[int, int] | None  # None: not known (imported detections)
+    preprocess: str  # the preprocessing backend (pillow is the model card's), or "not known"
     clip_boxes: bool
     score_threshold: float
 
@@ -104,6 +104,8 @@ def _resize(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> D
     want = ref.protocol
     if run.input_size == want.input_size and run.preprocess == want.preprocess:
         return None
+    if run.input_size is None or want.input_size is None:
+        return None  # detections made elsewhere: their resize is not known here
     size = f"{run.input_size[0]}x{run.input_size[1]}"
     want_size = f"{want.input_size[0]}x{want.input_size[1]}"
     return Diagnosis(
@@ -270,7 +272,7 @@ def run_facts(result: RunResult) -> ProtocolFacts:
     return ProtocolFacts(
         selection=p.selection,
         num_images=p.num_images,
-        input_size=(int(p.input_size[0]), int(p.input_size[1])),
+        input_size=(int(p.input_size[0]), int(p.input_size[1])) if p.input_size else None,
         preprocess=p.preprocess,
         clip_boxes=p.clip_boxes,
         score_threshold=p.score_threshold,

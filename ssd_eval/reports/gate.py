@@ -24,7 +24,7 @@ from ssd_eval.assets.sources import MODELS
 from ssd_eval.coco_stats import is_undefined
 from ssd_eval.config.run import ExpectedConfig, GateConfig
 from ssd_eval.errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE
-from ssd_eval.evaluation.identity import FIGURE_ASPECTS, RunIdentity, describe_differences
+from ssd_eval.evaluation.identity import FIGURE_ASPECTS, NOT_KNOWN, RunIdentity, describe_differences
 from ssd_eval.evaluation.scoring import CategoryScore
 from ssd_eval.reports.baseline import Baseline, published_slack
 
@@ -217,8 +217,25 @@ def _known_model(sha256: str) -> str:
 
 
 def model_mismatch(run: RunFacts, sha256: str | None, name: str = "") -> str | None:
-    """Why a figure for the model `sha256` does not apply to this run's model, or None."""
-    if not sha256 or not run.model_sha256 or sha256.lower() == run.model_sha256.lower():
+    """Why a figure for the model `sha256` does not apply to this run's model, or None.
+
+    A model that is not known (detections imported without naming their model) is no model's: a
+    figure tied to a model does not apply to it, nor does a figure made from such a run apply to any.
+    """
+    if not sha256 or not run.model_sha256:
+        return None
+    if run.model_sha256 == NOT_KNOWN:
+        named = name or _known_model(sha256) or "a model"
+        return (
+            f"the figure is for {named} (sha256 {sha256[:12]}…) and this run's model is not known (imported "
+            "detections): name it with `ssd-eval import --model FILE` or `--model-sha256 SHA256`"
+        )
+    if sha256 == NOT_KNOWN:
+        return (
+            f"the figure was measured on detections of a model that is not known ({name or 'imported'}): "
+            "it holds no model's runs; remake it from an import that names its model (--model-sha256)"
+        )
+    if sha256.lower() == run.model_sha256.lower():
         return None
     name = name or _known_model(sha256) or "another model"
     this = f" ({run.model_name})" if run.model_name else ""

@@ -33,13 +33,16 @@ def summary(result: RunResult, *, categories: int = 5) -> str:
     model = result.model
     per_image = result.num_detections / max(p.num_images, 1)
     lines = [
-        f"model      {model.path}  (sha256 {model.sha256[:12]}…, {model.size_bytes:,} bytes)",
+        f"model      {model.path}  (sha256 {model.sha256[:12]}…, {model.size_bytes:,} bytes)"
+        if result.identity.model_known
+        else "model      not known (imported detections; name it with --model or --model-sha256)",
         f"providers  {', '.join(result.providers_used)}",
         f"images     {p.num_images} ({p.selection}"
         + (", limit " + str(p.limit) if p.limit is not None else "")
         + (", shard " + p.shard if p.shard else "")
         + f"; {p.annotated_images} of {p.total_images} in the file are annotated)"
-        + f"  input {p.input_size[0]}x{p.input_size[1]}  clip_boxes={p.clip_boxes}",
+        + f"  input {p.input_text}  clip_boxes={p.clip_boxes}",
+        *([f"imported   {result.identity.source.describe()}"] if result.identity.source else []),
         f"detections {result.num_detections:,} ({per_image:.1f} per image)",
         "",
     ]

@@ -80,8 +80,8 @@ class Protocol:
     clip_boxes: bool
     score_threshold: float
     preprocess: str
-    input_size: tuple[int, int]
-    id_list_sha256: str | None = None  # the ids came from a dataset.image_ids file
+    input_size: tuple[int, int] | None  # None: not known (imported detections)
+    id_list_sha256: str | None = None  # the ids came from a dataset.image_ids file (or a partial log)
 
     @classmethod
     def of(cls, identity: RunIdentity) -> Protocol:
@@ -100,6 +100,11 @@ class Protocol:
             input_size=identity.input_size,
             id_list_sha256=images.id_list_sha256,
         )
+
+    @property
+    def input_text(self) -> str:
+        """The model input size as printed: 1200x1200, or "not known" (imported detections)."""
+        return f"{self.input_size[0]}x{self.input_size[1]}" if self.input_size else "not known"
 
     @property
     def complete(self) -> bool:
