@@ -114,6 +114,6 @@ def test_comparison_summary_shows_an_undefined_stat_and_its_delta_as_n_a(tmp_pat
         main(["compare", str(first), str(second), "--output", str(out), "--run-name", "ab", "--quiet"]) == 0
     )
     text = (out / "ab" / "summary.md").read_text()
-    assert "| APm | 1.0000 | 1.0000 (+0.0000) |\n| APl | n/a | n/a (n/a) |\n" in text
+    assert "| APm | 1.0000 | 1.0000 (0.0000) |\n| APl | n/a | n/a (n/a) |\n" in text
     assert "| ARl | n/a | n/a (n/a) |\n" in text
     assert "-1.0000" not in text
