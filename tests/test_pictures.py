@@ -157,3 +157,14 @@ def test_pictures_are_produced_with_a_legend(tmp_path, truth):
     single = pictures.draw_misses(pixels, run, ref, title="t", label_names=NAMES, max_side=320)
     single.save(tmp_path / "m.jpg")
     assert single.width == 320 and (tmp_path / "m.jpg").stat().st_size > 0
+
+
+def test_a_matched_pair_is_drawn_on_both_sides_when_either_is_drawn():
+    # The run's partner scores 0.2, under min_score: drawn all the same, so the pair shows on both sides.
+    ref = _dets(2, [(0, 0, 10, 10, 1, 0.9), (30, 30, 10, 10, 1, 0.1)])
+    run = _dets(2, [(0, 0, 10, 10, 1, 0.2), (30, 30, 10, 10, 1, 0.15)])
+    agreement = match_detections(ref, run)
+    right = pictures.side_boxes(run, agreement, side="run", label_names=NAMES, min_score=0.3)
+    left = pictures.side_boxes(ref, agreement, side="reference", label_names=NAMES, min_score=0.3)
+    assert _kinds(left) == _kinds(right) == [("matched", "")]  # the 0.1 / 0.15 pair is drawn on neither
+    assert right[0].box == (0, 0, 10, 10)

@@ -148,19 +148,22 @@ def side_boxes(
     min_score: float,
 ) -> list[DrawnBox]:
     """One side of a comparison: its matched detections green, the ones the other side lacks red
-    (the reference's: missing in the run) or amber (the run's: extra); only those scoring >= min_score."""
+    (the reference's: missing in the run) or amber (the run's: extra). Drawn: what scores >= min_score,
+    and a matched detection whose partner does (so that a pair is seen on both sides, not on one)."""
     column = 0 if side == "reference" else 1
-    matched = set(agreement.pairs[:, column].tolist())
+    other = agreement.run_scores if side == "reference" else agreement.reference_scores
+    partner_score = {
+        int(pair[column]): float(other[pair[1 - column]]) if len(other) else 0.0 for pair in agreement.pairs
+    }
     unmatched: Kind = "missing" if side == "reference" else "extra"
     drawn = []
     for index in range(len(detections)):
         score = float(detections.scores[index])
-        if score < min_score:
-            continue
         box = _box(detections.boxes[index])
-        if index in matched:
-            drawn.append(DrawnBox(box, "matched", score=score))
-        else:
+        if index in partner_score:
+            if max(score, partner_score[index]) >= min_score:
+                drawn.append(DrawnBox(box, "matched", score=score))
+        elif score >= min_score:
             name = _name(label_names, int(detections.category_ids[index]))
             drawn.append(DrawnBox(box, unmatched, f"{name} {score:.2f}", score))
     return drawn
@@ -351,7 +354,9 @@ def draw_disagreement(
     width_all = left.image.width + right.image.width + GAP
     key = legend(width_all, font, entries)
     note = _text_bar(
-        [f"Boxes scoring >= {min_score}, matched across the sides by category and IoU."], width_all, font
+        [f"Boxes scoring >= {min_score}, and the partners they are matched with (same category, IoU)."],
+        width_all,
+        font,
     )
     return _stack([left.image, right.image], _stack([key], note))
 
