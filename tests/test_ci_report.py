@@ -71,7 +71,7 @@ def test_no_verdict_fails_the_junit_only_when_required():
     assert cases[0].find("skipped").get("message") == "NO VERDICT: no rules are set"  # type: ignore[union-attr]
     suite, cases = _cases(junit_xml(GateReport((skipped_check("r", "why"),), required=True), suite="s"))
     assert suite.get("failures") == "1" and cases[1].find("failure") is not None
-    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    props = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
     assert props == {"verdict": "NO VERDICT", "exit_code": "1"}
 
 

@@ -194,10 +194,17 @@ def against_ground_truth(
     return drawn
 
 
+def miss_counts(
+    detections: Detections, truth: Detections, *, min_score: float, iou_threshold: float = 0.5
+) -> tuple[int, int]:
+    """(ground-truth boxes no detection >= min_score finds, detections >= min_score matching none)."""
+    agreement = match_detections(truth, visible(detections, min_score), iou_threshold=iou_threshold)
+    return len(agreement.missing), len(agreement.extra)
+
+
 def misses(detections: Detections, truth: Detections, *, min_score: float, iou_threshold: float = 0.5) -> int:
     """Ground-truth boxes missed plus extra detections (>= min_score): how wrong an image looks."""
-    agreement = match_detections(truth, visible(detections, min_score), iou_threshold=iou_threshold)
-    return len(agreement.missing) + len(agreement.extra)
+    return sum(miss_counts(detections, truth, min_score=min_score, iou_threshold=iou_threshold))
 
 
 def truth_outlines(truth: Detections) -> list[DrawnBox]:
@@ -353,11 +360,8 @@ def draw_disagreement(
         entries.insert(0, ("ground truth", "ground truth"))
     width_all = left.image.width + right.image.width + GAP
     key = legend(width_all, font, entries)
-    note = _text_bar(
-        [f"Boxes scoring >= {min_score}, and the partners they are matched with (same category, IoU)."],
-        width_all,
-        font,
-    )
+    text = f"Boxes scoring >= {min_score}, and the partners they are matched with (same category, IoU)."
+    note = _text_bar(wrap_text(text, font, width_all), width_all, font)
     return _stack([left.image, right.image], _stack([key], note))
 
 

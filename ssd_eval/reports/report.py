@@ -75,9 +75,10 @@ def category_lines(scored: list[CategoryScore], count: int) -> list[str]:
     """The best and worst categories by AP (`scored` ascending), as two lines only when the two lists
     differ: with few categories, or all alike, one line lists them all."""
     worst, best = scored[:count], list(reversed(scored[-count:]))
-    if len(scored) <= count or worst[0].ap == best[0].ap:
-        listed = ", ".join(f"{c.name} {c.ap:.4f}" for c in reversed(scored))
-        return [f"AP         {listed}"]
+    if worst[0].ap == best[0].ap:
+        return [f"AP         {best[0].ap:.4f} in each of the {len(scored)} categories with ground truth"]
+    if len(scored) <= count:
+        return [f"AP         {', '.join(f'{c.name} {c.ap:.4f}' for c in reversed(scored))}"]
     return [
         f"best AP    {', '.join(f'{c.name} {c.ap:.4f}' for c in best)}",
         f"worst AP   {', '.join(f'{c.name} {c.ap:.4f}' for c in worst)}",

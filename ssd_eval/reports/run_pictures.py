@@ -59,7 +59,7 @@ def draw_run_pictures(
         label_names = {int(c["id"]): str(c["name"]) for c in gt.coco_json["categories"]}
         records = {r.image_id: r for r in gt.images}
         files = []
-        for rank, (image_id, wrong) in enumerate(
+        for rank, (image_id, _) in enumerate(
             worst_images(gt, detections, min_score=config.min_score, count=config.pictures), start=1
         ):
             try:
@@ -67,11 +67,14 @@ def draw_run_pictures(
             except DatasetError as exc:
                 log.warning("picture of image %d not drawn: %s", image_id, exc)
                 continue
+            truth = pictures.ground_truth_detections(gt.coco_json, image_id)
+            missed, extra = pictures.miss_counts(detections[image_id], truth, min_score=config.min_score)
             image = pictures.draw_misses(
                 pixels,
                 detections[image_id],
-                pictures.ground_truth_detections(gt.coco_json, image_id),
-                title=f"{title}, image {image_id}: {wrong} missed or extra",
+                truth,
+                title=f"{title}, image {image_id}: {missed} of {len(truth)} ground-truth boxes missed, "
+                f"{extra} extra detections",
                 label_names=label_names,
                 min_score=config.min_score,
                 max_side=config.max_side,
