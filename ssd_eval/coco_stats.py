@@ -25,3 +25,13 @@ def is_undefined(value: float | None) -> bool:
     a per-category AP without ground truth is None.
     """
     return value is None or value < 0
+
+
+def delta_text(value: float) -> str:
+    """A difference of two stats as every report writes it: signed, 4 decimals; exactly zero (either
+    sign) as 0.0000, never -0.0000; one too small for 4 decimals in scientific notation."""
+    if value == 0:
+        return "0.0000"
+    if abs(value) < 5e-5:
+        return f"{value:+.1e}"
+    return f"{value:+.4f}"

@@ -27,6 +27,8 @@ GATE_BASELINE_FILE = "gate_baseline.json"  # the baseline the gate used, copied 
 JUNIT_FILE = "junit.xml"
 SUMMARY_FILE = "summary.md"
 LOCK_FILE = "run.lock"
+PR_CURVE_FILE = "pr_curve.png"  # report.pr_curve (a comparison's: pr_curves.png, every run on one plot)
+PICTURES_DIR = "pictures"  # report.pictures: the images the model is most wrong on, against the ground truth
 
 # What `output.overwrite` removes from a run folder before a new run starts in it (the lock stays:
 # the new run holds it).

@@ -65,7 +65,7 @@ def _agrees_with_its_files(result: api.Evaluation) -> None:
     assert [c["name"] for c in metrics["per_category"]] == [c.name for c in result.per_category]
     assert metrics["gate"]["verdict"] == result.verdict == result.gate.verdict
     assert metrics["gate"]["exit_code"] == result.exit_code
-    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    props = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
     assert props == {"verdict": result.verdict, "exit_code": str(result.exit_code)}
     assert (int(suite.get("failures", "0")) > 0) == (result.exit_code == 1)
     summary = (result.folder / "summary.md").read_text()

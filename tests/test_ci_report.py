@@ -71,7 +71,7 @@ def test_no_verdict_fails_the_junit_only_when_required():
     assert cases[0].find("skipped").get("message") == "NO VERDICT: no rules are set"  # type: ignore[union-attr]
     suite, cases = _cases(junit_xml(GateReport((skipped_check("r", "why"),), required=True), suite="s"))
     assert suite.get("failures") == "1" and cases[1].find("failure") is not None
-    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    props = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
     assert props == {"verdict": "NO VERDICT", "exit_code": "1"}
 
 
@@ -114,6 +114,6 @@ def test_comparison_summary_shows_an_undefined_stat_and_its_delta_as_n_a(tmp_pat
         main(["compare", str(first), str(second), "--output", str(out), "--run-name", "ab", "--quiet"]) == 0
     )
     text = (out / "ab" / "summary.md").read_text()
-    assert "| APm | 1.0000 | 1.0000 (+0.0000) |\n| APl | n/a | n/a (n/a) |\n" in text
+    assert "| APm | 1.0000 | 1.0000 (0.0000) |\n| APl | n/a | n/a (n/a) |\n" in text
     assert "| ARl | n/a | n/a (n/a) |\n" in text
     assert "-1.0000" not in text

@@ -285,7 +285,14 @@ def test_pr_curve_numbers_and_plot(tmp_path, tiny_coco):
     nothing = plots.pr_curve(
         gt.coco_json, [Detections.empty(i) for i in gt.image_ids], image_ids=gt.image_ids
     )
-    assert plots.all_flat({"none": nothing}) and not plots.all_flat({"none": nothing, "perfect": curve})
+    # Nothing matched: no curve, and one line says why; a perfect run beside it: a linear axis.
+    assert plots.plot_plan({"none": nothing}).scale is None
+    assert "precision is 0 at every recall" in plots.plot_plan({"none": nothing}).reason
+    assert plots.plot_plan({"none": nothing, "perfect": curve}) == plots.PlotPlan("linear")
+    # Precision 0.01 at every recall: low but there, drawn on a log axis with the reason.
+    low = plots.PrCurve(curve.recall, np.full(101, 0.01), np.full(101, 0.01), np.full(101, 0.01))
+    plan = plots.plot_plan({"low": low})
+    assert plan.scale == "log" and "below 0.05" in plan.reason
     # Without image 2's person: person precision 1 up to recall 0.75 (76 points), then 0; dog and
     # toothbrush 1 everywhere -> the mean over categories is 1 up to 0.75 and 2/3 beyond.
     missing = [d if d.image_id != 2 else Detections.empty(2) for d in perfect]
@@ -302,11 +309,12 @@ def test_disagreement_picture_is_drawn_at_a_legible_size():
 
     from ssd_eval.evaluation.agreement import match_detections
     from ssd_eval.pipeline.decode import Detections
+    from ssd_eval.reports import pictures
 
     pixels = np.full((48, 64, 3), 120, np.uint8)  # a small image: enlarged to the drawn size
     ref = Detections(1, np.array([[4.0, 4, 30, 30]]), np.array([0.9]), np.array([1]))
     run = Detections(1, np.array([[40.0, 4, 20, 30]]), np.array([0.8]), np.array([1]))
-    image = plots.draw_disagreement(
+    image = pictures.draw_disagreement(
         pixels,
         ref,
         run,
@@ -317,7 +325,5 @@ def test_disagreement_picture_is_drawn_at_a_legible_size():
     )
     # Two panels of 640 px (64 px enlarged 10x) with a 6 px gap; 480 px of image under a caption bar.
     assert image.width == 2 * 640 + 6 and image.height > 480
-    _, top, _, bottom = plots.label_font(640).getbbox("person 0.90")
+    _, top, _, bottom = pictures.label_font(640).getbbox("person 0.90")
     assert bottom - top >= 12  # 1/40 of 640 px = 16 px type; the bitmap default is ~11 px
-    # The unmatched reference box is drawn red 3 px wide at 10x: its left edge at x = 40.
-    assert tuple(np.asarray(image)[-200, 40]) == plots.UNMATCHED

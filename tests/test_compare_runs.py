@@ -60,7 +60,7 @@ def _report(folder: Path) -> dict:
     for key in ("out_dir", "wall_s", "versions", "machine", "provenance"):
         data.pop(key)
     for run in data["runs"]:
-        for key in ("run_dir", "latency", "versions", "machine"):
+        for key in ("run_dir", "latency", "versions", "machine", "wall_s"):
             run.pop(key)
     return data
 

@@ -51,7 +51,7 @@ def test_missing_config_lists_bundled_ones(tmp_path, monkeypatch):
 def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     config = load_config(_write(tmp_path, "model: {path: m/ssd.onnx}\ndataset: {root: ../coco}\n"))
     assert config.model.path == tmp_path / "m" / "ssd.onnx"
-    assert config.dataset.root == tmp_path / "../coco"
+    assert config.dataset.root == tmp_path.parent / "coco"  # shown without `..` (issue 19)
 
 
 @pytest.mark.parametrize(

@@ -328,7 +328,7 @@ def test_tiny_tolerances_and_deltas_in_scientific_notation():
         "AP 0.5000 is within 1.0e-05 of the reference 0.5000 (delta +2.0e-06)"
     )
     assert check_expected({"AP": 0.5}, figure).message == (
-        "AP 0.5000 is within 1.0e-05 of the reference 0.5000 (delta +0.0000)"
+        "AP 0.5000 is within 1.0e-05 of the reference 0.5000 (delta 0.0000)"
     )
     # 5e-5 itself is shown in 4 decimals.
     assert expected_rule(ExpectedConfig(metric="AP", value=0.5, tolerance=5e-5)) == "AP = 0.5000 ± 0.0001"
@@ -708,7 +708,7 @@ def test_a_comparison_holds_every_run_against_the_baseline():
         (
             "AP drop vs baseline b <= 0.0100",
             "passed",
-            "cpu: AP 0.5000 vs baseline b 0.5000 (delta +0.0000, allowed drop 0.0100)",
+            "cpu: AP 0.5000 vs baseline b 0.5000 (delta 0.0000, allowed drop 0.0100)",
             "cpu",
         ),
         (

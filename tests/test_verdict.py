@@ -36,9 +36,18 @@ def assert_verdict(folder: Path, verdict: str, exit_code: int, *, by: str) -> di
     suite = ET.parse(folder / "junit.xml").getroot().find("testsuite")
     assert suite is not None
     assert suite.get("name") == f"ssd-eval {by} {folder.name}"
-    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    props = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
     assert props == {"verdict": verdict, "exit_code": str(exit_code)}
     (case,) = [c for c in suite.iter("testcase") if c.get("name") == "gate verdict"]
+    # The verdict case carries the COCO stats metrics.json records (each run's, in a comparison).
+    figures = {p.get("name"): p.get("value") for p in case.findall("properties/property")}
+    runs = [r for r in metrics["runs"] if r["status"] == "ran"] if "runs" in metrics else [metrics]
+    expected = {
+        (f"{r['name']}.{k}" if "runs" in metrics else k): ("n/a" if v < 0 else repr(float(v)))
+        for r in runs
+        for k, v in r["stats"].items()
+    }
+    assert figures == expected and len(figures) == 12 * len(runs)
     failure = case.find("failure")
     assert (failure is not None) == (exit_code == 1)
     assert (int(suite.get("failures", "0")) > 0) == (exit_code == 1)

@@ -6,9 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
+from ssd_eval.config.schema import absolute
 from ssd_eval.errors import EXIT_OK, ConfigError
 from ssd_eval.files import METRICS_FILE
-from ssd_eval.reports.baseline import baseline_from_metrics, read_baseline, write_baseline
+from ssd_eval.reports.baseline import (
+    baseline_from_metrics,
+    baseline_lines,
+    read_baseline,
+    write_baseline,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -64,15 +70,8 @@ def _run_metrics(folder: Path, run_name: str | None) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     if args.show:
-        baseline = read_baseline(args.source)
-        # Published figures with the digits they were published with, measured ones to 4 decimals.
-        stats = ", ".join(f"{k} {v:.{baseline.decimals.get(k, 4)}f}" for k, v in baseline.stats.items())
-        print(f"{baseline.name} ({baseline.kind}): {stats}")
-        print(f"protocol   {baseline.protocol}")
-        print(f"model      {baseline.model}")
-        print(f"source     {baseline.source}")
-        if baseline.per_category:
-            print(f"per-class  {len(baseline.per_category)} categories")
+        for line in baseline_lines(read_baseline(args.source)):
+            print(line)
         return EXIT_OK
     if args.output is None:
         raise ConfigError("give --output FILE for the new baseline (e.g. results/baselines/my-run.json)")
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     baseline = baseline_from_metrics(
         metrics,
         name=name,
-        source=str(args.source.absolute()) + (f" (run {args.run})" if args.run else ""),
+        source=str(absolute(args.source)) + (f" (run {args.run})" if args.run else ""),
         note=args.note,
     )
     write_baseline(args.output, baseline, overwrite=args.overwrite)

@@ -8,8 +8,16 @@ import sys
 from pathlib import Path
 
 from ssd_eval.config.compare import COMPARE_LIMITS, CompareConfig, load_compare_config
-from ssd_eval.config.run import run_name_problem
-from ssd_eval.engine.api import Comparison, Invocation, compare, compare_config, compare_settings
+from ssd_eval.config.run import RunConfig, run_name_problem
+from ssd_eval.config.schema import absolute
+from ssd_eval.engine.api import (
+    Comparison,
+    Invocation,
+    compare,
+    compare_config,
+    compare_settings,
+    with_model,
+)
 from ssd_eval.engine.compare import CompareOptions, load_comparison_config
 from ssd_eval.engine.runner import Progress
 from ssd_eval.errors import EXIT_OK, ConfigError
@@ -54,7 +62,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=positive_int, help="compare only the first N images (by id)")
     parser.add_argument("--data", type=Path, help="COCO root folder with annotations/ and val2017/")
     parser.add_argument(
-        "--model", type=Path, help="ONNX model for every run that names none (replaces model.path/source)"
+        "--model",
+        help="ONNX model file, or a known model name (ssd-10, ssd-12-int8, twin-1200, twin-600, ...), for "
+        "every run that names none (replaces model.path / model.source)",
     )
     parser.add_argument("--offline", action="store_true", help="never download (also SSD_EVAL_OFFLINE=1)")
     parser.add_argument("--output", type=Path, help="folder that receives the comparison folder (./results)")
@@ -100,15 +110,17 @@ def apply_overrides(config: CompareConfig, args: argparse.Namespace) -> CompareC
     """CLI flags replace config keys; their relative paths resolve against the current folder."""
     replace = dataclasses.replace
     if args.model is not None:
-        config = replace(config, model=replace(config.model, path=args.model.absolute(), source=None))
+        # A file or a known name, exactly as `run --model` takes it.
+        model = with_model(RunConfig(model=config.model), args.model, flags=True).model
+        config = replace(config, model=model)
     if args.data is not None:
-        config = replace(config, dataset=replace(config.dataset, root=args.data.absolute(), source=None))
+        config = replace(config, dataset=replace(config.dataset, root=absolute(args.data), source=None))
     if args.limit is not None:
         config = replace(config, dataset=replace(config.dataset, limit=args.limit))
     if args.offline:
         config = replace(config, assets=replace(config.assets, download=False))
     if args.output is not None:
-        config = replace(config, output=replace(config.output, dir=args.output.absolute()))
+        config = replace(config, output=replace(config.output, dir=absolute(args.output)))
     if args.run_name is not None:
         config = replace(config, output=replace(config.output, run_name=args.run_name))
     if args.skip_unavailable:
@@ -176,6 +188,8 @@ def _compare_folders(args: argparse.Namespace, called: Invocation) -> int:
 
 def _print(comparison: Comparison) -> int:
     """Print a comparison's report and verdict (or which runs it waits for): the exit code."""
+    from ssd_eval.cli.run import step_summary
+
     folder, result, report = comparison.folder, comparison.result, comparison.gate
     if result is None or report is None:
         print(f"finished   {', '.join(comparison.finished) or 'none'} (in {folder / 'runs'})")
@@ -189,6 +203,7 @@ def _print(comparison: Comparison) -> int:
     for line, bad in gate_lines(report):
         print(line, file=sys.stderr if bad else sys.stdout)
     print(f"results    {folder} (metrics.json, {JUNIT_FILE}, {SUMMARY_FILE})")
+    step_summary(folder)
     if report.error:
         print(f"ssd-eval: error: {report.error}", file=sys.stderr)
     return comparison.exit_code

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ from ssd_eval.engine.run_folder import load_run_config
 from ssd_eval.engine.runner import Progress, RunOptions
 from ssd_eval.errors import ConfigError
 from ssd_eval.files import JUNIT_FILE, SUMMARY_FILE
+from ssd_eval.reports.ci_report import append_step_summary
 from ssd_eval.reports.report import gate_lines, summary
 from ssd_eval.reports.results import utc_now
 
@@ -263,4 +265,13 @@ def print_evaluation(evaluation: Evaluation) -> int:
         print(f"diagnosis: {evaluation.diagnosis.line}", file=sys.stderr)
     folder = evaluation.folder
     print(f"CI files   {folder / JUNIT_FILE}, {folder / SUMMARY_FILE}")
+    step_summary(folder)
     return evaluation.exit_code
+
+
+def step_summary(folder: Path) -> None:
+    """In a GitHub Actions job, append the folder's summary.md to the job's summary; a failure to do
+    so is a warning, never the command's failure."""
+    warning = append_step_summary(folder, os.environ)
+    if warning is not None:
+        print(f"ssd-eval: warning: {warning}", file=sys.stderr)

@@ -31,7 +31,7 @@ from ssd_eval.config.run import (
     check_preprocess_values,
     check_session_values,
 )
-from ssd_eval.config.schema import parse_section, raise_first_problem, read_yaml_config
+from ssd_eval.config.schema import absolute, parse_section, raise_first_problem, read_yaml_config
 from ssd_eval.errors import ConfigError
 
 
@@ -143,7 +143,7 @@ def run_name(spec: RunSpec) -> str:
 def load_compare_config(name: str | Path) -> CompareConfig:
     """Read, validate and resolve a comparison YAML file."""
     raw, path = read_yaml_config(name)
-    return compare_config_from_dict(raw, base_dir=path.absolute().parent, source=path)
+    return compare_config_from_dict(raw, base_dir=absolute(path).parent, source=path)
 
 
 def compare_config_from_dict(raw: object, *, base_dir: Path, source: Path | None = None) -> CompareConfig:

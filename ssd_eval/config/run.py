@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ssd_eval.coco_stats import STAT_NAMES
-from ssd_eval.config.schema import parse_section, raise_first_problem, read_yaml_config
+from ssd_eval.config.schema import absolute, parse_section, raise_first_problem, read_yaml_config
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -176,6 +176,18 @@ class AssetsConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """What a run's report draws beside summary.md (nothing of it changes the figures or the verdict)."""
+
+    pr_curve: bool = True  # the run's precision-recall curve, pr_curve.png (needs matplotlib)
+    # The images where the model is most wrong against the ground truth (missed ground-truth boxes plus
+    # extra detections), drawn into pictures/; 0: none.
+    pictures: int = 0
+    min_score: float = 0.3  # detections drawn (and counted as extra) score at least this
+    max_side: int = 640  # pictures are drawn this many pixels on their longer side
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one evaluation run needs, resolved and validated."""
 
@@ -190,6 +202,7 @@ class RunConfig:
     expected: ExpectedConfig | None = None
     gate: GateConfig = field(default_factory=GateConfig)
     assets: AssetsConfig = field(default_factory=AssetsConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     # Where this config came from; not a YAML key.
     source_file: Path | None = field(default=None, metadata={"yaml": False})
 
@@ -197,7 +210,7 @@ class RunConfig:
 def load_config(name: str | Path) -> RunConfig:
     """Read, validate and resolve a YAML config file."""
     raw, path = read_yaml_config(name)
-    return config_from_dict(raw, base_dir=path.absolute().parent, source=path)
+    return config_from_dict(raw, base_dir=absolute(path).parent, source=path)
 
 
 def config_from_dict(raw: object, *, base_dir: Path, source: Path | None = None) -> RunConfig:
@@ -224,7 +237,20 @@ def _check_values(config: RunConfig, where: str) -> None:
         problems.extend(check_expected_values(config.expected, "expected"))
     problems.extend(check_gate_values(config.gate, "gate"))
     problems.extend(check_output_values(config.output, "output"))
+    problems.extend(check_report_values(config.report, "report"))
     raise_first_problem(problems, where)
+
+
+def check_report_values(report: ReportConfig, key: str) -> list[tuple[str, str]]:
+    """Impossible picture settings."""
+    problems: list[tuple[str, str]] = []
+    if report.pictures < 0:
+        problems.append((f"{key}.pictures", f"must be a number of images >= 0, got {report.pictures}"))
+    if not 0.0 <= report.min_score < 1.0:
+        problems.append((f"{key}.min_score", f"must be in [0, 1), got {report.min_score}"))
+    if report.max_side < 64:
+        problems.append((f"{key}.max_side", f"must be >= 64 pixels, got {report.max_side}"))
+    return problems
 
 
 # The checks of one section each, as (dotted key, message) pairs under the section's key: the run

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -22,6 +23,17 @@ from ssd_eval.errors import ConfigError
 T = TypeVar("T")
 
 BUNDLED_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def absolute(path: str | os.PathLike[str]) -> Path:
+    """`path` made absolute without `..` in it (`/repo/ssd_eval/../shared` -> `/repo/shared`), as every
+    path is shown and recorded. Where a `..` follows a symbolic link (so that dropping it lexically
+    would name another file) the link is resolved instead."""
+    raw = os.path.join(os.getcwd(), os.fspath(path))  # an absolute path stays as it is
+    normal = os.path.normpath(raw)
+    if normal != raw and os.path.realpath(normal) != os.path.realpath(raw):
+        return Path(os.path.realpath(raw))
+    return Path(normal)
 
 
 def find_config(name: str | Path) -> Path:
@@ -168,7 +180,7 @@ def _convert(value: object, annotation: Any, path: str, ctx: _Context) -> Any:
         if not isinstance(value, str) or not value:
             raise _KeyError(path, f"expected a path (a string), got {_type_name(value)}")
         resolved = Path(value).expanduser()
-        return resolved if resolved.is_absolute() else ctx.base_dir / resolved
+        return absolute(ctx.base_dir / resolved)
     if annotation is bool:
         if not isinstance(value, bool):
             raise _KeyError(path, f"expected true or false, got {_type_name(value)} {value!r}")

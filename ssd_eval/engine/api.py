@@ -50,6 +50,7 @@ from ssd_eval.config.run import (
     load_config,
     run_name_problem,
 )
+from ssd_eval.config.schema import absolute
 from ssd_eval.data.dataset import Shard
 from ssd_eval.engine.compare import CompareOptions, record_compare_gate, run_comparison
 from ssd_eval.engine.compare_runs import compare_runs
@@ -270,7 +271,7 @@ def with_options(
     if model is not None:
         config = with_model(config, model, flags=flags)
     if data is not None:
-        config = replace(config, dataset=replace(config.dataset, root=Path(data).absolute(), source=None))
+        config = replace(config, dataset=replace(config.dataset, root=absolute(data), source=None))
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigError(f"{_key('limit', flags)}: must be a whole number >= 1, got {limit!r}")
@@ -281,7 +282,7 @@ def with_options(
             f"list), got {type(image_ids).__name__}"
         )
     if image_ids is not None:
-        config = replace(config, dataset=replace(config.dataset, image_ids=Path(image_ids).absolute()))
+        config = replace(config, dataset=replace(config.dataset, image_ids=absolute(image_ids)))
     if provider is not None:
         names = [provider] if isinstance(provider, str) else list(provider)
         if not names or not all(isinstance(name, str) and name for name in names):
@@ -291,7 +292,7 @@ def with_options(
             )
         config = replace(config, providers=tuple(ProviderConfig(name=name) for name in names))
     if output is not None:
-        config = replace(config, output=replace(config.output, dir=Path(output).absolute()))
+        config = replace(config, output=replace(config.output, dir=absolute(output)))
     if run_name is not None:
         config = with_run_name(config, run_name, flags=flags)
     if require_gate:
@@ -322,7 +323,7 @@ def with_model(config: RunConfig, model: PathArg, *, flags: bool = False) -> Run
             f"{_key('model', flags)} {text!r} is neither a file nor a known model name: {hint}known models: "
             f"{', '.join(MODELS)}, twin-<input size> (e.g. twin-1200); a file is given by its path"
         )
-    return replace(config, model=replace(config.model, path=path.absolute(), source=None))
+    return replace(config, model=replace(config.model, path=absolute(path), source=None))
 
 
 def with_run_name(config: RunConfig, name: str, *, flags: bool = False) -> RunConfig:
@@ -393,7 +394,7 @@ def with_baseline(
         raise ConfigError(f"{_key('baseline', flags)}: give a baseline file's path, got {baseline!r}")
     gate = config.gate
     if baseline is not None:
-        gate = dataclasses.replace(gate, baseline=Path(baseline).absolute())
+        gate = dataclasses.replace(gate, baseline=absolute(baseline))
     elif gate.baseline is None:
         raise ConfigError(
             f"{_key('max_baseline_drop', flags)} needs a baseline: give {_key('baseline', flags)} FILE or "
@@ -466,7 +467,7 @@ def merge(
     # merge checks their identities; `required` only decides the exit code).
     require_gate = require_gate or any(load_run_config(path).gate.required for path in paths)
     baseline = gate_baseline(_recorded_gate(paths[0], require_gate), paths[0])
-    target = Path(output).absolute() if output is not None else None
+    target = absolute(output) if output is not None else None
     result = merge_runs(
         paths, target, backend=backend, data=_path(data), overwrite=overwrite, command=invocation.command
     )
@@ -566,7 +567,7 @@ def compare(
     )
     baseline = load_gate_baseline(settings.gate, where=where)
     if output is not None:
-        base = Path(output).absolute()
+        base = absolute(output)
     elif loaded is not None and loaded.output.dir is not None:
         base = loaded.output.dir
     else:

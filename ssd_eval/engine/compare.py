@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -34,7 +35,7 @@ from ssd_eval.data.dataset import Shard
 from ssd_eval.engine.compare_runs import compare_runs, write_compare_metrics
 from ssd_eval.engine.run_folder import check_writable
 from ssd_eval.engine.runner import Progress, ProgressFactory, RunOptions, run_sessions
-from ssd_eval.errors import ConfigError, OutputError, ProviderError
+from ssd_eval.errors import ConfigError, ModelError, OutputError, ProviderError
 from ssd_eval.files import COMPARE_CONFIG_FILE, METRICS_FILE, RUNS_DIR
 from ssd_eval.pipeline.session import (
     PROVIDER_ALIASES,
@@ -148,14 +149,43 @@ def _selected(config: CompareConfig, providers: Sequence[str], all_known: Sequen
     return chosen
 
 
+def _runs_started(folder: Path) -> bool:
+    """Whether any run of the comparison folder has written a file (a run folder with content)."""
+    runs = folder / RUNS_DIR
+    if not folder.is_dir():
+        return False
+    others = [p for p in folder.iterdir() if p.name not in (RUNS_DIR, COMPARE_CONFIG_FILE)]
+    return bool(others) or (
+        runs.is_dir() and any(any(run.iterdir()) for run in runs.iterdir() if run.is_dir())
+    )
+
+
+def _check_model_files(config: CompareConfig, indices: Sequence[int]) -> None:
+    """Refuse a model file that is not there before anything is written (one line naming the key)."""
+    for index in indices:
+        spec = config.all_runs[index]
+        model = spec.model or config.model
+        if model.path is not None and not model.path.is_file():
+            side = "reference" if index == 0 else f"runs[{index - 1}]"
+            key = f"{side}.model" if spec.model is not None else "model"
+            raise ModelError(
+                f"{key}.path: model file {model.path} not found: give an ONNX file, or a known model name "
+                "with --model (ssd-10, ssd-12-int8, twin-1200, twin-600, ...) or model.source"
+            )
+
+
 def run_comparison(config: CompareConfig, options: CompareOptions | None = None) -> ComparisonOutcome:
     """Run the configured sessions over the same images into run folders, then compare the folders."""
     import onnxruntime as ort
 
+    start = time.perf_counter()
     options = options or CompareOptions()
     folder = compare_folder(config, options)
     check_writable(folder)
-    if not options.resume and folder.exists() and any(folder.iterdir()) and not config.output.overwrite:
+    # A folder where no run has started yet (an attempt that failed before its first image, e.g. on a
+    # wrong --model) holds only its compare.yaml: starting again, or resuming, begins it afresh.
+    fresh = not _runs_started(folder)
+    if not options.resume and not fresh and not config.output.overwrite:
         raise OutputError(
             f"comparison folder {folder} already exists: continue it with --resume {folder}, choose "
             "another --run-name, or set output.overwrite: true"
@@ -178,9 +208,10 @@ def run_comparison(config: CompareConfig, options: CompareOptions | None = None)
             skip = config.skip_unavailable and index > 0
             skipped[index] = _unavailable(names[index], key, problem, skip=skip)
     to_run = [i for i in chosen if i not in skipped]
+    _check_model_files(config, to_run)
     try:
         (folder / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-        if not options.resume or not (folder / COMPARE_CONFIG_FILE).is_file():
+        if fresh or not options.resume or not (folder / COMPARE_CONFIG_FILE).is_file():
             (folder / COMPARE_CONFIG_FILE).write_text(
                 yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8"
             )
@@ -233,6 +264,9 @@ def run_comparison(config: CompareConfig, options: CompareOptions | None = None)
         skipped_runs=skipped_reports,
         overwrite=True,
     )
+    # The wall time of this command: running the sessions and comparing them (compare_runs times only
+    # the comparing).
+    result = replace(result, wall_s=round(time.perf_counter() - start, 3))
     return ComparisonOutcome(folder, result, tuple(names[i] for i in finished), waiting)
 
 
@@ -247,5 +281,10 @@ def record_compare_gate(
     folder = Path(result.out_dir)
     write_compare_metrics(folder / METRICS_FILE, result)
     markdown = compare_markdown(result, report)
-    write_ci_files(folder, report, markdown, suite=f"ssd-eval compare {folder.name}", time_s=result.wall_s)
+    stats = {
+        f"{run.name}.{name}": value for run in result.runs if run.ran for name, value in run.stats.items()
+    }
+    write_ci_files(
+        folder, report, markdown, suite=f"ssd-eval compare {folder.name}", time_s=result.wall_s, stats=stats
+    )
     return Comparison(folder, result, report)

@@ -233,6 +233,7 @@ def _report(
         ),
         latency=_latency(run.result),
         num_detections=run.result.num_detections,
+        wall_s=run.result.wall_s,
         worst_images=tuple((i, round(d, 6)) for i, d in matched.worst[:WORST_IMAGES]) if matched else (),
         versions=dict(run.result.versions),
         machine=dict(run.result.machine),
@@ -324,6 +325,7 @@ def _pictures(
 ) -> dict[str, Any]:
     """PR curves of every run on one plot (matplotlib, optional); the images with a visible disagreement."""
     from ssd_eval.reports import plots
+    from ssd_eval.reports.pictures import draw_disagreement, ground_truth_detections
 
     pictures: dict[str, Any] = {}
     config = settings.pictures
@@ -337,16 +339,16 @@ def _pictures(
                 )
                 for run in runs
             }
-            if plots.all_flat(curves):
+            plan = plots.plot_plan(curves)
+            if plan.scale is None:
                 pictures["pr_curves"] = None
-                pictures["pr_curves_absent"] = (
-                    f"every run's precision is below {plots.FLAT_PRECISION} at every recall (a flat line)"
-                )
+                pictures["pr_curves_absent"] = plan.reason
             else:
                 path = folder / "pr_curves.png"
                 title = f"{len(gt.images)} images, reference {result.reference}"
-                plots.plot_pr_curves(curves, path, title=title)
+                plots.plot_pr_curves(curves, path, title=title, scale=plan.scale)
                 pictures["pr_curves"] = path.name
+                pictures["pr_curves_note"] = plan.reason
         else:
             pictures["pr_curves"] = None
             pictures["pr_curves_absent"] = plots.MATPLOTLIB_MISSING
@@ -365,13 +367,14 @@ def _pictures(
                 except DatasetError as exc:
                     log.warning("disagreement picture of image %d not drawn: %s", image_id, exc)
                     continue
-                image = plots.draw_disagreement(
+                image = draw_disagreement(
                     pixels,
                     reference.detections[image_id],
                     run.detections[image_id],
                     agreements[image_id],
                     names=(reference.name, run.name),
                     label_names=label_names,
+                    truth=ground_truth_detections(gt.coco_json, image_id),
                     min_score=config.min_score,
                     max_side=config.max_side,
                 )

@@ -27,6 +27,7 @@ from ssd_eval.reports.results import (
     package_versions,
     write_metrics,
 )
+from ssd_eval.reports.run_pictures import draw_run_pictures
 from ssd_eval.reports.verdict import Evaluation, gate_run
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,14 @@ def finish_run(
         versions=package_versions(),
         machine=machine_info(),
         history=read_history(folder),
+        pictures=draw_run_pictures(
+            folder,
+            config.report,
+            gt,
+            detections,
+            precision=scores.precision,
+            title=f"{Path(info.model.path).name} on {', '.join(info.providers_used)}",
+        ),
     )
     with writing(folder / METRICS_FILE):
         write_metrics(folder / METRICS_FILE, result)

@@ -29,6 +29,7 @@ from ssd_eval.engine.rescore import (
     with_overrides,
 )
 from ssd_eval.engine.run_folder import (
+    MERGE_ADVICE,
     RunInfo,
     append_history,
     append_skipped,
@@ -204,7 +205,7 @@ def merge_runs(
             first.config.output, dir=target.parent, run_name=target.name, overwrite=overwrite
         ),
     )
-    prepare_run_folder(target, merged_config, resume=False)
+    prepare_run_folder(target, merged_config, resume=False, advice=MERGE_ADVICE)
     with DetectionLog(target / DETECTION_LOG) as det_log:
         for image_id in gt.image_ids:
             if image_id in detections:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssd_eval.config.run import RunConfig
+from ssd_eval.config.schema import absolute
 from ssd_eval.data.dataset import CocoGroundTruth, IdList, Shard, open_ground_truth, reselect
 from ssd_eval.engine.finish import finish_run
 from ssd_eval.engine.resolve import resolve_data
@@ -55,7 +56,7 @@ def with_overrides(config: RunConfig, *, backend: ScoringBackend | None, data: P
     if backend is not None:
         config = replace(config, scoring=replace(config.scoring, backend=backend))
     if data is not None:
-        config = replace(config, dataset=replace(config.dataset, root=data.absolute(), source=None))
+        config = replace(config, dataset=replace(config.dataset, root=absolute(data), source=None))
     return config
 
 

@@ -72,9 +72,20 @@ def _has_content(folder: Path) -> bool:
     return folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir())
 
 
-def check_run_folder_free(folder: Path, config: RunConfig, *, resume: bool) -> None:
+# What to do about a run folder that is already there, by the command that met it.
+RUN_ADVICE = (
+    "continue it with --resume {folder}, choose another --run-name, or set output.overwrite: true",
+    "choose another --run-name",
+)
+MERGE_ADVICE = ("pass --overwrite to replace it, or choose another --output", "choose another --output")
+
+
+def check_run_folder_free(
+    folder: Path, config: RunConfig, *, resume: bool, advice: tuple[str, str] = RUN_ADVICE
+) -> None:
     """Refuse, before anything loads, to start a run where one exists (unless overwrite) or where files
-    that are not a run's would be replaced."""
+    that are not a run's would be replaced. `advice`: what the command can do instead, when the folder
+    holds a run and when it holds something else (`run`'s flags, or `merge`'s)."""
     if resume:
         return  # reading its config.yaml already proved it a run folder
     if folder.exists() and not folder.is_dir():
@@ -82,21 +93,20 @@ def check_run_folder_free(folder: Path, config: RunConfig, *, resume: bool) -> N
     if not _has_content(folder):
         return
     if not config.output.overwrite:
-        raise OutputError(
-            f"run folder {folder} already exists: continue it with --resume {folder}, "
-            "choose another --run-name, or set output.overwrite: true"
-        )
+        raise OutputError(f"run folder {folder} already exists: {advice[0].format(folder=folder)}")
     if not is_run_folder(folder):
         raise OutputError(
-            f"output.overwrite: {folder} holds files but is not a run folder (no {CONFIG_FILE} with "
-            f"{RUN_INFO_FILE} or {DETECTION_LOG}), so nothing in it is replaced; choose another --run-name"
+            f"{folder} holds files but is not a run folder (no {CONFIG_FILE} with {RUN_INFO_FILE} or "
+            f"{DETECTION_LOG}), so nothing in it is replaced; {advice[1]}"
         )
 
 
-def prepare_run_folder(folder: Path, config: RunConfig, *, resume: bool, note: str = "") -> None:
+def prepare_run_folder(
+    folder: Path, config: RunConfig, *, resume: bool, note: str = "", advice: tuple[str, str] = RUN_ADVICE
+) -> None:
     """Create the run folder and record its config (after `note`, YAML comment lines); never overwrite
     a finished run silently, and never replace a folder that does not hold a run."""
-    check_run_folder_free(folder, config, resume=resume)
+    check_run_folder_free(folder, config, resume=resume, advice=advice)
     if _has_content(folder) and not resume:
         for name in RUN_FILES:
             (folder / name).unlink(missing_ok=True)

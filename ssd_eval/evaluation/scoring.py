@@ -16,7 +16,7 @@ import io
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -54,6 +54,9 @@ class Scores:
     num_images: int
     num_detections: int
     cocoeval_log: str
+    # COCOeval's precision [IoU 0.50:0.95, 101 recall points, category] at area all and 100 detections
+    # (-1 where a category has no ground truth): what a PR curve is drawn from.
+    precision: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def ap(self) -> float:
@@ -149,6 +152,7 @@ def score(
         num_images=len(image_ids),
         num_detections=len(rows),
         cocoeval_log=text,
+        precision=np.asarray(precision)[:, :, :, 0, -1],
     )
 
 

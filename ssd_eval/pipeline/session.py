@@ -215,10 +215,10 @@ class ProviderSession:
         all_options = self._session.get_provider_options()
         self.provider_options_used = tuple(dict(all_options.get(p, {})) for p in self.providers_used)
         if self.providers_used[0] != names[0] and not self.session_config.allow_cpu_fallback:
+            why = self._fallback_cause(ort, options, names, provider_options)
             raise ProviderError(
                 f"{names[0]} was requested but onnxruntime fell back to {', '.join(self.providers_used)} "
-                "(the provider failed to load: check its libraries); set session.allow_cpu_fallback: true "
-                "to accept this"
+                f"({why}); set session.allow_cpu_fallback: true to accept this"
             )
         self.signature = check_signature(
             self._session.get_inputs(),
@@ -227,6 +227,30 @@ class ProviderSession:
             input_name=self._input_name,
             output_names=self._output_names,
         )
+
+    def _fallback_cause(
+        self, ort: Any, options: Any, names: Sequence[str], provider_options: Sequence[dict[str, str]]
+    ) -> str:
+        """Why the requested provider did not load: its options, when it loads without them (OpenVINO
+        refuses precision FP16 on the CPU device, for one: only FP32 or ACCURACY), else its libraries.
+        onnxruntime says which only in its own log, so the provider is tried once more without options."""
+        given = provider_options[0] if provider_options else {}
+        if given:
+            try:
+                bare = ort.InferenceSession(
+                    str(self.model), sess_options=options, providers=[names[0]], provider_options=[{}]
+                )
+                loads_bare = bare.get_providers()[0] == names[0]
+            except Exception:  # onnxruntime's own exception types: the provider does not load at all
+                loads_bare = False
+            if loads_bare:
+                shown = ", ".join(f"{k}={v}" for k, v in given.items())
+                return (
+                    f"the provider loads, but refused its options {shown}: check them against the "
+                    "provider's documentation (OpenVINO on device_type CPU takes precision FP32 or ACCURACY, "
+                    "not FP16)"
+                )
+        return "the provider failed to load: check its libraries"
 
     def deactivate(self) -> None:
         self._session = None

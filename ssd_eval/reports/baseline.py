@@ -229,3 +229,51 @@ def load_gate_baseline(gate: GateConfig, *, where: str, key: str = "gate") -> Ba
                 f"(it has {', '.join(baseline.stats) or 'no stats'})"
             )
     return baseline
+
+
+def _shown(key: str, value: object) -> str:
+    """One recorded fact as a person reads it: `null`, `true`, 1200x1200, sha256 80013dd940ef…, 947,715."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        if key.endswith("size"):
+            return "x".join(str(v) for v in value)
+        return ", ".join(_shown(key, v) for v in value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {_shown(str(k), v)}" for k, v in value.items())
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, str) and key.endswith("sha256"):
+        return f"{value[:12]}…"
+    return str(value)
+
+
+def baseline_lines(baseline: Baseline) -> list[str]:
+    """`ssd-eval baseline --show`: the figures (published ones with the digits they were published
+    with, measured ones to 4 decimals), then what they are for, one labelled line each."""
+    stats = ", ".join(f"{k} {v:.{baseline.decimals.get(k, 4)}f}" for k, v in baseline.stats.items())
+    lines = [f"{baseline.name} ({baseline.kind}): {stats}"]
+    protocol = ", ".join(f"{k} {_shown(k, v)}" for k, v in baseline.protocol.items())
+    lines.append(f"protocol   {protocol}")
+    model = baseline.model
+    parts = [str(model.get("name", "")) or "unnamed"]
+    parts += [f"{k} {_shown(k, v)}" for k, v in model.items() if k != "name"]
+    lines.append(f"model      {', '.join(parts)}")
+    if baseline.identity is not None:
+        images = baseline.identity.images
+        lines.append(
+            f"images     {images.count} ({images.selection}, ids sha256 {images.digest[:12]}…); holds any "
+            "later run of these images and ground truth"
+        )
+    lines.append(f"source     {baseline.source}")
+    if baseline.created:
+        lines.append(f"created    {baseline.created}")
+    if baseline.note:
+        lines.append(f"note       {baseline.note}")
+    if baseline.per_category:
+        lines.append(f"per-class  AP of {len(baseline.per_category)} categories")
+    for key, value in baseline.extra.items():
+        lines.append(f"{key:<10} {_shown(key, value)}")
+    return lines

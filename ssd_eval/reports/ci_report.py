@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ssd_eval.coco_stats import STAT_NAMES, is_undefined
+from ssd_eval.coco_stats import STAT_NAMES, delta_text, is_undefined
 from ssd_eval.errors import EXIT_GATE_FAILED
 from ssd_eval.files import JUNIT_FILE, SUMMARY_FILE
 from ssd_eval.reports.comparison import CompareResult, RunReport
@@ -23,12 +23,16 @@ from ssd_eval.reports.results import RunResult
 VERDICT_CASE = "gate verdict"
 
 
-def junit_xml(report: GateReport, *, suite: str, time_s: float = 0.0) -> str:
+def junit_xml(
+    report: GateReport, *, suite: str, time_s: float = 0.0, stats: Mapping[str, float | None] | None = None
+) -> str:
     """The gate as a JUnit XML document: one test case per rule, and one for the verdict.
 
     A failed rule is a <failure>; a skipped or not comparable one is <skipped> with why. The verdict
     case fails exactly when the command exits 1 (a rule failed, or NO VERDICT with gate.required),
-    so the CI's test report and the exit code always agree.
+    so the CI's test report and the exit code always agree. `stats` (the 12 COCO stats of a run; of a
+    comparison, `<run>.<stat>` for each run) are the verdict case's properties, so a CI's test report
+    shows the figures beside the verdict; an undefined stat (-1) is `n/a`.
     """
     checks = list(report)
     verdict_fails = report.exit_code == EXIT_GATE_FAILED
@@ -65,6 +69,11 @@ def junit_xml(report: GateReport, *, suite: str, time_s: float = 0.0) -> str:
         else:
             ET.SubElement(case, "system-out").text = check.message
     case = ET.SubElement(element, "testcase", classname="ssd_eval.gate", name=VERDICT_CASE, time="0")
+    if stats:
+        figures = ET.SubElement(case, "properties")
+        for name, value in stats.items():
+            shown = "n/a" if is_undefined(value) else repr(float(value))  # type: ignore[arg-type]
+            ET.SubElement(figures, "property", name=name, value=shown)
     if verdict_fails:
         failure = ET.SubElement(case, "failure", message=report.verdict_line, type="GateVerdict")
         failure.text = report.verdict_line
@@ -129,6 +138,17 @@ def run_markdown(result: RunResult, report: GateReport) -> str:
             ["category", "AP", "AP50", "gt boxes"],
             [[c.name, stat_text(c.ap), stat_text(c.ap50), c.num_gt] for c in scored[:5]],
         )
+    if result.per_category:
+        lines += details(
+            f"AP of all {len(result.per_category)} categories",
+            table(
+                ["category", "AP", "AP50", "gt boxes", "detections"],
+                [
+                    [c.name, stat_text(c.ap), stat_text(c.ap50), c.num_gt, c.num_det]
+                    for c in sorted(result.per_category, key=lambda c: c.category_id)
+                ],
+            ),
+        )
     infer = result.timings.get("infer_steady") or result.timings.get("infer")
     if infer is not None:
         lines += [
@@ -136,6 +156,7 @@ def run_markdown(result: RunResult, report: GateReport) -> str:
             f"Inference per image: median {infer.median_ms:.1f} ms, p90 {infer.p90_ms:.1f} ms; "
             f"wall {result.wall_s:.1f} s.",
         ]
+    lines += _run_pictures(result.pictures)
     if result.skipped_images:
         lines += [
             "",
@@ -145,6 +166,30 @@ def run_markdown(result: RunResult, report: GateReport) -> str:
         lines += ["", f"**Warning:** {warning}"]
     lines += _provenance_lines(result.provenance)
     return "\n".join(lines) + "\n"
+
+
+def details(summary: str, body: Sequence[str]) -> list[str]:
+    """A block collapsed by default (GitHub renders the table inside once opened)."""
+    return ["", "<details>", f"<summary>{_escape(summary)}</summary>", "", *body, "", "</details>"]
+
+
+def _run_pictures(pictures: Mapping[str, Any]) -> list[str]:
+    """The pictures a run's `report` drew, or why not."""
+    lines = []
+    if "pr_curve" in pictures:
+        note = f" ({pictures['pr_curve_note']})" if pictures.get("pr_curve_note") else ""
+        if pictures["pr_curve"]:
+            lines.append(f"- PR curve: `{pictures['pr_curve']}`{note}")
+        else:
+            lines.append(f"- PR curve: not drawn: {_escape(str(pictures.get('pr_curve_note', '')))}")
+    if "worst_images" in pictures:
+        files = ", ".join(f"`{f}`" for f in pictures["worst_images"])
+        lines.append(
+            "- images most wrong against the ground truth (missed boxes plus extra detections scoring "
+            f">= {pictures.get('min_score')}): "
+            + (files or "none: every ground-truth box is found, nothing extra")
+        )
+    return ["", "Pictures:", "", *lines] if lines else []
 
 
 def _provenance_lines(prov: Mapping[str, Any]) -> list[str]:
@@ -160,16 +205,44 @@ def _provenance_lines(prov: Mapping[str, Any]) -> list[str]:
 
 
 def write_ci_files(
-    folder: Path, report: GateReport, markdown: str, *, suite: str, time_s: float = 0.0
+    folder: Path,
+    report: GateReport,
+    markdown: str,
+    *,
+    suite: str,
+    time_s: float = 0.0,
+    stats: Mapping[str, float | None] | None = None,
 ) -> None:
     """junit.xml and summary.md in `folder`."""
-    (folder / JUNIT_FILE).write_text(junit_xml(report, suite=suite, time_s=time_s), encoding="utf-8")
+    junit = junit_xml(report, suite=suite, time_s=time_s, stats=stats)
+    (folder / JUNIT_FILE).write_text(junit, encoding="utf-8")
     (folder / SUMMARY_FILE).write_text(markdown, encoding="utf-8")
 
 
+STEP_SUMMARY_VARIABLE = "GITHUB_STEP_SUMMARY"
+
+
+def append_step_summary(folder: Path, environ: Mapping[str, str]) -> str | None:
+    """Append `folder`'s summary.md to the file GitHub Actions names in GITHUB_STEP_SUMMARY (when set),
+    so that the job page shows the verdict without a step of its own. Appended, never overwritten
+    (other steps write there too). A summary that cannot be written costs the job nothing: the
+    warning to print (None: appended, or no such variable)."""
+    target = environ.get(STEP_SUMMARY_VARIABLE)
+    if not target:
+        return None
+    try:
+        text = (folder / SUMMARY_FILE).read_text(encoding="utf-8")
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(text if text.endswith("\n") else text + "\n")
+    except OSError as exc:
+        where = exc.filename or target
+        return f"cannot append the summary to {STEP_SUMMARY_VARIABLE} ({where}): {exc.strerror or exc}"
+    return None
+
+
 def _signed(value: float) -> str:
-    """A delta; one too small for 4 decimals is shown in scientific notation, never as -0.0000."""
-    return f"{value:+.1e}" if 0 < abs(value) < 5e-5 else f"{value:+.4f}"
+    """A delta as every report writes it (`coco_stats.delta_text`)."""
+    return delta_text(value)
 
 
 def _delta(run: RunReport, reference: RunReport | None, name: str) -> str:
@@ -270,20 +343,30 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
     if others:
         lines += ["", "### Detection agreement with the reference", ""]
         agreement_rows = []
+        min_score = 0.0
         for r in others:
             a = r.agreement
             assert a is not None
+            min_score = a.min_score
             agreement_rows.append(
                 [
                     r.name,
-                    f"{a.matched} / {a.reference_detections} ref, {a.run_detections} run",
-                    a.missing,
-                    a.extra,
-                    f"{a.images_full_agreement} / {a.images}",
+                    f"{a.visible_matched} of {a.visible_reference} ref, {a.visible_run} run",
+                    a.visible_reference - a.visible_matched,
+                    a.visible_extra,
+                    f"{a.visible_images_full} / {a.images}",
+                    f"{a.matched} of {a.reference_detections} ref, {a.run_detections} run",
                     f"{_g(a.score_diff_mean)} / {_g(a.score_diff_max)}",
                     f"{_g(a.box_diff_px_mean)} / {_g(a.box_diff_px_max)}",
                 ]
             )
+        lines += [
+            f"Counted as the agreement rules count them: the detections scoring >= {min_score} "
+            "(agreement.min_score) on their own side, matched against all of the other side's; the "
+            "column *all detections* counts every detection, and the score and box differences are "
+            "over every matched pair.",
+            "",
+        ]
         lines += table(
             [
                 "run",
@@ -291,6 +374,7 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
                 "missing",
                 "extra",
                 "images in full agreement",
+                "all detections: matched",
                 "score diff mean / max",
                 "box diff px mean / max",
             ],
@@ -327,12 +411,15 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
         for r in others:
             changed = [d for d in r.category_deltas if d.delta != 0.0]
             worst = changed[:worst_categories]
-            listed = ", ".join(f"{d.name} {stat_text(d.ap)} ({d.delta:+.2g}, {d.num_gt} gt)" for d in worst)
+            listed = ", ".join(
+                f"{d.name} {stat_text(d.ap)} ({delta_text(d.delta)}, {d.num_gt} gt)" for d in worst
+            )
             if not r.category_deltas:
                 listed = "no category has an AP on both sides"
             elif not changed:
                 listed = f"no category's AP changed ({len(r.category_deltas)} compared)"
             lines.append(f"- **{r.name}**: {listed}")
+    lines += _category_table(ran, reference)
     lines += ["", "### Pictures", ""]
     pr = result.pictures.get("pr_curves", "off")
     if pr == "off":
@@ -340,7 +427,8 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
     elif pr is None:
         lines.append(f"- PR curves: not drawn: {result.pictures.get('pr_curves_absent', '')}")
     else:
-        lines.append(f"- PR curves: `{pr}`")
+        note = result.pictures.get("pr_curves_note")
+        lines.append(f"- PR curves: `{pr}`" + (f" ({_escape(note)})" if note else ""))
     min_score = result.pictures.get("disagreement_min_score", 0.0)
     for name, files in result.pictures.get("disagreements", {}).items():
         lines.append(
@@ -353,10 +441,15 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
     first = [
         f"{r.name} {r.latency['infer_first'].median_ms:.0f} ms" for r in ran if "infer_first" in r.latency
     ]
+    walls = {round(r.wall_s, 1) for r in ran if r.wall_s}
+    own = ", ".join(f"{r.name} {r.wall_s:.1f} s" for r in ran if r.wall_s)
+    if len(walls) == 1 and len(ran) > 1:  # one loop fed every session (a one-process comparison)
+        own = f"{walls.pop():.1f} s, one loop feeding every session"
     lines += [
         "",
         f"First inference (warm-up, not in the latency above): {', '.join(first)}. "
-        f"Wall {result.wall_s:.1f} s.",
+        f"This command took {result.wall_s:.1f} s"
+        + (f"; the runs' own wall time (reading, inference, scoring): {own}." if own else "."),
     ]
     if result.skipped_images:
         lines += [
@@ -365,3 +458,32 @@ def compare_markdown(result: CompareResult, report: GateReport, *, worst_categor
         ]
     lines += _provenance_lines(result.provenance)
     return "\n".join(lines) + "\n"
+
+
+def _category_table(ran: Sequence[RunReport], reference: RunReport | None) -> list[str]:
+    """Every category's AP in every run (Δ against the reference) and its detections, collapsed."""
+    if reference is None or not reference.per_category:
+        return []
+    by_run = [{c.category_id: c for c in r.per_category} for r in ran]
+    header = ["category", "gt boxes"]
+    for r in ran:
+        header += [
+            f"{r.name} AP" + ("" if r is reference else " (Δ)"),
+            f"{r.name} AP50",
+            f"{r.name} detections",
+        ]
+    rows = []
+    for base in sorted(reference.per_category, key=lambda c: c.category_id):
+        row: list[object] = [base.name, base.num_gt]
+        for r, scores in zip(ran, by_run, strict=True):
+            c = scores.get(base.category_id)
+            if c is None:
+                row += ["", "", ""]
+                continue
+            ap = stat_text(c.ap)
+            if r is not reference:
+                both = not is_undefined(c.ap) and not is_undefined(base.ap)
+                ap += f" ({delta_text(c.ap - base.ap) if both else 'n/a'})"  # type: ignore[operator]
+            row += [ap, stat_text(c.ap50), c.num_det]
+        rows.append(row)
+    return details(f"AP of all {len(rows)} categories, every run", table(header, rows))

@@ -46,6 +46,7 @@ class RunReport:
     agreement: AgreementSummary | None = None  # None for the reference
     latency: dict[str, StageTiming] = field(default_factory=dict)  # infer (steady), infer_first, decode
     num_detections: int = 0
+    wall_s: float = 0.0  # the run's own wall time (its metrics.json): reading, inference, scoring
     # (image id, disagreement) of the images with a visible disagreement (a detection scoring at least
     # pictures.min_score that the other side lacks), worst first
     worst_images: tuple[tuple[int, float], ...] = ()
@@ -68,7 +69,7 @@ class CompareResult:
     protocol: Protocol
     iou_threshold: float
     skipped_images: tuple[SkippedImage, ...] = ()
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # of the command that wrote the comparison (running the runs too, when it did)
     pictures: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # agreement, gate and pictures settings
     versions: dict[str, str] = field(default_factory=dict)  # of the process that compared

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ssd_eval.assets.sources import MODELS
-from ssd_eval.coco_stats import is_undefined
+from ssd_eval.coco_stats import delta_text, is_undefined
 from ssd_eval.config.run import ExpectedConfig, GateConfig
 from ssd_eval.errors import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE
 from ssd_eval.evaluation.identity import FIGURE_ASPECTS, NOT_KNOWN, RunIdentity, describe_differences
@@ -152,9 +152,9 @@ class GateReport:
 
 def _small(value: float, *, sign: bool = False) -> str:
     """4 decimals, or scientific notation for a tolerance or delta too small to show in 4 decimals."""
-    if value != 0 and abs(value) < 5e-5:
-        return f"{value:+.1e}" if sign else f"{value:.1e}"
-    return f"{value:+.4f}" if sign else f"{value:.4f}"
+    if sign:
+        return delta_text(value)
+    return f"{value:.1e}" if value != 0 and abs(value) < 5e-5 else f"{value:.4f}"
 
 
 def _who(subject: str) -> str:
@@ -354,7 +354,8 @@ def check_drop(
         return _undefined(rule, metric, whose=against, subject=subject)
     drop = ref - measured
     allowed = f"{max_drop:.4f}" + (f" + {slack:.4g} (the figure's published precision)" if slack else "")
-    text = f"{_who(subject)}{metric} {measured:.4f} vs {against} {ref:.4f} (delta {measured - ref:+.4f}"
+    delta = delta_text(measured - ref)
+    text = f"{_who(subject)}{metric} {measured:.4f} vs {against} {ref:.4f} (delta {delta}"
     if drop <= max_drop + slack + EPS:
         return GateCheck(rule, PASSED, f"{text}, allowed drop {allowed})", subject)
     return GateCheck(rule, FAILED, f"{text}): drops more than the allowed {allowed}", subject)
@@ -394,11 +395,11 @@ def check_class_drops(
             rule,
             PASSED,
             f"{_who(subject)}{len(drops)} categories within {max_drop:.4f} of {against} "
-            f"(largest drop {worst[1]} {worst[0]:+.4f})",
+            f"(largest drop {worst[1]} {delta_text(worst[0])})",
             subject,
         )
     listed = ", ".join(
-        f"{name} {ap:.4f} vs {ref:.4f} ({-drop:+.4f})" for drop, name, ap, ref in failed[:shown]
+        f"{name} {ap:.4f} vs {ref:.4f} ({delta_text(-drop)})" for drop, name, ap, ref in failed[:shown]
     )
     more = f" and {len(failed) - shown} more" if len(failed) > shown else ""
     return GateCheck(

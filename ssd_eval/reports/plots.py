@@ -1,9 +1,9 @@
-"""Pictures for a comparison: PR curves per run (matplotlib, optional) and disagreement images (Pillow).
+"""Precision-recall curves of a run or of a comparison's runs (matplotlib, optional).
 
-matplotlib is an optional extra (`pip install 'ssd_eval[plots]'`); without it the PR curves are
-skipped and the report says so. The disagreement images need only Pillow: the reference's boxes on
-the left, the run's on the right, drawn at a fixed size with labels scaled to it; unmatched boxes
-(missing on the left, extra on the right) are red and labelled, matched ones thin green.
+matplotlib is an optional extra (`pip install 'ssd_eval[plots]'`); without it the curves are skipped
+and the report says so. Where precision stays low (a weak or random-weight model) the precision axis
+is logarithmic, so the curve is still seen; where it is zero at every recall there is no curve, and
+the report says why in one line. The box pictures are in `ssd_eval.reports.pictures`.
 """
 
 from __future__ import annotations
@@ -16,16 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
-from ssd_eval.evaluation.agreement import ImageAgreement
 from ssd_eval.evaluation.scoring import detections_to_rows
 from ssd_eval.pipeline.decode import Detections
 
 MATPLOTLIB_MISSING = "matplotlib is not installed (pip install 'ssd_eval[plots]')"
-
-MATCHED = (40, 200, 80)
-UNMATCHED = (230, 40, 40)
 
 
 def matplotlib_available() -> bool:
@@ -62,29 +57,55 @@ def pr_curve(
         evaluator.params.imgIds = sorted(int(i) for i in image_ids)
         evaluator.evaluate()
         evaluator.accumulate()
-    precision = np.asarray(evaluator.eval["precision"])[:, :, :, 0, -1]  # [iou, recall, category]
+    return curve_from_precision(np.asarray(evaluator.eval["precision"])[:, :, :, 0, -1])
+
+
+def curve_from_precision(precision: np.ndarray) -> PrCurve:
+    """COCOeval's precision [IoU, recall, category] (area all, 100 detections; -1 where a category has
+    no ground truth) as curves averaged over the categories with ground truth."""
     valid = (precision > -1).all(axis=(0, 1))
     precision = precision[:, :, valid] if valid.any() else np.zeros((10, 101, 1))
     return PrCurve(
-        recall=recall,
+        recall=np.linspace(0.0, 1.0, 101),
         precision_50=precision[0].mean(axis=1),
         precision_75=precision[5].mean(axis=1),
         precision_mean=precision.mean(axis=(0, 2)),
     )
 
 
-FLAT_PRECISION = 0.01  # below this everywhere, a PR plot is a line on the axis: nothing to see
+LOW_PRECISION = 0.05  # below this everywhere, a linear axis shows a line on the floor: log scale
 
 
-def all_flat(curves: Mapping[str, PrCurve]) -> bool:
-    """True when no run reaches precision FLAT_PRECISION at any recall (a plot would say nothing)."""
-    return all(
-        float(max(c.precision_50.max(initial=0.0), c.precision_mean.max(initial=0.0))) < FLAT_PRECISION
-        for c in curves.values()
-    )
+@dataclass(frozen=True)
+class PlotPlan:
+    """How a PR plot is drawn: on a linear or logarithmic precision axis, or not at all, and why."""
+
+    scale: str | None  # "linear", "log", or None (no curve)
+    reason: str = ""  # why the axis is logarithmic, or why there is no curve
 
 
-def plot_pr_curves(curves: Mapping[str, PrCurve], path: Path, *, title: str) -> None:
+def _peak(curve: PrCurve) -> float:
+    return float(max(curve.precision_50.max(initial=0.0), curve.precision_mean.max(initial=0.0)))
+
+
+def plot_plan(curves: Mapping[str, PrCurve]) -> PlotPlan:
+    """Linear when some run reaches LOW_PRECISION; logarithmic when precision is low but not zero;
+    no plot when every run's precision is zero at every recall (nothing matched at IoU 0.5)."""
+    peak = max((_peak(c) for c in curves.values()), default=0.0)
+    if peak <= 0.0:
+        return PlotPlan(
+            None,
+            "no detection matches a ground-truth box at IoU 0.50 or above: precision is 0 at every recall",
+        )
+    if peak < LOW_PRECISION:
+        return PlotPlan(
+            "log",
+            f"precision stays below {LOW_PRECISION} (highest {peak:.2g}): the precision axis is logarithmic",
+        )
+    return PlotPlan("linear")
+
+
+def plot_pr_curves(curves: Mapping[str, PrCurve], path: Path, *, title: str, scale: str = "linear") -> None:
     """One plot, a colour per run: precision over recall, mean over IoU .50:.95 (solid) and at .50 (dashed).
 
     Later runs are drawn thinner on top of earlier ones, so identical curves stay visible as one line
@@ -111,122 +132,16 @@ def plot_pr_curves(curves: Mapping[str, PrCurve], path: Path, *, title: str) -> 
             label=f"{name}, IoU 0.50",
         )
     axis.set(xlabel="recall", ylabel="precision (mean over categories)", xlim=(0, 1), ylim=(0, 1.02))
+    if scale == "log":
+        # Zeros (recall never reached) cannot be drawn on a log axis: the floor is a decade below the
+        # smallest precision drawn.
+        positive = [v for c in curves.values() for v in (*c.precision_50, *c.precision_mean) if v > 0]
+        axis.set_yscale("log")
+        axis.set_ylim(min(positive) / 10, 1.02)
+        title += " (log scale: precision is low)"
     axis.set_title(f"Precision-recall: {title}", fontsize=11)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
-
-
-def label_font(drawn_side: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """A font legible on an image drawn `drawn_side` pixels wide: about 1/40 of it, at least 12 px."""
-    size = max(12, round(drawn_side / 40))
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow < 10.1 or without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def _label(
-    draw: ImageDraw.ImageDraw,
-    xy: tuple[float, float],
-    text: str,
-    color: tuple[int, int, int],
-    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
-) -> None:
-    """White text on a filled box of the box's colour, inside the image."""
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    width, height = right - left + 4, bottom - top + 4
-    image_width, image_height = draw.im.size
-    x = min(max(0.0, xy[0]), max(0.0, image_width - width))
-    y = xy[1] - height if xy[1] - height >= 0 else min(xy[1], max(0.0, image_height - height))
-    draw.rectangle([x, y, x + width, y + height], fill=color)
-    draw.text((x + 2 - left, y + 2 - top), text, fill=(255, 255, 255), font=font)
-
-
-def _panel(
-    pixels: np.ndarray,
-    detections: Detections,
-    matched: set[int],
-    *,
-    caption: str,
-    label_names: Mapping[int, str],
-    min_score: float,
-    scale: float,
-    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
-) -> Image.Image:
-    """One side: matched boxes thin green without labels, unmatched ones thick red with name and score."""
-    height, width = pixels.shape[:2]
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    image = Image.fromarray(np.ascontiguousarray(pixels)).resize(size, Image.Resampling.BILINEAR)
-    draw = ImageDraw.Draw(image)
-    order = np.argsort(detections.scores)  # strongest drawn last, on top
-    shown = [int(i) for i in order if float(detections.scores[i]) >= min_score]
-    for index in [i for i in shown if i in matched] + [i for i in shown if i not in matched]:
-        x, y, w, h = (detections.boxes[index] * scale).tolist()
-        if index in matched:
-            draw.rectangle([x, y, x + w, y + h], outline=MATCHED, width=2)
-            continue
-        draw.rectangle([x, y, x + w, y + h], outline=UNMATCHED, width=3)
-        category = int(detections.category_ids[index])
-        name = label_names.get(category, str(category))
-        _label(draw, (x, y), f"{name} {float(detections.scores[index]):.2f}", UNMATCHED, font)
-    bar = Image.new("RGB", (size[0], _text_height(caption, font) + 8), (0, 0, 0))
-    ImageDraw.Draw(bar).text((4, 3), caption, fill=(255, 255, 255), font=font)
-    panel = Image.new("RGB", (size[0], size[1] + bar.height), (0, 0, 0))
-    panel.paste(bar, (0, 0))
-    panel.paste(image, (0, bar.height))
-    return panel
-
-
-def _text_height(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> int:
-    return int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text, font=font)[3])
-
-
-def draw_disagreement(
-    pixels: np.ndarray,
-    reference: Detections,
-    run: Detections,
-    agreement: ImageAgreement,
-    *,
-    names: tuple[str, str],
-    label_names: Mapping[int, str],
-    min_score: float = 0.3,
-    max_side: int = 640,
-) -> Image.Image:
-    """The reference's boxes (left) and the run's (right) on one image, drawn `max_side` pixels a side.
-
-    Red, labelled: what one side has and the other lacks (missing on the left, extra on the right);
-    green: matched. Only boxes scoring at least `min_score` are drawn.
-    """
-    height, width = pixels.shape[:2]
-    scale = max_side / max(height, width)  # small images are enlarged, so labels stay in proportion
-    font = label_font(max_side)
-    ref_matched = set(agreement.pairs[:, 0].tolist())
-    run_matched = set(agreement.pairs[:, 1].tolist())
-    image_id = agreement.image_id
-    left = _panel(
-        pixels,
-        reference,
-        ref_matched,
-        caption=f"{names[0]} (reference), image {image_id}: red = not in {names[1]}",
-        label_names=label_names,
-        min_score=min_score,
-        scale=scale,
-        font=font,
-    )
-    right = _panel(
-        pixels,
-        run,
-        run_matched,
-        caption=f"{names[1]}: red = not in {names[0]}; boxes scoring >= {min_score}",
-        label_names=label_names,
-        min_score=min_score,
-        scale=scale,
-        font=font,
-    )
-    canvas = Image.new("RGB", (left.width + right.width + 6, left.height), (255, 255, 255))
-    canvas.paste(left, (0, 0))
-    canvas.paste(right, (left.width + 6, 0))
-    return canvas

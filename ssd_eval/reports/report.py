@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ssd_eval.coco_stats import STAT_NAMES, is_undefined
+from ssd_eval.evaluation.scoring import CategoryScore
 from ssd_eval.reports.gate import GateReport
 from ssd_eval.reports.results import RunResult
 
@@ -51,10 +52,7 @@ def summary(result: RunResult, *, categories: int = 5) -> str:
     scored = sorted((c for c in result.per_category if not is_undefined(c.ap)), key=lambda c: c.ap or 0.0)
     if scored and categories:
         lines.append("")
-        worst = ", ".join(f"{c.name} {c.ap:.3f}" for c in scored[:categories])
-        best = ", ".join(f"{c.name} {c.ap:.3f}" for c in reversed(scored[-categories:]))
-        lines.append(f"best AP    {best}")
-        lines.append(f"worst AP   {worst}")
+        lines.extend(category_lines(scored, categories))
     t = result.timings
     lines.append("")
     lines.append(
@@ -74,6 +72,20 @@ def summary(result: RunResult, *, categories: int = 5) -> str:
     lines.extend(f"WARNING    {warning}" for warning in result.warnings)
     lines.append(f"results    {result.run_dir}")
     return "\n".join(lines)
+
+
+def category_lines(scored: list[CategoryScore], count: int) -> list[str]:
+    """The best and worst categories by AP (`scored` ascending), as two lines only when the two lists
+    differ: with few categories, or all alike, one line lists them all."""
+    worst, best = scored[:count], list(reversed(scored[-count:]))
+    if worst[0].ap == best[0].ap:
+        return [f"AP         {best[0].ap:.4f} in each of the {len(scored)} categories with ground truth"]
+    if len(scored) <= count:
+        return [f"AP         {', '.join(f'{c.name} {c.ap:.4f}' for c in reversed(scored))}"]
+    return [
+        f"best AP    {', '.join(f'{c.name} {c.ap:.4f}' for c in best)}",
+        f"worst AP   {', '.join(f'{c.name} {c.ap:.4f}' for c in worst)}",
+    ]
 
 
 def gate_lines(report: GateReport) -> list[tuple[str, bool]]:

@@ -138,6 +138,8 @@ class RunResult:
     diagnosis: dict[str, Any] | None = None  # Diagnosis.to_json() when a full run missed its reference
     # Every command that worked on the run folder, first the run's own (history.jsonl).
     history: tuple[Provenance, ...] = ()
+    # What `report` drew: pr_curve (a file name, or None with pr_curve_note saying why), worst_images.
+    pictures: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ap(self) -> float:
@@ -186,6 +188,7 @@ def result_from_json(data: Mapping[str, Any], identity: RunIdentity) -> RunResul
         gate=dict(data["gate"]) if isinstance(data.get("gate"), dict) else {},
         diagnosis=data.get("diagnosis"),
         history=_history(data),
+        pictures=dict(data["pictures"]) if isinstance(data.get("pictures"), dict) else {},
     )
 
 

@@ -131,5 +131,11 @@ def gate_run(result: RunResult, config: RunConfig, baseline: Baseline | None, *,
     result = replace(result, diagnosis=diagnosis.to_json() if diagnosis is not None else None)
     result = record_verdict(result, report)
     folder = Path(result.run_dir)
-    write_ci_files(folder, report, run_markdown(result, report), suite=f"ssd-eval {verb} {folder.name}")
+    write_ci_files(
+        folder,
+        report,
+        run_markdown(result, report),
+        suite=f"ssd-eval {verb} {folder.name}",
+        stats=result.stats,
+    )
     return Evaluation(result, report, diagnosis)
