@@ -35,7 +35,7 @@ from ssd_eval.engine.compare_runs import compare_runs, write_compare_metrics
 from ssd_eval.engine.run_folder import check_writable
 from ssd_eval.engine.runner import Progress, ProgressFactory, RunOptions, run_sessions
 from ssd_eval.errors import ConfigError, OutputError, ProviderError
-from ssd_eval.files import COMPARE_CONFIG_FILE, METRICS_FILE, RUNS_DIR
+from ssd_eval.files import COMPARE_CONFIG_FILE, METRICS_FILE, RUNS_DIR, own_folder, write_text_atomic
 from ssd_eval.pipeline.session import (
     PROVIDER_ALIASES,
     canonical_provider_name,
@@ -179,10 +179,11 @@ def run_comparison(config: CompareConfig, options: CompareOptions | None = None)
             skipped[index] = _unavailable(names[index], key, problem, skip=skip)
     to_run = [i for i in chosen if i not in skipped]
     try:
-        (folder / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        own_folder(folder / RUNS_DIR)
         if not options.resume or not (folder / COMPARE_CONFIG_FILE).is_file():
-            (folder / COMPARE_CONFIG_FILE).write_text(
-                yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8"
+            write_text_atomic(
+                folder / COMPARE_CONFIG_FILE, yaml.safe_dump(config_to_dict(config), sort_keys=False)
             )
     except OSError as exc:
         raise OutputError(f"cannot write the comparison folder {folder}: {exc.strerror}") from None

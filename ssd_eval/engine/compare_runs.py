@@ -38,7 +38,7 @@ from ssd_eval.evaluation.agreement import (
 )
 from ssd_eval.evaluation.identity import Aspect, describe_differences
 from ssd_eval.evaluation.scoring import CategoryScore, score
-from ssd_eval.files import write_json_atomic
+from ssd_eval.files import DISAGREEMENTS_DIR, PR_CURVES_FILE, atomic_writer, own_folder, write_json_atomic
 from ssd_eval.pipeline.decode import Detections
 from ssd_eval.reports.comparison import CategoryDelta, CompareResult, RunReport
 from ssd_eval.reports.results import (
@@ -340,7 +340,7 @@ def _pictures(
                     f"every run's precision is below {plots.FLAT_PRECISION} at every recall (a flat line)"
                 )
             else:
-                path = folder / "pr_curves.png"
+                path = folder / PR_CURVES_FILE
                 title = f"{len(gt.images)} images, reference {result.reference}"
                 plots.plot_pr_curves(curves, path, title=title)
                 pictures["pr_curves"] = path.name
@@ -372,9 +372,10 @@ def _pictures(
                     min_score=config.min_score,
                     max_side=config.max_side,
                 )
-                path = folder / "disagreements" / run.name / f"{rank:02d}-{image_id}.jpg"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                image.save(path, quality=90)
+                pictures_folder = own_folder(own_folder(folder / DISAGREEMENTS_DIR) / run.name)
+                path = pictures_folder / f"{rank:02d}-{image_id}.jpg"
+                with atomic_writer(path) as handle:
+                    image.save(handle, format="JPEG", quality=90)
                 files.append(str(path.relative_to(folder)))
             drawn[run.name] = files
         pictures["disagreements"] = drawn

@@ -7,6 +7,7 @@ so the layout is defined once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -37,7 +38,11 @@ from ssd_eval.files import (
     LOCK_FILE,
     RUN_FILES,
     RUN_INFO_FILE,
+    check_own_files,
+    open_append,
+    open_own_file,
     write_json_atomic,
+    write_text_atomic,
 )
 from ssd_eval.reports.baseline import (
     Baseline,
@@ -77,6 +82,12 @@ def check_run_folder_free(folder: Path, config: RunConfig, *, resume: bool) -> N
     that are not a run's would be replaced."""
     if resume:
         return  # reading its config.yaml already proved it a run folder
+    if folder.is_symlink():
+        raise OutputError(
+            f"run folder {folder} is a symbolic link: a new run is written into a folder of its own "
+            "(link the folder above it, output.dir, if it should live elsewhere); remove the link or choose "
+            "another --run-name"
+        )
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"run folder {folder} is a file: choose another --run-name or --output")
     if not _has_content(folder):
@@ -99,51 +110,60 @@ def prepare_run_folder(folder: Path, config: RunConfig, *, resume: bool) -> None
     check_run_folder_free(folder, config, resume=resume)
     if _has_content(folder) and not resume:
         for name in RUN_FILES:
-            (folder / name).unlink(missing_ok=True)
+            (folder / name).unlink(missing_ok=True)  # a link under one of these names: the link goes
     try:
         folder.mkdir(parents=True, exist_ok=True)
         config_text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
-        (folder / CONFIG_FILE).write_text(config_text, encoding="utf-8")
+        write_text_atomic(folder / CONFIG_FILE, config_text)
     except OSError as exc:
         raise OutputError(f"cannot write the run folder {folder}: {exc.strerror}") from None
+
+
+# The lock file holds one fixed-width line naming its holder, written in place (never truncated).
+_LOCK_RECORD_BYTES = 64
+BUSY_RUN = "wait for it to end (or stop it), or choose another --run-name"
+BUSY_OTHER = "wait for it to end (or stop it), then run this command again"
 
 
 @contextlib.contextmanager
-def locked_run_folder(folder: Path) -> Iterator[None]:
-    """Hold the run folder's lock file (`run.lock`, fcntl.flock) while a run writes into it.
+def locked_run_folder(folder: Path, *, create: bool = True, busy: str = BUSY_RUN) -> Iterator[None]:
+    """Hold the folder's lock file (`run.lock`, fcntl.flock) while a command writes into it.
 
-    A second process on the same folder is refused at once instead of appending duplicate lines.
-    The lock goes with the process, however it ends. A folder this call created and that holds
-    nothing but the lock afterwards (the run failed before writing) is removed again.
+    Every command that writes into a run folder (run, --resume, score, merge) or a comparison folder
+    holds it, so a second one is refused at once (`busy` says what to do) instead of mixing its files
+    with the first one's. The lock goes with the process, however it ends. `create`: make the folder
+    if missing; a folder this call created and that holds nothing but the lock afterwards (the command
+    failed before writing) is removed again. The lock file is opened without following a link and
+    never truncated (`files.open_own_file`).
     """
-    created = not folder.exists()
+    created = create and not folder.exists()
     lock_path = folder / LOCK_FILE
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = lock_path.open("a+", encoding="utf-8")
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        fd = open_own_file(lock_path, os.O_RDWR | os.O_CREAT)
     except OSError as exc:
-        raise OutputError(f"cannot write the run folder {folder}: {exc.strerror}") from None
-    with handle:
+        raise OutputError(f"cannot write the run folder {folder}: {exc.strerror or exc}") from None
+    try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise OutputError(
-                f"run folder {folder} is in use by {holder}: wait for it to end (or stop it), "
-                "or choose another --run-name"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"ssd-eval pid {os.getpid()}\n")
-        handle.flush()
+            first = os.pread(fd, _LOCK_RECORD_BYTES, 0).decode("utf-8", "replace").split("\n")[0]
+            holder = first.strip() or "another process"
+            raise OutputError(f"run folder {folder} is in use by {holder}: {busy}") from None
+        record = f"ssd-eval pid {os.getpid()}".ljust(_LOCK_RECORD_BYTES - 1) + "\n"
+        with contextlib.suppress(OSError):  # the name is only a courtesy to the next process
+            os.pwrite(fd, record.encode("utf-8"), 0)
         try:
+            check_own_files(folder)  # before anything is written: an appended file planted as a link
             yield
         finally:
             if created and not _has_content(folder):
                 lock_path.unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
                     folder.rmdir()
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -153,9 +173,9 @@ def writing(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
+        fix = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make the folder writable"
         raise OutputError(
-            f"cannot write {path}: {exc.strerror or exc}; free some space (or fix the folder), then "
-            f"continue with --resume {path.parent}"
+            f"cannot write {path}: {exc.strerror or exc}; {fix}, then continue with --resume {path.parent}"
         ) from None
 
 
@@ -170,7 +190,7 @@ def load_run_config(folder: Path) -> RunConfig:
 
 
 def append_skipped(path: Path, item: SkippedImage) -> None:
-    with writing(path), path.open("a", encoding="utf-8") as handle:
+    with writing(path), open_append(path, text=True) as handle:
         handle.write(json.dumps({"image_id": item.image_id, "file": item.file, "reason": item.reason}) + "\n")
 
 
@@ -291,7 +311,7 @@ def derived_identity(
 def append_history(folder: Path, entry: Provenance) -> None:
     """Add one command's entry to the folder's history (history.jsonl); earlier entries stay."""
     path = folder / HISTORY_FILE
-    with writing(path), path.open("a", encoding="utf-8") as handle:
+    with writing(path), open_append(path, text=True) as handle:
         handle.write(json.dumps(entry.to_json(), allow_nan=False) + "\n")
 
 

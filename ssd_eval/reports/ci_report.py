@@ -14,7 +14,7 @@ from typing import Any
 
 from ssd_eval.coco_stats import STAT_NAMES, is_undefined
 from ssd_eval.errors import EXIT_GATE_FAILED
-from ssd_eval.files import JUNIT_FILE, SUMMARY_FILE
+from ssd_eval.files import JUNIT_FILE, SUMMARY_FILE, write_text_atomic
 from ssd_eval.reports.comparison import CompareResult, RunReport
 from ssd_eval.reports.gate import GateReport
 from ssd_eval.reports.report import stat_text
@@ -156,9 +156,9 @@ def _provenance_lines(prov: Mapping[str, Any]) -> list[str]:
 def write_ci_files(
     folder: Path, report: GateReport, markdown: str, *, suite: str, time_s: float = 0.0
 ) -> None:
-    """junit.xml and summary.md in `folder`."""
-    (folder / JUNIT_FILE).write_text(junit_xml(report, suite=suite, time_s=time_s), encoding="utf-8")
-    (folder / SUMMARY_FILE).write_text(markdown, encoding="utf-8")
+    """junit.xml and summary.md in `folder`, each written atomically."""
+    write_text_atomic(folder / JUNIT_FILE, junit_xml(report, suite=suite, time_s=time_s))
+    write_text_atomic(folder / SUMMARY_FILE, markdown)
 
 
 def _signed(value: float) -> str:

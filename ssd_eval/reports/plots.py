@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ssd_eval.evaluation.agreement import ImageAgreement
 from ssd_eval.evaluation.scoring import detections_to_rows
+from ssd_eval.files import atomic_writer
 from ssd_eval.pipeline.decode import Detections
 
 MATPLOTLIB_MISSING = "matplotlib is not installed (pip install 'ssd_eval[plots]')"
@@ -115,8 +116,11 @@ def plot_pr_curves(curves: Mapping[str, PrCurve], path: Path, *, title: str) -> 
     axis.grid(alpha=0.3)
     axis.legend(fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    try:
+        with atomic_writer(path) as handle:
+            figure.savefig(handle, format="png", dpi=100)
+    finally:
+        plt.close(figure)
 
 
 def label_font(drawn_side: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
