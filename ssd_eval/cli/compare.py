@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         providers=tuple(args.provider or ()),
         on_folder=getattr(args, "remember_run_dir", None),
     )
-    return _print(compare_config(apply_overrides(config, args), options, invocation=called))
+    return _print(compare_config(apply_overrides(config, args), options, invocation=called), quiet=args.quiet)
 
 
 def _compare_folders(args: argparse.Namespace, called: Invocation) -> int:
@@ -171,12 +171,17 @@ def _compare_folders(args: argparse.Namespace, called: Invocation) -> int:
         data=args.data,
         invocation=called,
     )
-    return _print(comparison)
+    return _print(comparison, quiet=args.quiet)
 
 
-def _print(comparison: Comparison) -> int:
-    """Print a comparison's report and verdict (or which runs it waits for): the exit code."""
+def _print(comparison: Comparison, *, quiet: bool = False) -> int:
+    """Print a comparison's report and verdict (or which runs it waits for): the exit code. `quiet`:
+    only the line of a gate that could not be applied (exit 2), an error."""
     folder, result, report = comparison.folder, comparison.result, comparison.gate
+    if quiet:
+        if report is not None and report.error:
+            print(f"ssd-eval: error: {report.error}", file=sys.stderr)
+        return comparison.exit_code
     if result is None or report is None:
         print(f"finished   {', '.join(comparison.finished) or 'none'} (in {folder / 'runs'})")
         print(

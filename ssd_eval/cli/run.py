@@ -251,11 +251,15 @@ def run(args: argparse.Namespace) -> int:
         progress=Progress if args.quiet else _TqdmProgress,
         on_folder=getattr(args, "remember_run_dir", None),
     )
-    return print_evaluation(evaluate_config(apply_overrides(config, args), options, invocation=called))
+    evaluation = evaluate_config(apply_overrides(config, args), options, invocation=called)
+    return print_evaluation(evaluation, quiet=args.quiet)
 
 
-def print_evaluation(evaluation: Evaluation) -> int:
-    """Print a gated run's summary and verdict (run, resume, score, merge alike): the exit code."""
+def print_evaluation(evaluation: Evaluation, *, quiet: bool = False) -> int:
+    """Print a gated run's summary and verdict (run, resume, score, merge alike): the exit code.
+    `quiet`: nothing (the verdict is the exit code, and in metrics.json, junit.xml and summary.md)."""
+    if quiet:
+        return evaluation.exit_code
     print(summary(evaluation.result))
     for line, bad in gate_lines(evaluation.gate):
         print(line, file=sys.stderr if bad else sys.stdout)

@@ -38,7 +38,15 @@ from ssd_eval.evaluation.agreement import (
 )
 from ssd_eval.evaluation.identity import Aspect, describe_differences
 from ssd_eval.evaluation.scoring import CategoryScore, score
-from ssd_eval.files import DISAGREEMENTS_DIR, PR_CURVES_FILE, atomic_writer, own_folder, write_json_atomic
+from ssd_eval.files import (
+    DISAGREEMENTS_DIR,
+    LOCK_FILE,
+    PR_CURVES_FILE,
+    RUNS_DIR,
+    atomic_writer,
+    own_folder,
+    write_json_atomic,
+)
 from ssd_eval.pipeline.decode import Detections
 from ssd_eval.reports.comparison import CategoryDelta, CompareResult, RunReport
 from ssd_eval.reports.results import (
@@ -280,7 +288,11 @@ def compare_runs(
     gt = ref.gt
     check_comparable(runs)
     check_writable(output)
-    if output.exists() and any(p.name != "runs" for p in output.iterdir()) and not overwrite:
+    if (
+        output.exists()
+        and any(p.name not in (RUNS_DIR, LOCK_FILE) for p in output.iterdir())
+        and not overwrite
+    ):
         raise OutputError(
             f"comparison folder {output} already exists: choose another --run-name or --output "
             "(or set output.overwrite: true)"

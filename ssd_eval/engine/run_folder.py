@@ -11,7 +11,7 @@ import errno
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,37 @@ def check_writable(folder: Path) -> None:
         )
 
 
+def check_not_link(folder: Path, what: str) -> None:
+    """A folder the command creates (a new run folder, a merge's output, a comparison folder) is a real
+    folder of its own: a symbolic link under its name, which would send its files elsewhere, is refused.
+    The folders above it may be links (a `results/` on scratch storage)."""
+    if folder.is_symlink():
+        raise OutputError(
+            f"{what} {folder} is a symbolic link: ssd-eval writes a new folder of its own there (link the "
+            "folder above it if it should live elsewhere); remove the link or choose another name"
+        )
+
+
+def check_apart(output: Path, inputs: Sequence[Path], *, what: str, parent_ok: bool = False) -> None:
+    """Refuse an output folder that is one of the input folders it is made from (after resolving links),
+    or inside one, or (unless `parent_ok`: a comparison folder holds its runs) holds one."""
+    out = output.resolve()
+    for folder in inputs:
+        given = folder.resolve()
+        if out == given:
+            relation = "the same folder as"
+        elif out.is_relative_to(given):
+            relation = "inside"
+        elif given.is_relative_to(out) and not parent_ok:
+            relation = "a folder holding"
+        else:
+            continue
+        raise OutputError(
+            f"{what} {output} is {relation} the run folder {folder} it is made from: write it into a "
+            "folder of its own (another --output)"
+        )
+
+
 def is_run_folder(folder: Path) -> bool:
     """A folder written by a run: its config and its run info or detection log are there."""
     return (folder / CONFIG_FILE).is_file() and (
@@ -82,12 +113,7 @@ def check_run_folder_free(folder: Path, config: RunConfig, *, resume: bool) -> N
     that are not a run's would be replaced."""
     if resume:
         return  # reading its config.yaml already proved it a run folder
-    if folder.is_symlink():
-        raise OutputError(
-            f"run folder {folder} is a symbolic link: a new run is written into a folder of its own "
-            "(link the folder above it, output.dir, if it should live elsewhere); remove the link or choose "
-            "another --run-name"
-        )
+    check_not_link(folder, "run folder")
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"run folder {folder} is a file: choose another --run-name or --output")
     if not _has_content(folder):
@@ -131,11 +157,15 @@ def locked_run_folder(folder: Path, *, create: bool = True, busy: str = BUSY_RUN
 
     Every command that writes into a run folder (run, --resume, score, merge) or a comparison folder
     holds it, so a second one is refused at once (`busy` says what to do) instead of mixing its files
-    with the first one's. The lock goes with the process, however it ends. `create`: make the folder
-    if missing; a folder this call created and that holds nothing but the lock afterwards (the command
-    failed before writing) is removed again. The lock file is opened without following a link and
-    never truncated (`files.open_own_file`).
+    with the first one's. The lock goes with the process, however it ends. `create`: the folder is one
+    of the command's own making (a new run, a merge, a comparison): made if missing, and refused if it
+    is a symbolic link; a folder this call created and that holds nothing but the lock afterwards (the
+    command failed before writing) is removed again. Without `create` (score, a resume) the folder is
+    the one named, links and all. The lock file is opened without following a link and never
+    truncated (`files.open_own_file`).
     """
+    if create:
+        check_not_link(folder, "run folder" if busy == BUSY_RUN else "output folder")
     created = create and not folder.exists()
     lock_path = folder / LOCK_FILE
     try:
@@ -151,11 +181,11 @@ def locked_run_folder(folder: Path, *, create: bool = True, busy: str = BUSY_RUN
             first = os.pread(fd, _LOCK_RECORD_BYTES, 0).decode("utf-8", "replace").split("\n")[0]
             holder = first.strip() or "another process"
             raise OutputError(f"run folder {folder} is in use by {holder}: {busy}") from None
-        record = f"ssd-eval pid {os.getpid()}".ljust(_LOCK_RECORD_BYTES - 1) + "\n"
-        with contextlib.suppress(OSError):  # the name is only a courtesy to the next process
-            os.pwrite(fd, record.encode("utf-8"), 0)
         try:
             check_own_files(folder)  # before anything is written: an appended file planted as a link
+            record = f"ssd-eval pid {os.getpid()}".ljust(_LOCK_RECORD_BYTES - 1) + "\n"
+            with contextlib.suppress(OSError):  # the name is only a courtesy to the next process
+                os.pwrite(fd, record.encode("utf-8"), 0)
             yield
         finally:
             if created and not _has_content(folder):

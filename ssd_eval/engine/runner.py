@@ -236,7 +236,9 @@ def run_sessions(
         check_run_folder_free(folder, config, resume=options.resume)
     with contextlib.ExitStack() as locks:
         for folder in folders:
-            locks.enter_context(locked_run_folder(folder))
+            # A folder a resume names is used as named (links and all); any other is the run's own.
+            create = not (options.resume and folder.is_dir())
+            locks.enter_context(locked_run_folder(folder, create=create))
             if options.on_folder is not None:
                 options.on_folder(folder)
         outcome = _run_locked(configs, folders, options, on_unavailable)
