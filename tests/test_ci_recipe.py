@@ -78,7 +78,6 @@ def test_the_readme_recipe_gates_a_subset_through_the_cli(ci, capsys):
             "--baseline",
             "ci-200.json",
             "--require-gate",
-            
             "--run-name",
             "other-n",
         ]

@@ -145,7 +145,6 @@ def test_gate_pass_fail_and_partial_skip(setup, capsys):
                 str(config),
                 "--run-name",
                 "g1",
-                
                 "--expect-ap",
                 "1.0",
                 "--tolerance",
@@ -162,7 +161,6 @@ def test_gate_pass_fail_and_partial_skip(setup, capsys):
                 str(config),
                 "--run-name",
                 "g2",
-                
                 "--expect-ap",
                 "0.9",
                 "--tolerance",
@@ -182,9 +180,7 @@ def test_gate_pass_fail_and_partial_skip(setup, capsys):
         "selection, this run evaluated 2 images (limit 2)"
     ) in capsys.readouterr().out
     # A subset is not deferred (nothing later applies the rule): --require-gate makes it a failure.
-    assert (
-        main(["--config", str(config), "--run-name", "g3r", "--limit", "2", "--require-gate"]) == 1
-    )
+    assert main(["--config", str(config), "--run-name", "g3r", "--limit", "2", "--require-gate"]) == 1
     assert main(["--config", str(config), "--run-name", "g4"]) == 1
 
 

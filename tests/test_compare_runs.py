@@ -166,7 +166,6 @@ def test_folders_from_two_processes_compare_like_one_process(tmp_path, setup, ca
                 "flip",
                 "--output",
                 str(tmp_path / "results"),
-                
             ]
         )
         == 0
