@@ -55,7 +55,7 @@ def _run_recipe(ci: dict[str, Path], candidate: Path, *, n: int, once_done: bool
         assert words[0] == "ssd-eval"
         # Two recipe runs within one second would get the same default run folder name: name them.
         named = [] if "--run-name" in words or words[1] == "baseline" else ["--run-name", candidate.stem]
-        codes.append(main([*words[1:], *named, "--quiet"]))
+        codes.append(main([*words[1:], *named]))  # not --quiet: the verdict lines are checked
     return codes
 
 
@@ -78,7 +78,6 @@ def test_the_readme_recipe_gates_a_subset_through_the_cli(ci, capsys):
             "--baseline",
             "ci-200.json",
             "--require-gate",
-            "--quiet",
             "--run-name",
             "other-n",
         ]

@@ -126,7 +126,7 @@ def test_bad_image_skip_records_it_and_counts_its_ground_truth_as_missed(setup, 
     tmp_path, coco, _, config = setup
     (coco / "val2017" / "000000000005.png").unlink()
     _edit(config, dataset__on_bad_image="skip")
-    assert main(["--config", str(config), "--run-name", "skip", "--quiet"]) == 0
+    assert main(["--config", str(config), "--run-name", "skip"]) == 0
     metrics = json.loads((tmp_path / "results" / "skip" / "metrics.json").read_text())
     assert [s["image_id"] for s in metrics["skipped_images"]] == [5]
     assert "not found" in metrics["skipped_images"][0]["reason"]
@@ -145,7 +145,6 @@ def test_gate_pass_fail_and_partial_skip(setup, capsys):
                 str(config),
                 "--run-name",
                 "g1",
-                "--quiet",
                 "--expect-ap",
                 "1.0",
                 "--tolerance",
@@ -162,7 +161,6 @@ def test_gate_pass_fail_and_partial_skip(setup, capsys):
                 str(config),
                 "--run-name",
                 "g2",
-                "--quiet",
                 "--expect-ap",
                 "0.9",
                 "--tolerance",
@@ -176,16 +174,14 @@ def test_gate_pass_fail_and_partial_skip(setup, capsys):
         in capsys.readouterr().err
     )
     _edit(config, expected__value=0.5, expected__tolerance=0.01)
-    assert main(["--config", str(config), "--run-name", "g3", "--quiet", "--limit", "2"]) == 0
+    assert main(["--config", str(config), "--run-name", "g3", "--limit", "2"]) == 0
     assert (
         "gate not comparable: AP = 0.5000 ± 0.0100: not comparable: the figure is for the whole image "
         "selection, this run evaluated 2 images (limit 2)"
     ) in capsys.readouterr().out
     # A subset is not deferred (nothing later applies the rule): --require-gate makes it a failure.
-    assert (
-        main(["--config", str(config), "--run-name", "g3r", "--quiet", "--limit", "2", "--require-gate"]) == 1
-    )
-    assert main(["--config", str(config), "--run-name", "g4", "--quiet"]) == 1
+    assert main(["--config", str(config), "--run-name", "g3r", "--limit", "2", "--require-gate"]) == 1
+    assert main(["--config", str(config), "--run-name", "g4"]) == 1
 
 
 def test_resume_continues_an_interrupted_run(setup, capsys):

@@ -48,7 +48,7 @@ def test_fetch_model_only_into_the_cache_from_the_environment(
 ) -> None:
     monkeypatch.setenv("SSD_EVAL_HOME", str(tmp_path / "home"))
 
-    assert main(["fetch", "model", "--model-name", "fake", "--quiet"]) == 0
+    assert main(["fetch", "model", "--model-name", "fake"]) == 0
 
     assert capsys.readouterr().out.startswith(f"fake: {tmp_path / 'home' / 'models' / 'fake.onnx'} (")
     assert not (tmp_path / "home" / "coco").exists()

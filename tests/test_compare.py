@@ -146,7 +146,7 @@ def test_cli_gate_exit_codes_and_ci_files(tmp_path, models, capsys, monkeypatch)
     runs = [{"name": "perturbed", "provider": {"name": "cpu"}, "model": {"path": str(perturbed)}}]
     # AP drops by 0.374 (see above): a 0.5 allowance passes, 0.1 fails; the class rule fails on person/dog.
     ok = _config(tmp_path, root, perfect, runs, gate={"max_ap_drop": 0.5}, pictures={"pr_curves": True})
-    assert main(["compare", "--config", str(ok), "--run-name", "ok", "--quiet"]) == 0
+    assert main(["compare", "--config", str(ok), "--run-name", "ok"]) == 0  # not --quiet: the report
     out = capsys.readouterr().out
     assert "gate PASS: perturbed: AP 0.6260 vs reference ref 1.0000 (delta -0.3740" in out
     folder = tmp_path / "results" / "ok"
@@ -158,7 +158,7 @@ def test_cli_gate_exit_codes_and_ci_files(tmp_path, models, capsys, monkeypatch)
     bad = _config(
         tmp_path, root, perfect, runs, gate={"max_ap_drop": 0.1, "max_class_ap_drop": 0.2, "min_ap": 0.7}
     )
-    assert main(["compare", "--config", str(bad), "--run-name", "bad", "--quiet"]) == 1
+    assert main(["compare", "--config", str(bad), "--run-name", "bad"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     failed = [line for line in err if line.startswith("gate FAIL")]
     assert len(failed) == 3, err  # min_ap on the run, max_ap_drop, max_class_ap_drop (one line each)

@@ -87,7 +87,7 @@ def _subprocess_run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_folders_from_two_processes_compare_like_one_process(tmp_path, setup, capsys):
     root, perfect, perturbed, cmp = setup
     # One process: both sessions over the same images. The per-class rule fails (person drops 0.32).
-    assert main(["compare", "--config", str(cmp), "--run-name", "onego", "--quiet"]) == 1
+    assert main(["compare", "--config", str(cmp), "--run-name", "onego"]) == 1
     onego = tmp_path / "results" / "onego"
     # Every session wrote an ordinary run folder.
     for name in ("ref", "perturbed"):
@@ -107,7 +107,7 @@ def test_folders_from_two_processes_compare_like_one_process(tmp_path, setup, ca
     assert done.returncode == 0, done.stderr
     capsys.readouterr()
     folders = [str(tmp_path / "m1" / "ref"), str(tmp_path / "m2" / "perturbed")]
-    assert main(["compare", *folders, "--config", str(cmp), "--run-name", "apart", "--quiet"]) == 1
+    assert main(["compare", *folders, "--config", str(cmp), "--run-name", "apart"]) == 1
     out = capsys.readouterr().out
     apart = tmp_path / "results" / "apart"
     assert _report(apart) == _report(onego)
@@ -152,7 +152,7 @@ def test_folders_from_two_processes_compare_like_one_process(tmp_path, setup, ca
     assert "gate PASS: perturbed: AP 0.8927 vs reference ref 1.0000" in out
     # The one-process comparison's own run folders compare to the same report again.
     runs = [str(onego / "runs" / "ref"), str(onego / "runs" / "perturbed")]
-    assert main(["compare", *runs, "--config", str(cmp), "--run-name", "again", "--quiet"]) == 1
+    assert main(["compare", *runs, "--config", str(cmp), "--run-name", "again"]) == 1
     assert _report(tmp_path / "results" / "again") == _report(onego)
     # --reference picks another folder as the reference: the deltas flip sign.
     assert (
@@ -166,7 +166,6 @@ def test_folders_from_two_processes_compare_like_one_process(tmp_path, setup, ca
                 "flip",
                 "--output",
                 str(tmp_path / "results"),
-                "--quiet",
             ]
         )
         == 0
@@ -274,7 +273,7 @@ def test_provider_selects_the_side_run_here_and_the_other_machine_fills_in(tmp_p
     data["runs"] = [{"name": "gpu", "provider": {"name": "cuda"}, "model": {"path": str(perturbed)}}]
     cmp.write_text(yaml.safe_dump(data))
     # Here only the CPU side runs; CUDA is not even tried (it is not available in this environment).
-    assert main(["compare", "--config", str(cmp), "--provider", "cpu", "--run-name", "two", "--quiet"]) == 0
+    assert main(["compare", "--config", str(cmp), "--provider", "cpu", "--run-name", "two"]) == 0
     folder = tmp_path / "results" / "two"
     out = capsys.readouterr().out
     assert "finished   ref" in out and "waiting    gpu" in out
@@ -284,11 +283,11 @@ def test_provider_selects_the_side_run_here_and_the_other_machine_fills_in(tmp_p
     done = _subprocess_run("--config", str(run_config), "--output", str(folder / "runs"), "--run-name", "gpu")
     assert done.returncode == 0, done.stderr
     # Continuing the comparison runs nothing new (the reference is finished) and writes the report.
-    assert main(["compare", "--resume", str(folder), "--provider", "cpu", "--quiet"]) == 1  # person drops
+    assert main(["compare", "--resume", str(folder), "--provider", "cpu"]) == 1  # person drops
     report = json.loads((folder / "metrics.json").read_text())
     assert [r["name"] for r in report["runs"]] == ["ref", "gpu"]
     assert report["runs"][1]["agreement"]["missing"] == 1 and report["runs"][1]["agreement"]["extra"] == 1
-    assert main(["compare", "--config", str(cmp), "--provider", "dml", "--run-name", "x", "--quiet"]) == 2
+    assert main(["compare", "--config", str(cmp), "--provider", "dml", "--run-name", "x"]) == 2
     assert (
         "--provider dml matches none of the comparison's runs: ref (cpu), gpu (cuda)"
         in capsys.readouterr().err

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -70,24 +72,57 @@ def test_closing_the_log_writes_a_store_that_reads_back_bit_identical(tmp_path):
     _check(read_detection_log(path), A, B, C)
 
 
-def test_a_fresh_store_is_what_is_read(tmp_path):
-    """Proof that the store, not the log, is read when it is up to date: give it other content."""
-    path = tmp_path / "detections.jsonl"
-    _write(path, A, B)
+def _store_says_c(path: Path) -> None:
+    """Give the store of `path` other content (image C) under the log's own size and digest: reading C
+    back proves the store, not the log, was read."""
     with np.load(store_path(path)) as data:
-        stamp = data["log_stamp"].copy()
+        size, digest = data["log_size"].copy(), data["log_sha256"].copy()
     other = DetectionColumns.of([C])
     with store_path(path).open("wb") as handle:
         np.savez(
             handle,
-            log_stamp=stamp,
+            log_size=size,
+            log_sha256=digest,
             image_ids=other.image_ids,
             counts=other.counts,
             boxes=other.boxes,
             scores=other.scores,
             category_ids=other.category_ids,
         )
+
+
+def test_a_fresh_store_is_what_is_read(tmp_path):
+    """Proof that the store, not the log, is read when it is up to date: give it other content."""
+    path = tmp_path / "detections.jsonl"
+    _write(path, A, B)
+    _store_says_c(path)
     _check(read_detection_log(path), C)
+
+
+def test_a_copied_run_folder_keeps_its_store(tmp_path):
+    """`cp -r` gives the copies new modification times: the store is judged by the log's content."""
+    path = tmp_path / "run" / "detections.jsonl"
+    path.parent.mkdir()
+    _write(path, A, B)
+    _store_says_c(path)
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(path.parent), str(copy)], check=True)
+    _make_newer(copy / "detections.jsonl")  # surely newer than the store, whatever the clock's grain
+    _check(read_detection_log(copy / "detections.jsonl"), C)
+
+
+def test_a_store_of_another_content_is_not_trusted(tmp_path):
+    """A store whose recorded digest is not the log's (same size) is rebuilt, even if it is newer."""
+    path = tmp_path / "detections.jsonl"
+    _write(path, C)
+    text = path.read_text()
+    with np.load(store_path(path)) as data:
+        columns = {name: data[name].copy() for name in data.files}
+    path.write_text(text.replace('"image_id":12', '"image_id":13'))  # same size, other content
+    os.utime(path, ns=(1, 1))  # older than the store
+    with store_path(path).open("wb") as handle:
+        np.savez(handle, **columns)
+    assert list(read_detection_log(path)) == [13]
 
 
 def test_a_missing_store_is_rebuilt_from_the_log(tmp_path):
@@ -107,7 +142,8 @@ def test_a_log_newer_than_its_store_is_read_again_and_the_store_rebuilt(tmp_path
     _make_newer(path)
     _check(read_detection_log(path), A, C)
     with np.load(store_path(path)) as data:  # the rebuilt store now mirrors the log as it is
-        assert data["log_stamp"].tolist() == [path.stat().st_size, path.stat().st_mtime_ns]
+        assert int(data["log_size"]) == len(path.read_bytes())
+        assert bytes(data["log_sha256"]) == hashlib.sha256(path.read_bytes()).digest()
         assert data["image_ids"].tolist() == [7, 12]
     _check(read_detection_log(path), A, C)
 
@@ -275,8 +311,9 @@ def test_an_unreadable_log_is_an_output_error_naming_it(tmp_path, monkeypatch):
     assert str(info.value) == f"cannot read {path}: Input/output error"
 
 
-def test_a_log_that_grows_while_it_is_read_gets_no_store(tmp_path, monkeypatch):
-    """A live run appending while `score` reads: the store would claim a state it does not hold."""
+def test_a_log_that_grows_while_it_is_read_gets_a_store_of_what_was_read(tmp_path, monkeypatch):
+    """A live run appending while `score` reads: the store records the content it was made from, so the
+    next reader, seeing the grown log, does not trust it."""
     path = tmp_path / "detections.jsonl"
     _write(path, A)
     store_path(path).unlink()
@@ -291,7 +328,9 @@ def test_a_log_that_grows_while_it_is_read_gets_no_store(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Path, "read_bytes", read_then_append)
     _check(read_detection_log(path), A)  # what was there when reading began
-    assert not store_path(path).exists()
+    with np.load(store_path(path)) as data:
+        assert data["image_ids"].tolist() == [7]  # what was read
+        assert int(data["log_size"]) == len(detections_to_line(A)) + 1
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
     _check(read_detection_log(path), A, C)
     assert store_path(path).is_file()
@@ -301,7 +340,15 @@ def test_the_store_holds_plain_arrays_only(tmp_path):
     path = tmp_path / "detections.jsonl"
     _write(path, A, B)
     with np.load(store_path(path), allow_pickle=False) as data:
-        assert sorted(data.files) == ["boxes", "category_ids", "counts", "image_ids", "log_stamp", "scores"]
+        assert sorted(data.files) == [
+            "boxes",
+            "category_ids",
+            "counts",
+            "image_ids",
+            "log_sha256",
+            "log_size",
+            "scores",
+        ]
         assert data["boxes"].dtype == np.float64 and data["category_ids"].dtype == np.int64
         assert data["image_ids"].tolist() == [7, 3] and data["counts"].tolist() == [2, 0]
         assert data["boxes"].tobytes() == A.boxes.tobytes()
@@ -372,7 +419,12 @@ def test_fsync_at_most_every_five_seconds(tmp_path, monkeypatch):
     clock = [100.0]
     synced: list[int] = []
     monkeypatch.setattr(detection_log.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(detection_log.os, "fsync", lambda fd: synced.append(fd))
+    # Only the log's own syncs count (the store written on close is synced too): told by the fd's file.
+    monkeypatch.setattr(
+        detection_log.os,
+        "fsync",
+        lambda fd: synced.append(fd) if os.readlink(f"/proc/self/fd/{fd}").endswith("d.jsonl") else None,
+    )
     with DetectionLog(tmp_path / "d.jsonl") as log:
         for now, expected in ((104.9, 0), (105.0, 0), (105.1, 1), (110.0, 1), (110.2, 2)):
             clock[0] = now

@@ -397,7 +397,7 @@ def test_a_run_that_misses_records_and_prints_its_diagnosis(tmp_path, tiny_coco,
     dets = {**TINY_GT, 11: [Det(1, 1, 10, 10, 1, score=0.95)]}
     model = save_table_detector(tmp_path / "model.onnx", tiny_coco, dets)
     config = write_config(tmp_path / "run.yaml", model, tiny_coco)
-    assert main(["--config", str(config), "--run-name", "good", "--quiet"]) == 0
+    assert main(["--config", str(config), "--run-name", "good"]) == 0
     good = json.loads((tmp_path / "results" / "good" / "metrics.json").read_text())
     assert good["diagnosis"] is None
     assert "Likely cause" not in (tmp_path / "results" / "good" / "summary.md").read_text()
@@ -412,11 +412,11 @@ def test_a_run_that_misses_records_and_prints_its_diagnosis(tmp_path, tiny_coco,
         tiny_coco,
         gate={"baseline": str(baseline), "max_baseline_drop": 0.003, "required": True},
     )
-    assert main(["--config", str(gated), "--run-name", "good2", "--quiet"]) == 0
+    assert main(["--config", str(gated), "--run-name", "good2"]) == 0
     assert json.loads((tmp_path / "results" / "good2" / "metrics.json").read_text())["diagnosis"] is None
     capsys.readouterr()
 
-    code = main(["--config", str(gated), "--run-name", "all", "--quiet", "--selection", "all"])
+    code = main(["--config", str(gated), "--run-name", "all", "--selection", "all"])
     assert code == 1
     # Hand count over all 6 images: person precision 4/5 at every recall, dog and toothbrush 1:
     # AP (0.8 + 1 + 1) / 3 = 0.933; recall is 1 either way.
@@ -530,7 +530,7 @@ def test_a_different_resize(tmp_path, capsys):
     model = tmp_path / "box_finder.onnx"
     onnx.save(_box_finder(), model)
     right = write_config(tmp_path / "right.yaml", model, root, preprocess={"size": 320})
-    assert main(["--config", str(right), "--run-name", "right", "--quiet"]) == 0
+    assert main(["--config", str(right), "--run-name", "right"]) == 0
     good = json.loads((tmp_path / "results" / "right" / "metrics.json").read_text())
     assert good["stats"]["AP"] == pytest.approx(1.0, abs=1e-12)  # every box to within IoU 0.95
     baseline = tmp_path / "baseline.json"
@@ -540,7 +540,7 @@ def test_a_different_resize(tmp_path, capsys):
     # 6-9 pixels and lose IoU at the strict thresholds.
     wrong = write_config(tmp_path / "wrong.yaml", model, root, preprocess={"size": 32}, gate=gate)
     capsys.readouterr()
-    assert main(["--config", str(wrong), "--run-name", "wrong", "--quiet"]) == 1
+    assert main(["--config", str(wrong), "--run-name", "wrong"]) == 1
     metrics = json.loads((tmp_path / "results" / "wrong" / "metrics.json").read_text())
     assert metrics["stats"]["AP"] < good["stats"]["AP"]
     assert metrics["diagnosis"]["cause"] == "resize"
@@ -552,7 +552,7 @@ def test_a_different_resize(tmp_path, capsys):
     loose = write_config(
         tmp_path / "loose.yaml", model, root, preprocess={"size": 32}, gate={**gate, "max_baseline_drop": 0.9}
     )
-    assert main(["--config", str(loose), "--run-name", "loose", "--quiet"]) == 0
+    assert main(["--config", str(loose), "--run-name", "loose"]) == 0
     assert json.loads((tmp_path / "results" / "loose" / "metrics.json").read_text())["diagnosis"] is None
 
 

@@ -398,7 +398,7 @@ def test_more_than_200_detections_is_a_warning_in_the_report(setup: Setup, capsy
     extra = [Det(0, 0, 1, 1, 90, 0.06)] * 199
     dets = {**TINY_GT, 1: [*TINY_GT[1], *extra]}
     model = save_table_detector(setup.tmp / "many.onnx", setup.coco, dets)
-    assert main(["--config", str(setup.config), "--model", str(model), "--run-name", "many", "--quiet"]) == 0
+    assert main(["--config", str(setup.config), "--model", str(model), "--run-name", "many"]) == 0
     expected = "1 image(s) got more than the model card's 200 detections (most: 201 on image 1)"
     run_dir = setup.tmp / "results" / "many"
     warnings = json.loads((run_dir / "metrics.json").read_text())["warnings"]

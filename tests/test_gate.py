@@ -163,33 +163,33 @@ def _set_gate(config: Path, **gate) -> Path:
 def test_run_gate_with_baseline_exit_codes(run_setup, capsys):
     tmp_path, config = run_setup
     # A measured baseline from a first run, then gates against it.
-    assert main(["--config", str(config), "--run-name", "first", "--quiet"]) == 0
+    assert main(["--config", str(config), "--run-name", "first"]) == 0
     assert (tmp_path / "results" / "first" / "junit.xml").is_file()  # written even without rules
     baseline = tmp_path / "baselines" / "tiny.json"
-    assert main(["baseline", str(tmp_path / "results" / "first"), "--output", str(baseline), "--quiet"]) == 0
+    assert main(["baseline", str(tmp_path / "results" / "first"), "--output", str(baseline)]) == 0
     capsys.readouterr()
     _set_gate(config, baseline=str(baseline), max_baseline_drop=0.0, max_class_baseline_drop=0.0, min_ap=0.99)
-    assert main(["--config", str(config), "--run-name", "second", "--quiet"]) == 0
+    assert main(["--config", str(config), "--run-name", "second"]) == 0
     out = capsys.readouterr().out
     assert out.count("gate PASS") == 3
     metrics = json.loads((tmp_path / "results" / "second" / "metrics.json").read_text())
     assert [g["state"] for g in metrics["gate"]["rules"]] == ["passed"] * 3
     assert metrics["gate"]["verdict"] == "PASS"
     # On a partial run the rules whose figures are for the whole selection are not comparable.
-    assert main(["--config", str(config), "--run-name", "partial", "--quiet", "--limit", "2"]) == 0
+    assert main(["--config", str(config), "--run-name", "partial", "--limit", "2"]) == 0
     assert capsys.readouterr().out.count("gate not comparable") == 3
     # A floor above what the model reaches fails, one line on stderr.
     _set_gate(config, min_ap=1.5)
-    assert main(["--config", str(config), "--run-name", "x", "--quiet"]) == 2  # 1.5 is not a valid floor
+    assert main(["--config", str(config), "--run-name", "x"]) == 2  # 1.5 is not a valid floor
     assert "gate.min_ap: must be in [0, 1]" in capsys.readouterr().err
     worse = save_table_detector(tmp_path / "worse.onnx", tmp_path / "coco", {**TINY_GT, 2: []})
     # A measured baseline holds another model file (what a regression gate is for): a real FAIL.
     _set_gate(config, baseline=str(baseline), max_baseline_drop=0.01)
-    assert main(["--config", str(config), "--model", str(worse), "--run-name", "other", "--quiet"]) == 1
+    assert main(["--config", str(config), "--model", str(worse), "--run-name", "other"]) == 1
     assert "drops more than the allowed 0.0100" in capsys.readouterr().err
     # gate.any_model changes nothing for it.
     _set_gate(config, baseline=str(baseline), max_baseline_drop=0.01, any_model=True)
-    assert main(["--config", str(config), "--model", str(worse), "--run-name", "third", "--quiet"]) == 1
+    assert main(["--config", str(config), "--model", str(worse), "--run-name", "third"]) == 1
     err = capsys.readouterr().err
     # Image 2's person missed: person recall 3/4 at precision 1 (76 of 101 recall points), dog and
     # toothbrush 1.0 -> AP (76/101 + 2) / 3 = 0.9175.

@@ -114,7 +114,7 @@ def test_the_cli_reports_an_undefined_stat_as_not_comparable(tmp_path, tiny_coco
     config = write_config(
         tmp_path / "c.yaml", model, tiny_coco, expected={"metric": "APl", "value": 0.0, "tolerance": 1.0}
     )
-    assert main(["--config", str(config), "--run-name", "r", "--quiet"]) == 0
+    assert main(["--config", str(config), "--run-name", "r"]) == 0
     out = capsys.readouterr().out
     assert f"gate not comparable: APl = 0.0000 ± 1.0000: not comparable: {UNDEFINED_RUN}\n" in out
     assert "gate verdict NO VERDICT: no rule was evaluated (1 not comparable)\n" in out
@@ -128,4 +128,4 @@ def test_the_cli_reports_an_undefined_stat_as_not_comparable(tmp_path, tiny_coco
         tiny_coco,
         gate={"metric": "APl", "min_ap": 0.0, "required": True},
     )
-    assert main(["--config", str(required), "--run-name", "req", "--quiet"]) == 1
+    assert main(["--config", str(required), "--run-name", "req"]) == 1

@@ -145,7 +145,7 @@ def scored(folder: Path) -> tuple[dict, list]:
 
 def do_import(world, file: Path, name: str, *extra: str) -> int:
     args = ["import", str(file), "--data", str(world["root"]), "--output", str(world["results"])]
-    return main([*args, "--run-name", name, "--config", str(world["config"]), "--quiet", *extra])
+    return main([*args, "--run-name", name, "--config", str(world["config"]), *extra])
 
 
 # --- COCO results files ---------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ def test_offline_fetch_still_extracts_archives_in_the_cache(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(server.routes[f"/coco/{item.filename}"].body)
 
-    assert main(["fetch", "data", "--offline", "--quiet"]) == 0
+    assert main(["fetch", "data", "--offline"]) == 0
 
     assert "(extracted from the archives already in the cache)" in capsys.readouterr().out
     assert server.connections == 0

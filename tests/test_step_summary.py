@@ -50,10 +50,13 @@ def test_every_command_appends_its_summary(tmp_path, run_config, monkeypatch, ca
 
 def test_an_unwritable_step_summary_is_a_warning(tmp_path, run_config, monkeypatch, capsys):
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "no" / "such" / "folder" / "summary.md"))
-    assert main(["--config", str(run_config), "--run-name", "a", "--quiet"]) == 0
+    assert main(["--config", str(run_config), "--run-name", "a"]) == 0
     err = capsys.readouterr().err
     assert "ssd-eval: warning: cannot append the summary to GITHUB_STEP_SUMMARY" in err
     assert "no/such/folder/summary.md" in err and "error" not in err
+    # --quiet: errors only, and this is not one.
+    assert main(["--config", str(run_config), "--run-name", "q", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
     # Unset or empty: nothing is written, nothing said.
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", "")
     assert main(["--config", str(run_config), "--run-name", "b", "--quiet"]) == 0

@@ -68,7 +68,7 @@ def _config(tmp_path: Path, perfect: tuple[Path, Path], name: str = "c.yaml", **
 
 
 def _run(config: Path, name: str, *extra: str) -> int:
-    return main(["--config", str(config), "--run-name", name, "--quiet", *extra])
+    return main(["--config", str(config), "--run-name", name, *extra])
 
 
 def test_run_fails_and_every_file_says_so(tmp_path, perfect, capsys):
@@ -115,7 +115,7 @@ def test_shards_defer_and_the_merge_applies_the_full_run_rules(tmp_path, perfect
     assert "gate not comparable: AP = 0.5000 ± 0.0100: not comparable: partial run (shard 2/2)" in out
     assert "deferred to `ssd-eval merge` of all shards" in out
     merged = tmp_path / "results" / "merged"
-    assert main(["merge", *map(str, shards), "--output", str(merged), "--quiet"]) == 1
+    assert main(["merge", *map(str, shards), "--output", str(merged)]) == 1
     assert "gate FAIL: AP 1.0000 misses the reference 0.5000" in capsys.readouterr().err
     metrics = assert_verdict(merged, "FAIL", 1, by="merge")
     assert metrics["gate"]["partial"] is None and metrics["protocol"]["num_images"] == 5
@@ -144,11 +144,11 @@ def test_score_reapplies_the_recorded_rules(tmp_path, perfect, capsys):
     run_dir = tmp_path / "results" / "fail"
     (run_dir / "metrics.json").unlink()
     # The flags given at run time are part of the run's recorded rules.
-    assert main(["score", str(run_dir), "--quiet"]) == 1
+    assert main(["score", str(run_dir)]) == 1
     assert "misses the reference 0.5000 by +0.5000 (tolerance 0.0100)" in capsys.readouterr().err
     assert_verdict(run_dir, "FAIL", 1, by="score")
     assert _run(config, "pass") == 0
-    assert main(["score", str(tmp_path / "results" / "pass"), "--quiet"]) == 0
+    assert main(["score", str(tmp_path / "results" / "pass")]) == 0
     assert_verdict(tmp_path / "results" / "pass", "PASS", 0, by="score")
 
 
@@ -275,7 +275,7 @@ def test_compare_skipped_runs_are_in_the_verdict(tmp_path, perfect, capsys):
 
 def test_provenance_is_recorded(tmp_path, perfect):
     config = _config(tmp_path, perfect)
-    assert _run(config, "prov") == 0
+    assert _run(config, "prov", "--quiet") == 0
     prov = json.loads((tmp_path / "results" / "prov" / "metrics.json").read_text())["provenance"]
     utc = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
     assert re.fullmatch(utc, prov["started"]) and re.fullmatch(utc, prov["finished"])
@@ -290,7 +290,7 @@ def test_provenance_is_recorded(tmp_path, perfect):
 def test_provenance_names_the_git_commit(tmp_path, perfect):
     # Deselected in the mutation run ([tool.mutmut]): mutants/ is a copy, not the project's git folder.
     config = _config(tmp_path, perfect)
-    assert _run(config, "prov") == 0
+    assert _run(config, "prov", "--quiet") == 0
     prov = json.loads((tmp_path / "results" / "prov" / "metrics.json").read_text())["provenance"]
     root = Path(__file__).resolve().parents[1]
     head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)

@@ -34,13 +34,14 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple, cast
 
 from tqdm import tqdm
 
 from ssd_eval import __version__
 from ssd_eval.assets.lock import exclusive
 from ssd_eval.errors import AssetError
+from ssd_eval.files import open_own_file
 
 log = logging.getLogger(__name__)
 
@@ -402,13 +403,26 @@ def _transfer(
         else:
             digests = _Digests(expected.checksums())
         full = total if total is not None else expected.size
-        with part.open("ab" if offset else "wb") as out, _bar(part, full, offset, progress) as bar:
+        with _open_part(part, keep=offset) as out, _bar(part, full, offset, progress) as bar:
             written = _copy(
                 response, out, digests, bar, offset=offset, limit=expected.size, watch=_RateWatch(floor)
             )
     if full is not None and written < full:
         raise _Interrupted(f"connection closed after {written:,} of {full:,} bytes")
     return digests
+
+
+def _open_part(part: Path, *, keep: int) -> BinaryIO:
+    """The `.part` file opened to append after its first `keep` bytes (0: emptied), never through a
+    link planted under its name (a shared cache folder)."""
+    fd = open_own_file(part, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        if os.fstat(fd).st_size != keep:
+            os.ftruncate(fd, keep)
+    except BaseException:
+        os.close(fd)
+        raise
+    return cast(BinaryIO, os.fdopen(fd, "ab"))
 
 
 def _resumable_offset(part: Path, expected: Expected) -> int:

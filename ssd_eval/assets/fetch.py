@@ -34,6 +34,7 @@ from ssd_eval.assets.sources import (
     get_model_source,
 )
 from ssd_eval.errors import AssetError
+from ssd_eval.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +239,7 @@ def _stamp_matches(path: Path, sha256: str) -> bool:
 
 
 def _write_stamp(path: Path, sha256: str) -> None:
-    stamp = _stamp_path(path)
-    temporary = stamp.with_name(stamp.name + ".tmp")
-    temporary.write_text(json.dumps(_stamp_record(path, sha256)) + "\n", encoding="utf-8")
-    os.replace(temporary, stamp)
+    write_text_atomic(_stamp_path(path), json.dumps(_stamp_record(path, sha256)) + "\n")
 
 
 # --- data sets -----------------------------------------------------------------------------------

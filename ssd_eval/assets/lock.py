@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ssd_eval.errors import AssetError
+from ssd_eval.files import open_own_file
 
 if sys.platform != "win32":
     import fcntl
@@ -40,7 +41,7 @@ def exclusive(dest: Path) -> Iterator[None]:
 def _flock(lock: Path, dest: Path) -> int:
     """Open and `flock` the lock file; retry if its holder removed it while we waited."""
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_own_file(lock, os.O_RDWR | os.O_CREAT)  # never through a link planted in the cache
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -64,7 +65,7 @@ def _is_same_file(fd: int, path: Path) -> bool:
 def _exclusive_create(lock: Path, dest: Path) -> Iterator[None]:
     """Where `flock` is missing: the lock file's existence is the lock."""
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except FileExistsError:
         raise AssetError(
             f"another process is downloading {dest.name} ({lock} exists): wait for it to finish, "

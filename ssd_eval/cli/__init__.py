@@ -8,16 +8,18 @@ function `(args) -> int` (the exit code).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import errno
 import importlib
 import logging
+import os
 import re
 import sys
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from PIL import Image
 
@@ -26,6 +28,40 @@ from ssd_eval.cli.interrupts import Interrupts
 from ssd_eval.errors import EXIT_INTERNAL, EXIT_USAGE, SsdEvalError
 
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+class _Stdout:
+    """stdout for one command. A reader that goes away (`ssd-eval compare ... | head -3`) ends the output,
+    not the command: no traceback, no message, and the exit code stays the command's (its verdict).
+    With `discard` (--quiet) nothing is written at all."""
+
+    def __init__(self, stream: TextIO, *, discard: bool) -> None:
+        self.stream = stream
+        self._closed = discard
+
+    def write(self, text: str) -> int:
+        if not self._closed:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._closed:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self._closed = True
+        # What is still buffered would fail again when Python flushes stdout at exit (a message and
+        # exit code 120): let it go to /dev/null instead.
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
 
 
 def _subcommand_modules() -> list[ModuleType]:
@@ -124,7 +160,12 @@ def positive_int(text: str) -> int:
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags every subcommand shares."""
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="errors only: nothing on stdout, no warnings, no progress; the verdict is in the exit code "
+        "and the files written",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,9 +195,9 @@ def _main(args_list: list[str], interrupts: Interrupts) -> int:
         return exc.exit_code
     args.command_line = command_line
     debug = getattr(args, "debug", False)
-    quiet = getattr(args, "quiet", False)
+    quiet = getattr(args, "quiet", False) and not debug
     logging.basicConfig(
-        level=logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO),
+        level=logging.DEBUG if debug else (logging.ERROR if quiet else logging.INFO),
         format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
         stream=sys.stderr,
     )
@@ -164,6 +205,20 @@ def _main(args_list: list[str], interrupts: Interrupts) -> int:
     # Pillow's own warning for them would only add lines.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     args.remember_run_dir = interrupts.remember_run_dir
+    stdout = _Stdout(sys.stdout, discard=quiet)
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        try:
+            sys.stdout = stdout  # write and flush: all that print needs
+            return _run_handler(args, interrupts, debug)
+        finally:
+            sys.stdout = stdout.stream
+            stdout.flush()
+
+
+def _run_handler(args: argparse.Namespace, interrupts: Interrupts, debug: bool) -> int:
+    """The subcommand itself: its exit code, an SsdEvalError as one line, a bug as one line and exit 3."""
     try:
         code: int = args.handler(args)
         return code

@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         providers=tuple(args.provider or ()),
         on_folder=getattr(args, "remember_run_dir", None),
     )
-    return _print(compare_config(apply_overrides(config, args), options, invocation=called))
+    return _print(compare_config(apply_overrides(config, args), options, invocation=called), quiet=args.quiet)
 
 
 def _compare_folders(args: argparse.Namespace, called: Invocation) -> int:
@@ -183,14 +183,25 @@ def _compare_folders(args: argparse.Namespace, called: Invocation) -> int:
         data=args.data,
         invocation=called,
     )
-    return _print(comparison)
+    return _print(comparison, quiet=args.quiet)
 
 
-def _print(comparison: Comparison) -> int:
-    """Print a comparison's report and verdict (or which runs it waits for): the exit code."""
+def _print(comparison: Comparison, *, quiet: bool = False) -> int:
+    """Print a comparison's report and verdict (or which runs it waits for): the exit code. `quiet`:
+    only what explains a non-zero exit, on stderr (the failed rules, or the error of a gate that could
+    not be applied)."""
     from ssd_eval.cli.run import step_summary
 
     folder, result, report = comparison.folder, comparison.result, comparison.gate
+    if quiet:
+        if result is not None and report is not None:
+            step_summary(folder, quiet=True)
+            for line, bad in gate_lines(report):
+                if bad:
+                    print(line, file=sys.stderr)
+        if report is not None and report.error:
+            print(f"ssd-eval: error: {report.error}", file=sys.stderr)
+        return comparison.exit_code
     if result is None or report is None:
         print(f"finished   {', '.join(comparison.finished) or 'none'} (in {folder / 'runs'})")
         print(

@@ -92,4 +92,4 @@ def run(args: argparse.Namespace) -> int:
         require_gate=args.require_gate,
         invocation=invocation(args, "import"),
     )
-    return print_evaluation(evaluation)
+    return print_evaluation(evaluation, quiet=args.quiet)

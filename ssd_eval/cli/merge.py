@@ -49,4 +49,4 @@ def run(args: argparse.Namespace) -> int:
         require_gate=args.require_gate,
         invocation=invocation(args, "merge"),
     )
-    return print_evaluation(evaluation)
+    return print_evaluation(evaluation, quiet=args.quiet)

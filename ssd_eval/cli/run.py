@@ -26,7 +26,7 @@ from ssd_eval.engine.api import (
 )
 from ssd_eval.engine.run_folder import load_run_config
 from ssd_eval.engine.runner import Progress, RunOptions
-from ssd_eval.errors import ConfigError
+from ssd_eval.errors import EXIT_OK, ConfigError
 from ssd_eval.files import JUNIT_FILE, SUMMARY_FILE
 from ssd_eval.reports.ci_report import append_step_summary
 from ssd_eval.reports.report import gate_lines, summary
@@ -253,11 +253,23 @@ def run(args: argparse.Namespace) -> int:
         progress=Progress if args.quiet else _TqdmProgress,
         on_folder=getattr(args, "remember_run_dir", None),
     )
-    return print_evaluation(evaluate_config(apply_overrides(config, args), options, invocation=called))
+    evaluation = evaluate_config(apply_overrides(config, args), options, invocation=called)
+    return print_evaluation(evaluation, quiet=args.quiet)
 
 
-def print_evaluation(evaluation: Evaluation) -> int:
-    """Print a gated run's summary and verdict (run, resume, score, merge alike): the exit code."""
+def print_evaluation(evaluation: Evaluation, *, quiet: bool = False) -> int:
+    """Print a gated run's summary and verdict (run, resume, score, merge alike): the exit code.
+    `quiet`: only what explains a failed gate, on stderr (its failed rules and the diagnosis); a
+    passing run prints nothing (the verdict is the exit code, and in metrics.json, junit.xml and
+    summary.md)."""
+    if quiet:
+        step_summary(evaluation.folder, quiet=True)
+        for line, bad in gate_lines(evaluation.gate):
+            if bad:
+                print(line, file=sys.stderr)
+        if evaluation.diagnosis is not None and evaluation.exit_code != EXIT_OK:
+            print(f"diagnosis: {evaluation.diagnosis.line}", file=sys.stderr)
+        return evaluation.exit_code
     print(summary(evaluation.result))
     for line, bad in gate_lines(evaluation.gate):
         print(line, file=sys.stderr if bad else sys.stdout)
@@ -269,9 +281,9 @@ def print_evaluation(evaluation: Evaluation) -> int:
     return evaluation.exit_code
 
 
-def step_summary(folder: Path) -> None:
+def step_summary(folder: Path, *, quiet: bool = False) -> None:
     """In a GitHub Actions job, append the folder's summary.md to the job's summary; a failure to do
-    so is a warning, never the command's failure."""
+    so is a warning (not shown with --quiet), never the command's failure."""
     warning = append_step_summary(folder, os.environ)
-    if warning is not None:
+    if warning is not None and not quiet:
         print(f"ssd-eval: warning: {warning}", file=sys.stderr)

@@ -40,4 +40,4 @@ def run(args: argparse.Namespace) -> int:
     evaluation = score(
         args.run_dir, scorer=args.scorer, data=args.data, require_gate=args.require_gate, invocation=called
     )
-    return print_evaluation(evaluation)
+    return print_evaluation(evaluation, quiet=args.quiet)

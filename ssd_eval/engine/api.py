@@ -30,6 +30,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeAlias, cast
 
@@ -56,9 +57,15 @@ from ssd_eval.engine.compare import CompareOptions, record_compare_gate, run_com
 from ssd_eval.engine.compare_runs import compare_runs
 from ssd_eval.engine.finish import gate_scored_run
 from ssd_eval.engine.import_run import import_detections  # its own module: this one awaits a split
-from ssd_eval.engine.merge import merge_runs
+from ssd_eval.engine.merge import plan_merge, write_merge
 from ssd_eval.engine.rescore import rescore_run
-from ssd_eval.engine.run_folder import gate_baseline, load_run_config
+from ssd_eval.engine.run_folder import (
+    BUSY_OTHER,
+    check_apart,
+    gate_baseline,
+    load_run_config,
+    locked_run_folder,
+)
 from ssd_eval.engine.runner import RunOptions, evaluate_run, run_folder
 from ssd_eval.errors import ConfigError, OutputError
 from ssd_eval.evaluation.scoring import SCORING_BACKENDS, ScoringBackend
@@ -428,9 +435,10 @@ def score(
     backend = _scorer(scorer, invocation.flags)
     folder = Path(folder)
     config = _recorded_gate(folder, require_gate)
-    baseline = gate_baseline(config, folder)  # read before scoring: a bad one fails at once
-    result = rescore_run(folder, backend=backend, data=_path(data), command=invocation.command)
-    return gate_scored_run(result, config, baseline, verb="score")
+    with locked_run_folder(folder, create=False, busy=BUSY_OTHER):
+        baseline = gate_baseline(config, folder)  # read before scoring: a bad one fails at once
+        result = rescore_run(folder, backend=backend, data=_path(data), command=invocation.command)
+        return gate_scored_run(result, config, baseline, verb="score")
 
 
 def merge(
@@ -468,11 +476,11 @@ def merge(
     require_gate = require_gate or any(load_run_config(path).gate.required for path in paths)
     baseline = gate_baseline(_recorded_gate(paths[0], require_gate), paths[0])
     target = absolute(output) if output is not None else None
-    result = merge_runs(
-        paths, target, backend=backend, data=_path(data), overwrite=overwrite, command=invocation.command
-    )
-    merged = _recorded_gate(Path(result.run_dir), require_gate)
-    return gate_scored_run(result, merged, baseline, verb="merge")
+    plan = plan_merge(paths, target, backend=backend, data=_path(data), overwrite=overwrite)
+    with locked_run_folder(plan.target, busy=BUSY_OTHER):  # the verdict too is written under it
+        result = write_merge(plan, invocation.command)
+        merged = _recorded_gate(plan.target, require_gate)
+        return gate_scored_run(result, merged, baseline, verb="merge")
 
 
 def _recorded_gate(folder: Path, require_gate: bool) -> RunConfig:
@@ -573,10 +581,13 @@ def compare(
     else:
         base = Path.cwd() / "results"
     name = run_name or f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    result = compare_runs(paths, base / name, settings=settings, reference=reference, data=_path(data))
+    folder = base / name
+    check_apart(folder, paths, what="the comparison folder", parent_ok=True)
     # The gate reads a comparison config's gate section (and skip_unavailable, unused here: all ran).
     gated = dataclasses.replace(loaded or CompareConfig(), gate=settings.gate, agreement=settings.agreement)
-    return record_compare_gate(result, gated, baseline, invocation=invocation)
+    with locked_run_folder(folder, busy=BUSY_OTHER):
+        result = compare_runs(paths, folder, settings=settings, reference=reference, data=_path(data))
+        return record_compare_gate(result, gated, baseline, invocation=invocation)
 
 
 def compare_config(
@@ -589,11 +600,11 @@ def compare_config(
     where = str(config.source_file) if config.source_file is not None else "config"
     baseline = load_gate_baseline(config.gate, where=where)  # before any model loads
     options = dataclasses.replace(options or CompareOptions(), command=invocation.command)
-    outcome = run_comparison(config, options)
-    if outcome.result is None:
+    gate = partial(record_compare_gate, config=config, baseline=baseline, invocation=invocation)
+    outcome = run_comparison(config, options, gate=gate)
+    if outcome.gated is None:
         return Comparison(outcome.folder, None, None, outcome.finished, outcome.waiting)
-    gated = record_compare_gate(outcome.result, config, baseline, invocation=invocation)
-    return dataclasses.replace(gated, finished=outcome.finished, waiting=outcome.waiting)
+    return dataclasses.replace(outcome.gated, finished=outcome.finished, waiting=outcome.waiting)
 
 
 def compare_settings(

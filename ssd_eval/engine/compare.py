@@ -33,10 +33,17 @@ from ssd_eval.config.run import RunConfig, run_name_problem
 from ssd_eval.config.schema import config_to_dict
 from ssd_eval.data.dataset import Shard
 from ssd_eval.engine.compare_runs import compare_runs, write_compare_metrics
-from ssd_eval.engine.run_folder import check_writable
+from ssd_eval.engine.run_folder import BUSY_OTHER, check_not_link, check_writable, locked_run_folder
 from ssd_eval.engine.runner import Progress, ProgressFactory, RunOptions, run_sessions
 from ssd_eval.errors import ConfigError, ModelError, OutputError, ProviderError
-from ssd_eval.files import COMPARE_CONFIG_FILE, METRICS_FILE, RUNS_DIR
+from ssd_eval.files import (
+    COMPARE_CONFIG_FILE,
+    LOCK_FILE,
+    METRICS_FILE,
+    RUNS_DIR,
+    own_folder,
+    write_text_atomic,
+)
 from ssd_eval.pipeline.session import (
     PROVIDER_ALIASES,
     canonical_provider_name,
@@ -76,6 +83,7 @@ class ComparisonOutcome:
     result: CompareResult | None
     finished: tuple[str, ...]  # names of the runs whose folder is finished
     waiting: tuple[str, ...]  # names of the runs not finished (not run here, or skipped)
+    gated: Comparison | None = None  # the verdict, when run_comparison was given a gate
 
 
 def compare_folder(config: CompareConfig, options: CompareOptions) -> Path:
@@ -154,7 +162,7 @@ def _runs_started(folder: Path) -> bool:
     runs = folder / RUNS_DIR
     if not folder.is_dir():
         return False
-    others = [p for p in folder.iterdir() if p.name not in (RUNS_DIR, COMPARE_CONFIG_FILE)]
+    others = [p for p in folder.iterdir() if p.name not in (RUNS_DIR, COMPARE_CONFIG_FILE, LOCK_FILE)]
     return bool(others) or (
         runs.is_dir() and any(any(run.iterdir()) for run in runs.iterdir() if run.is_dir())
     )
@@ -174,23 +182,32 @@ def _check_model_files(config: CompareConfig, indices: Sequence[int]) -> None:
             )
 
 
-def run_comparison(config: CompareConfig, options: CompareOptions | None = None) -> ComparisonOutcome:
-    """Run the configured sessions over the same images into run folders, then compare the folders."""
+def run_comparison(
+    config: CompareConfig,
+    options: CompareOptions | None = None,
+    *,
+    gate: Callable[[CompareResult], Comparison] | None = None,
+) -> ComparisonOutcome:
+    """Run the configured sessions over the same images into run folders, then compare the folders;
+    `gate(result)` records the verdict while the comparison folder is still locked."""
     import onnxruntime as ort
 
     start = time.perf_counter()
     options = options or CompareOptions()
     folder = compare_folder(config, options)
     check_writable(folder)
+    if not options.resume:
+        check_not_link(folder, "comparison folder")
     # A folder where no run has started yet (an attempt that failed before its first image, e.g. on a
     # wrong --model) holds only its compare.yaml: starting again, or resuming, begins it afresh.
     fresh = not _runs_started(folder)
+    held = folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir())
     if not options.resume and not fresh and not config.output.overwrite:
         raise OutputError(
             f"comparison folder {folder} already exists: continue it with --resume {folder}, choose "
             "another --run-name, or set output.overwrite: true"
         )
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / COMPARE_CONFIG_FILE).is_file():
+    if held and not (folder / COMPARE_CONFIG_FILE).is_file():
         # overwrite (or resume) only ever writes into a folder that holds a comparison.
         raise OutputError(
             f"{folder} holds files but is not a comparison folder (no {COMPARE_CONFIG_FILE}), so nothing "
@@ -208,12 +225,37 @@ def run_comparison(config: CompareConfig, options: CompareOptions | None = None)
             skip = config.skip_unavailable and index > 0
             skipped[index] = _unavailable(names[index], key, problem, skip=skip)
     to_run = [i for i in chosen if i not in skipped]
+    # The comparison folder's own lock (beside each run folder's): a second comparison writing the same
+    # folder is refused; `gate` writes the verdict while it is held.
+    # Links planted as the comparison's own folders are refused before anything is touched.
+    for inner in [folder / RUNS_DIR, *(folder / RUNS_DIR / names[i] for i in to_run)]:
+        check_not_link(inner, "folder")
     _check_model_files(config, to_run)
+    create = not (options.resume and folder.is_dir())
+    with locked_run_folder(folder, create=create, busy=BUSY_OTHER):
+        outcome = _compare_locked(config, options, folder, to_run, skipped, start=start, fresh=fresh)
+        if outcome.result is not None and gate is not None:
+            outcome = dataclasses.replace(outcome, gated=gate(outcome.result))
+        return outcome
+
+
+def _compare_locked(
+    config: CompareConfig,
+    options: CompareOptions,
+    folder: Path,
+    to_run: list[int],
+    skipped: dict[int, str],
+    *,
+    start: float,
+    fresh: bool,
+) -> ComparisonOutcome:
+    specs = config.all_runs
+    names = [run_name(spec) for spec in specs]
     try:
-        (folder / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+        own_folder(folder / RUNS_DIR)
         if fresh or not options.resume or not (folder / COMPARE_CONFIG_FILE).is_file():
-            (folder / COMPARE_CONFIG_FILE).write_text(
-                yaml.safe_dump(config_to_dict(config), sort_keys=False), encoding="utf-8"
+            write_text_atomic(
+                folder / COMPARE_CONFIG_FILE, yaml.safe_dump(config_to_dict(config), sort_keys=False)
             )
     except OSError as exc:
         raise OutputError(f"cannot write the comparison folder {folder}: {exc.strerror}") from None

@@ -38,7 +38,15 @@ from ssd_eval.evaluation.agreement import (
 )
 from ssd_eval.evaluation.identity import Aspect, describe_differences
 from ssd_eval.evaluation.scoring import CategoryScore, score
-from ssd_eval.files import write_json_atomic
+from ssd_eval.files import (
+    DISAGREEMENTS_DIR,
+    LOCK_FILE,
+    PR_CURVES_FILE,
+    RUNS_DIR,
+    atomic_writer,
+    own_folder,
+    write_json_atomic,
+)
 from ssd_eval.pipeline.decode import Detections
 from ssd_eval.reports.comparison import CategoryDelta, CompareResult, RunReport
 from ssd_eval.reports.results import (
@@ -284,7 +292,11 @@ def compare_runs(
     gt = ref.gt
     check_comparable(runs)
     check_writable(output)
-    if output.exists() and any(p.name != "runs" for p in output.iterdir()) and not overwrite:
+    if (
+        output.exists()
+        and any(p.name not in (RUNS_DIR, LOCK_FILE) for p in output.iterdir())
+        and not overwrite
+    ):
         raise OutputError(
             f"comparison folder {output} already exists: choose another --run-name or --output "
             "(or set output.overwrite: true)"
@@ -344,7 +356,7 @@ def _pictures(
                 pictures["pr_curves"] = None
                 pictures["pr_curves_absent"] = plan.reason
             else:
-                path = folder / "pr_curves.png"
+                path = folder / PR_CURVES_FILE
                 title = f"{len(gt.images)} images, reference {result.reference}"
                 plots.plot_pr_curves(curves, path, title=title, scale=plan.scale)
                 pictures["pr_curves"] = path.name
@@ -378,9 +390,10 @@ def _pictures(
                     min_score=config.min_score,
                     max_side=config.max_side,
                 )
-                path = folder / "disagreements" / run.name / f"{rank:02d}-{image_id}.jpg"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                image.save(path, quality=90)
+                pictures_folder = own_folder(own_folder(folder / DISAGREEMENTS_DIR) / run.name)
+                path = pictures_folder / f"{rank:02d}-{image_id}.jpg"
+                with atomic_writer(path) as handle:
+                    image.save(handle, format="JPEG", quality=90)
                 files.append(str(path.relative_to(folder)))
             drawn[run.name] = files
         pictures["disagreements"] = drawn

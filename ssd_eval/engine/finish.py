@@ -4,6 +4,7 @@ and write detections.json, cocoeval.txt and metrics.json."""
 from __future__ import annotations
 
 import logging
+import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +16,7 @@ from ssd_eval.engine.run_folder import RunInfo, read_history, write_gate_baselin
 from ssd_eval.evaluation.detection_log import write_results_json
 from ssd_eval.evaluation.identity import RunIdentity
 from ssd_eval.evaluation.scoring import score
-from ssd_eval.files import COCOEVAL_LOG, DETECTION_LOG, METRICS_FILE, RESULTS_FILE
+from ssd_eval.files import COCOEVAL_LOG, DETECTION_LOG, METRICS_FILE, RESULTS_FILE, write_text_atomic
 from ssd_eval.pipeline.decode import Detections
 from ssd_eval.pipeline.output_contract import detection_count_warning
 from ssd_eval.reports.baseline import Baseline
@@ -31,6 +32,20 @@ from ssd_eval.reports.run_pictures import draw_run_pictures
 from ssd_eval.reports.verdict import Evaluation, gate_run
 
 log = logging.getLogger(__name__)
+
+
+def _is_newer_own_file(path: Path, than: Path) -> bool:
+    """`path` is a regular file (not a link) at least as new as `than` (or `than` is missing)."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    try:
+        return info.st_mtime >= than.stat().st_mtime
+    except FileNotFoundError:
+        return True
 
 
 def finish_run(
@@ -58,14 +73,14 @@ def finish_run(
         backend=config.scoring.backend,
     )
     timings = {**timings, "score": StageTiming.from_samples([time.perf_counter() - score_start])}
-    # The COCO results file is derived from the log: rewritten only when the log is newer.
-    results_file, log_file = folder / RESULTS_FILE, folder / DETECTION_LOG
-    log_mtime = log_file.stat().st_mtime if log_file.is_file() else 0.0
-    if not results_file.is_file() or results_file.stat().st_mtime < log_mtime:
+    # The COCO results file is derived from the log: rewritten when the log is newer, or when what is
+    # there is not a regular file of the folder's own (a link is replaced, never followed).
+    results_file = folder / RESULTS_FILE
+    if not _is_newer_own_file(results_file, folder / DETECTION_LOG):
         with writing(results_file):
             write_results_json(results_file, ordered)
     with writing(folder / COCOEVAL_LOG):
-        (folder / COCOEVAL_LOG).write_text(scores.cocoeval_log, encoding="utf-8")
+        write_text_atomic(folder / COCOEVAL_LOG, scores.cocoeval_log)
     warnings = [w for w in (detection_count_warning({d.image_id: len(d) for d in ordered}),) if w]
     for warning in warnings:
         log.warning("WARNING: %s", warning)

@@ -29,12 +29,15 @@ from ssd_eval.engine.rescore import (
     with_overrides,
 )
 from ssd_eval.engine.run_folder import (
+    BUSY_OTHER,
     MERGE_ADVICE,
     RunInfo,
     append_history,
     append_skipped,
+    check_apart,
     derived_identity,
     load_run_config,
+    locked_run_folder,
     parse_shard,
     prepare_run_folder,
     read_history,
@@ -157,16 +160,32 @@ def default_output(folders: Sequence[Path]) -> Path:
     return folders[0].parent / f"{name}-merged"
 
 
-def merge_runs(
+@dataclass(frozen=True)
+class MergePlan:
+    """Shards read back and checked to form one whole, and where their merge goes: all a merge needs
+    before it writes anything (`write_merge`)."""
+
+    runs: tuple[ShardRun, ...]  # in shard order
+    count: int
+    target: Path
+    config: RunConfig  # the first shard's, writing `target`
+    gt: CocoGroundTruth
+    identity: RunIdentity
+    detections: dict[int, Detections]
+    skipped: dict[int, SkippedImage]
+    started: str
+
+
+def plan_merge(
     folders: Sequence[Path],
     output: Path | None = None,
     *,
     backend: ScoringBackend | None = None,
     data: Path | None = None,
     overwrite: bool = False,
-    command: Sequence[str] = (),
-) -> RunResult:
-    """Merge shard run folders into `output` and score the whole.
+) -> MergePlan:
+    """Read and check the shards of one run; the merged folder is `output` (default `<first>-merged`),
+    which may not be one of them, nor inside or around one.
 
     The shards are taken in shard order whatever the order given, so the merged folder (its config,
     its rules, its verdict) does not depend on the order of the arguments.
@@ -177,6 +196,8 @@ def merge_runs(
     runs = _read_shards(folders, backend=backend, data=data)
     count = check_compatible(runs)
     runs.sort(key=lambda run: parse_shard(str(run.identity.images.shard)).index)
+    target = output if output is not None else default_output([r.folder for r in runs])
+    check_apart(target, [run.folder for run in runs], what="the merged folder (--output)")
     first = runs[0]
     image_ids = sorted(i for run in runs for i in run.identity.images.image_ids)
     merged_identity = first.identity.whole(image_ids)
@@ -198,26 +219,34 @@ def merge_runs(
         check_complete(run.folder, shard_gt, shard_dets, shard_skipped)
         detections.update(shard_dets)
         skipped.update(shard_skipped)
-    target = output if output is not None else default_output([r.folder for r in runs])
     merged_config = dataclasses.replace(
         first.config,
         output=dataclasses.replace(
             first.config.output, dir=target.parent, run_name=target.name, overwrite=overwrite
         ),
     )
-    prepare_run_folder(target, merged_config, resume=False, advice=MERGE_ADVICE)
+    return MergePlan(
+        tuple(runs), count, target, merged_config, gt, merged_identity, detections, skipped, started
+    )
+
+
+def write_merge(plan: MergePlan, command: Sequence[str] = ()) -> RunResult:
+    """Write the merged run folder and score the whole; the caller holds `plan.target`'s lock."""
+    target, runs, gt = plan.target, plan.runs, plan.gt
+    first = runs[0]
+    prepare_run_folder(target, plan.config, resume=False, advice=MERGE_ADVICE)
     with DetectionLog(target / DETECTION_LOG) as det_log:
         for image_id in gt.image_ids:
-            if image_id in detections:
-                det_log.append(detections[image_id])
-    for image_id in sorted(skipped):
-        append_skipped(target / SKIPPED_LOG, skipped[image_id])
+            if image_id in plan.detections:
+                det_log.append(plan.detections[image_id])
+    for image_id in sorted(plan.skipped):
+        append_skipped(target / SKIPPED_LOG, plan.skipped[image_id])
     providers = {p for r in runs for p in r.info.providers_used}
     info = dataclasses.replace(first.info, shard=None)
     if len(providers) != len(first.info.providers_used):
         log.warning("the shards used different fallback providers: %s", ", ".join(sorted(providers)))
     write_run_info(target, info)
-    write_identity(target, merged_identity)
+    write_identity(target, plan.identity)
     for run in runs:
         for part in _parts(run):
             append_history(target, part)
@@ -225,23 +254,39 @@ def merge_runs(
     append_history(
         target,
         provenance(
-            started, command or ("python", "-c", "ssd_eval.merge(...)"), verb="merge", folder=shard_names
+            plan.started, command or ("python", "-c", "ssd_eval.merge(...)"), verb="merge", folder=shard_names
         ),
     )
     times = RunTimes.of(read_history(target))
-    log.info("merged %d shards of %d into %s", len(runs), count, target)
+    log.info("merged %d shards of %d into %s", len(runs), plan.count, target)
     return finish_run(
         target,
-        merged_config,
+        plan.config,
         gt,
-        detections,
-        skipped,
+        plan.detections,
+        plan.skipped,
         info,
-        identity=merged_identity,
+        identity=plan.identity,
         timings=times.timings,
         wall_s=times.wall_s,
         images_per_s=times.images_per_s,
     )
+
+
+def merge_runs(
+    folders: Sequence[Path],
+    output: Path | None = None,
+    *,
+    backend: ScoringBackend | None = None,
+    data: Path | None = None,
+    overwrite: bool = False,
+    command: Sequence[str] = (),
+) -> RunResult:
+    """Merge shard run folders into `output` and score the whole (`plan_merge`, then `write_merge`
+    while holding the output's lock: a folder another process writes is never replaced)."""
+    plan = plan_merge(folders, output, backend=backend, data=data, overwrite=overwrite)
+    with locked_run_folder(plan.target, busy=BUSY_OTHER):
+        return write_merge(plan, command)
 
 
 def _read_shards(

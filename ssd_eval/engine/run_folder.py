@@ -7,10 +7,12 @@ so the layout is defined once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,9 +37,14 @@ from ssd_eval.files import (
     HISTORY_FILE,
     IDENTITY_FILE,
     LOCK_FILE,
+    PICTURES_DIR,
     RUN_FILES,
     RUN_INFO_FILE,
+    check_own_files,
+    open_append,
+    open_own_file,
     write_json_atomic,
+    write_text_atomic,
 )
 from ssd_eval.reports.baseline import (
     Baseline,
@@ -58,6 +65,37 @@ def check_writable(folder: Path) -> None:
         raise OutputError(
             f"output folder {folder} cannot be created: {existing} is not a writable folder; "
             "set output.dir in the config or --output"
+        )
+
+
+def check_not_link(folder: Path, what: str) -> None:
+    """A folder the command creates (a new run folder, a merge's output, a comparison folder) is a real
+    folder of its own: a symbolic link under its name, which would send its files elsewhere, is refused.
+    The folders above it may be links (a `results/` on scratch storage)."""
+    if folder.is_symlink():
+        raise OutputError(
+            f"{what} {folder} is a symbolic link: ssd-eval writes a new folder of its own there (link the "
+            "folder above it if it should live elsewhere); remove the link or choose another name"
+        )
+
+
+def check_apart(output: Path, inputs: Sequence[Path], *, what: str, parent_ok: bool = False) -> None:
+    """Refuse an output folder that is one of the input folders it is made from (after resolving links),
+    or inside one, or (unless `parent_ok`: a comparison folder holds its runs) holds one."""
+    out = output.resolve()
+    for folder in inputs:
+        given = folder.resolve()
+        if out == given:
+            relation = "the same folder as"
+        elif out.is_relative_to(given):
+            relation = "inside"
+        elif given.is_relative_to(out) and not parent_ok:
+            relation = "a folder holding"
+        else:
+            continue
+        raise OutputError(
+            f"{what} {output} is {relation} the run folder {folder} it is made from: write it into a "
+            "folder of its own (another --output)"
         )
 
 
@@ -88,6 +126,7 @@ def check_run_folder_free(
     holds a run and when it holds something else (`run`'s flags, or `merge`'s)."""
     if resume:
         return  # reading its config.yaml already proved it a run folder
+    check_not_link(folder, "run folder")
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"run folder {folder} is a file: choose another --run-name or --output")
     if not _has_content(folder):
@@ -109,46 +148,62 @@ def prepare_run_folder(
     check_run_folder_free(folder, config, resume=resume, advice=advice)
     if _has_content(folder) and not resume:
         for name in RUN_FILES:
-            (folder / name).unlink(missing_ok=True)
+            (folder / name).unlink(missing_ok=True)  # a link under one of these names: the link goes
+        pictures = folder / PICTURES_DIR  # a run's worst-image pictures go with the run they show
+        if pictures.is_symlink():
+            pictures.unlink()
+        elif pictures.is_dir():
+            shutil.rmtree(pictures)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         config_text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
-        (folder / CONFIG_FILE).write_text(note + config_text, encoding="utf-8")
+        write_text_atomic(folder / CONFIG_FILE, note + config_text)
     except OSError as exc:
         raise OutputError(f"cannot write the run folder {folder}: {exc.strerror}") from None
+
+
+# The lock file holds one fixed-width line naming its holder, written in place (never truncated).
+_LOCK_RECORD_BYTES = 64
+BUSY_RUN = "wait for it to end (or stop it), or choose another --run-name"
+BUSY_OTHER = "wait for it to end (or stop it), then run this command again"
 
 
 @contextlib.contextmanager
-def locked_run_folder(folder: Path) -> Iterator[None]:
-    """Hold the run folder's lock file (`run.lock`, fcntl.flock) while a run writes into it.
+def locked_run_folder(folder: Path, *, create: bool = True, busy: str = BUSY_RUN) -> Iterator[None]:
+    """Hold the folder's lock file (`run.lock`, fcntl.flock) while a command writes into it.
 
-    A second process on the same folder is refused at once instead of appending duplicate lines.
-    The lock goes with the process, however it ends. A folder this call created and that holds
-    nothing but the lock afterwards (the run failed before writing) is removed again, with the parents
-    this call created (a run that fails before its first image leaves no empty `results/` behind).
+    Every command that writes into a run folder (run, --resume, score, merge) or a comparison folder
+    holds it, so a second one is refused at once (`busy` says what to do) instead of mixing its files
+    with the first one's. The lock goes with the process, however it ends. `create`: the folder is one
+    of the command's own making (a new run, a merge, a comparison): made if missing, and refused if it
+    is a symbolic link; a folder this call created and that holds nothing but the lock afterwards (the
+    command failed before writing) is removed again, with the parents this call created (a run that
+    fails before its first image leaves no empty `results/` behind). Without `create` (score, a
+    resume) the folder is the one named, links and all. The lock file is opened without following a
+    link and never truncated (`files.open_own_file`).
     """
-    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    if create:
+        check_not_link(folder, "run folder" if busy == BUSY_RUN else "output folder")
+    created = [p for p in (folder, *folder.parents) if not p.exists()] if create else []
     lock_path = folder / LOCK_FILE
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = lock_path.open("a+", encoding="utf-8")
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        fd = open_own_file(lock_path, os.O_RDWR | os.O_CREAT)
     except OSError as exc:
-        raise OutputError(f"cannot write the run folder {folder}: {exc.strerror}") from None
-    with handle:
+        raise OutputError(f"cannot write the run folder {folder}: {exc.strerror or exc}") from None
+    try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise OutputError(
-                f"run folder {folder} is in use by {holder}: wait for it to end (or stop it), "
-                "or choose another --run-name"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"ssd-eval pid {os.getpid()}\n")
-        handle.flush()
+            first = os.pread(fd, _LOCK_RECORD_BYTES, 0).decode("utf-8", "replace").split("\n")[0]
+            holder = first.strip() or "another process"
+            raise OutputError(f"run folder {folder} is in use by {holder}: {busy}") from None
         try:
+            check_own_files(folder)  # before anything is written: an appended file planted as a link
+            record = f"ssd-eval pid {os.getpid()}".ljust(_LOCK_RECORD_BYTES - 1) + "\n"
+            with contextlib.suppress(OSError):  # the name is only a courtesy to the next process
+                os.pwrite(fd, record.encode("utf-8"), 0)
             yield
         finally:
             if created and not _has_content(folder):
@@ -156,6 +211,8 @@ def locked_run_folder(folder: Path) -> Iterator[None]:
                 with contextlib.suppress(OSError):
                     for made in created:  # innermost first; rmdir refuses a folder that is not empty
                         made.rmdir()
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -165,9 +222,9 @@ def writing(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
+        fix = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make the folder writable"
         raise OutputError(
-            f"cannot write {path}: {exc.strerror or exc}; free some space (or fix the folder), then "
-            f"continue with --resume {path.parent}"
+            f"cannot write {path}: {exc.strerror or exc}; {fix}, then continue with --resume {path.parent}"
         ) from None
 
 
@@ -182,7 +239,7 @@ def load_run_config(folder: Path) -> RunConfig:
 
 
 def append_skipped(path: Path, item: SkippedImage) -> None:
-    with writing(path), path.open("a", encoding="utf-8") as handle:
+    with writing(path), open_append(path, text=True) as handle:
         handle.write(json.dumps({"image_id": item.image_id, "file": item.file, "reason": item.reason}) + "\n")
 
 
@@ -309,7 +366,7 @@ def derived_identity(
 def append_history(folder: Path, entry: Provenance) -> None:
     """Add one command's entry to the folder's history (history.jsonl); earlier entries stay."""
     path = folder / HISTORY_FILE
-    with writing(path), path.open("a", encoding="utf-8") as handle:
+    with writing(path), open_append(path, text=True) as handle:
         handle.write(json.dumps(entry.to_json(), allow_nan=False) + "\n")
 
 

@@ -153,8 +153,13 @@ def evaluate_run(config: RunConfig, options: RunOptions | None = None) -> Evalua
         )
         options = replace(options, command=call.command)
     baseline = run_baseline(config, run_folder(config, options), resume=options.resume)
-    result = run_sessions([config], options).results[0]
-    return gate_scored_run(result, config, baseline, verb="run")
+    gated: list[Evaluation] = []
+
+    def gate(index: int, result: RunResult) -> None:  # while the run still holds its folder's lock
+        gated.append(gate_scored_run(result, config, baseline, verb="run"))
+
+    run_sessions([config], options, on_finished=gate)
+    return gated[0]
 
 
 def run_evaluation(config: RunConfig, options: RunOptions | None = None) -> RunResult:
@@ -213,6 +218,7 @@ def run_sessions(
     options: RunOptions | None = None,
     *,
     on_unavailable: Callable[[int, ProviderError], str] = _never_skip,
+    on_finished: Callable[[int, RunResult], None] | None = None,
 ) -> SessionsOutcome:
     """Run one or more sessions over the same images, each writing its own ordinary run folder.
 
@@ -220,6 +226,8 @@ def run_sessions(
     configs must agree on dataset and preprocessing (a comparison's do). Each folder resumes on its
     own: an image is inferred only by the sessions whose log lacks it. `on_unavailable(index, error)`
     decides about a session whose provider fails to load: raise, or return the reason to skip it.
+    `on_finished(index, result)` is called for each scored run while its folder is still locked (the
+    gate's files are written then).
     """
     options = options or RunOptions()
     folders = [run_folder(config, options) for config in configs]
@@ -234,10 +242,16 @@ def run_sessions(
         check_run_folder_free(folder, config, resume=options.resume)
     with contextlib.ExitStack() as locks:
         for folder in folders:
-            locks.enter_context(locked_run_folder(folder))
+            # A folder a resume names is used as named (links and all); any other is the run's own.
+            create = not (options.resume and folder.is_dir())
+            locks.enter_context(locked_run_folder(folder, create=create))
             if options.on_folder is not None:
                 options.on_folder(folder)
-        return _run_locked(configs, folders, options, on_unavailable)
+        outcome = _run_locked(configs, folders, options, on_unavailable)
+        for index, result in outcome.results.items():
+            if on_finished is not None:
+                on_finished(index, result)
+        return outcome
 
 
 def _run_locked(

@@ -8,15 +8,18 @@ run scores exactly like an uninterrupted one.
 Parsing a val2017-sized log (~90 MB of JSON, ~950k detections) takes seconds, so beside it lives a
 columnar store (`detections.npz`: the same records as flat arrays, loaded in a fraction of a second).
 It is written when a log is closed cleanly and whenever the log had to be parsed, and it records the
-size and modification time of the log it mirrors: a store that is missing, damaged or out of date
-(the log grew, was truncated or rewritten) is ignored and rebuilt from the log. `read_detection_log`
-is the one way to read a run's detections; it picks the store or the log.
+size and sha256 of the log content it mirrors (`LogState`; hashing a 90 MB log takes about 0.1 s): a
+store that is missing, damaged or out of date (the log grew, was truncated or rewritten) is ignored and
+rebuilt from the log, and a copied folder (new modification times) keeps its store. A folder that
+cannot be written keeps no store and is read from the log. `read_detection_log` is the one way to read
+a run's detections; it picks the store or the log.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -31,6 +34,7 @@ from typing import IO
 import numpy as np
 
 from ssd_eval.errors import OutputError
+from ssd_eval.files import atomic_writer, open_own_file
 from ssd_eval.pipeline.decode import Detections
 
 log = logging.getLogger(__name__)
@@ -140,20 +144,44 @@ class DetectionColumns:
         return found
 
 
-def _log_stamp(path: Path) -> np.ndarray:
-    """What identifies one state of the log: its size and modification time (ns)."""
-    st = path.stat()
-    return np.array([st.st_size, st.st_mtime_ns], dtype=np.int64)
+@dataclass(frozen=True)
+class LogState:
+    """What identifies one content of the log: its size and the sha256 of its bytes.
+
+    The store records it; a store is used only for the log content it was made from (a copy made with
+    `cp -r`, whose times are new, keeps its store; a log rewritten to the same size does not).
+    """
+
+    size: int
+    sha256: bytes  # 32 bytes
+
+    @classmethod
+    def of(cls, data: bytes) -> LogState:
+        return cls(len(data), hashlib.sha256(data).digest())
+
+    @classmethod
+    def of_file(cls, path: Path) -> LogState:
+        digest = hashlib.sha256()
+        size = 0
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+                size += len(chunk)
+        return cls(size, digest.digest())
 
 
-def _load_store(path: Path, stamp: np.ndarray) -> DetectionColumns | None:
-    """The store's columns if it mirrors the log state `stamp`; None if missing, stale or damaged."""
+def _load_store(path: Path, state: LogState) -> DetectionColumns | None:
+    """The store's columns if it mirrors the log content `state`; None if missing, stale or damaged."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
-            if not np.array_equal(data["log_stamp"], stamp):
-                log.info("%s is older than its log; rebuilding it", path)
+            if "log_sha256" not in data.files:
+                log.info("%s was written by an older ssd_eval; rebuilding it from the log", path)
+                return None
+            recorded = LogState(int(data["log_size"]), bytes(np.asarray(data["log_sha256"], np.uint8)))
+            if recorded != state:
+                log.info("%s does not mirror its log (the log changed); rebuilding it", path)
                 return None
             # Arrays of another dtype (a store written by hand or another version) are refused by
             # DetectionColumns (ValueError) and rebuilt from the log: never cast, never rounded.
@@ -164,30 +192,29 @@ def _load_store(path: Path, stamp: np.ndarray) -> DetectionColumns | None:
                 scores=data["scores"],
                 category_ids=data["category_ids"],
             )
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile, EOFError) as exc:
         log.warning("%s is damaged (%s); rebuilding it from the log", path, exc)
         return None
 
 
-def _write_store(log_path: Path, columns: DetectionColumns, stamp: np.ndarray) -> None:
-    """Write the columnar store of `log_path` (atomically); a folder that cannot be written is no error."""
+def _write_store(log_path: Path, columns: DetectionColumns, state: LogState) -> None:
+    """Write the columnar store of `log_path` (atomically). A folder that cannot be written (read-only,
+    full) keeps no store: the log is parsed again next time, which is slower but no error."""
     path = store_path(log_path)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with tmp.open("wb") as handle:
+        with atomic_writer(path) as handle:
             np.savez(
                 handle,
-                log_stamp=stamp,
+                log_size=np.int64(state.size),
+                log_sha256=np.frombuffer(state.sha256, dtype=np.uint8),
                 image_ids=columns.image_ids,
                 counts=columns.counts,
                 boxes=columns.boxes,
                 scores=columns.scores,
                 category_ids=columns.category_ids,
             )
-        os.replace(tmp, path)
     except OSError as exc:
-        log.warning("cannot write %s (%s): the log will be parsed again next time", path, exc.strerror)
-        tmp.unlink(missing_ok=True)
+        log.info("cannot write %s (%s): the log is parsed again next time", path, exc.strerror or exc)
 
 
 def _parse_log(path: Path, data: bytes) -> DetectionColumns:
@@ -212,17 +239,15 @@ def _parse_log(path: Path, data: bytes) -> DetectionColumns:
 def _read_columns(path: Path) -> DetectionColumns:
     if not path.is_file():
         return DetectionColumns.of([])
-    stamp = _log_stamp(path)
-    columns = _load_store(store_path(path), stamp)
-    if columns is not None:
-        return columns
     try:
+        columns = _load_store(store_path(path), LogState.of_file(path))
+        if columns is not None:
+            return columns
         data = path.read_bytes()
     except OSError as exc:
         raise OutputError(f"cannot read {path}: {exc.strerror}") from None
     columns = _parse_log(path, data)
-    if len(data) == stamp[0] and np.array_equal(_log_stamp(path), stamp):
-        _write_store(path, columns, stamp)  # not when the log changed while it was read
+    _write_store(path, columns, LogState.of(data))  # the state of the very bytes parsed
     return columns
 
 
@@ -247,19 +272,30 @@ class DetectionLog:
         self.path = path
         self._handle: IO[bytes] | None = None
         self._size = 0
+        self._digest = hashlib.sha256()  # of every byte of the log, for the store
         self._last_sync = time.monotonic()
         self._earlier = DetectionColumns.of([])
         self._appended: list[Detections] = []
 
     def __enter__(self) -> DetectionLog:
-        truncate_torn_tail(self.path)  # appending always continues on a clean line
-        self._earlier = _read_columns(self.path)
-        self._appended = []
         try:
-            self._handle = self.path.open("ab", buffering=0)
-            self._size = os.fstat(self._handle.fileno()).st_size
+            # Never through a link planted under the log's name (files.open_own_file).
+            fd = open_own_file(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
+        self._handle = os.fdopen(fd, "ab", buffering=0)
+        try:
+            data = _cut_torn_tail(fd)  # appending always continues on a clean line
+            state = LogState.of(data)
+            stored = _load_store(store_path(self.path), state)
+            self._earlier = stored if stored is not None else _parse_log(self.path, data)
+        except BaseException:
+            handle, self._handle = self._handle, None
+            handle.close()
+            raise
+        self._digest = hashlib.sha256(data)
+        self._size = len(data)
+        self._appended = []
         return self
 
     def __exit__(
@@ -278,7 +314,8 @@ class DetectionLog:
         if exc_type is None:
             # Interrupted runs skip this: the next reader rebuilds the store from the log.
             appended = DetectionColumns.of(self._appended)
-            _write_store(self.path, _concatenate(self._earlier, appended), _log_stamp(self.path))
+            state = LogState(self._size, self._digest.digest())
+            _write_store(self.path, _concatenate(self._earlier, appended), state)
         self._appended = []
 
     def append(self, detections: Detections) -> None:
@@ -300,6 +337,7 @@ class DetectionLog:
                 raise self._write_error(exc) from None
             raise
         self._size += len(line)
+        self._digest.update(line)
         self._appended.append(detections)
         if time.monotonic() - self._last_sync > _FSYNC_EVERY_SECONDS:
             os.fsync(self._handle.fileno())
@@ -327,15 +365,38 @@ def _concatenate(first: DetectionColumns, second: DetectionColumns) -> Detection
     )
 
 
-def truncate_torn_tail(path: Path) -> None:
-    """Cut a partial last line so that appending continues on a clean line."""
-    if not path.is_file():
-        return
-    data = path.read_bytes()
+def _cut_torn_tail(fd: int) -> bytes:
+    """Cut a partial last line of the open log `fd` (so that appending continues on a clean line);
+    return the bytes it keeps."""
+    size = os.fstat(fd).st_size
+    chunks = []
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, min(1 << 24, size - offset), offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    data = b"".join(chunks)
     end = data.rfind(b"\n") + 1
     if end != len(data):
-        with path.open("r+b") as handle:
-            handle.truncate(end)
+        os.ftruncate(fd, end)
+        data = data[:end]
+    return data
+
+
+def truncate_torn_tail(path: Path) -> None:
+    """Cut a partial last line so that appending continues on a clean line (never through a link)."""
+    if not os.path.lexists(path):
+        return
+    try:
+        fd = open_own_file(path, os.O_RDWR)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        _cut_torn_tail(fd)
+    finally:
+        os.close(fd)
 
 
 _RESULT_RECORD = '{"image_id":%d,"category_id":%d,"bbox":[%r,%r,%r,%r],"score":%r}'
@@ -360,19 +421,13 @@ def _result_lines(detections: Detections) -> list[str]:
 
 def write_results_json(path: Path, detections: Iterable[Detections]) -> int:
     """The COCO results file (a JSON list, one record a line), written atomically; returns the count."""
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write("[")
-            for dets in detections:
-                lines = _result_lines(dets)
-                if lines:
-                    handle.write(("," if count else "") + "\n" + ",\n".join(lines))
-                    count += len(lines)
-            handle.write("\n]\n")
-        os.replace(tmp, path)
-    except BaseException:  # a full disk or an interrupt: no half-written temporary file stays behind
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_writer(path, text=True) as handle:
+        handle.write("[")
+        for dets in detections:
+            lines = _result_lines(dets)
+            if lines:
+                handle.write(("," if count else "") + "\n" + ",\n".join(lines))
+                count += len(lines)
+        handle.write("\n]\n")
     return count

@@ -14,7 +14,7 @@ from typing import Any
 
 from ssd_eval.coco_stats import STAT_NAMES, delta_text, is_undefined
 from ssd_eval.errors import EXIT_GATE_FAILED
-from ssd_eval.files import JUNIT_FILE, SUMMARY_FILE
+from ssd_eval.files import JUNIT_FILE, SUMMARY_FILE, write_text_atomic
 from ssd_eval.reports.comparison import CompareResult, RunReport
 from ssd_eval.reports.gate import GateReport
 from ssd_eval.reports.report import stat_text
@@ -213,10 +213,9 @@ def write_ci_files(
     time_s: float = 0.0,
     stats: Mapping[str, float | None] | None = None,
 ) -> None:
-    """junit.xml and summary.md in `folder`."""
-    junit = junit_xml(report, suite=suite, time_s=time_s, stats=stats)
-    (folder / JUNIT_FILE).write_text(junit, encoding="utf-8")
-    (folder / SUMMARY_FILE).write_text(markdown, encoding="utf-8")
+    """junit.xml and summary.md in `folder`, each written atomically."""
+    write_text_atomic(folder / JUNIT_FILE, junit_xml(report, suite=suite, time_s=time_s, stats=stats))
+    write_text_atomic(folder / SUMMARY_FILE, markdown)
 
 
 STEP_SUMMARY_VARIABLE = "GITHUB_STEP_SUMMARY"

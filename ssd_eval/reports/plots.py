@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ssd_eval.evaluation.scoring import detections_to_rows
+from ssd_eval.files import atomic_writer
 from ssd_eval.pipeline.decode import Detections
 
 MATPLOTLIB_MISSING = "matplotlib is not installed (pip install 'ssd_eval[plots]')"
@@ -143,5 +144,8 @@ def plot_pr_curves(curves: Mapping[str, PrCurve], path: Path, *, title: str, sca
     axis.grid(alpha=0.3)
     axis.legend(fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    try:
+        with atomic_writer(path) as handle:  # a link planted at `path` is replaced, never followed
+            figure.savefig(handle, format="png", dpi=100)
+    finally:
+        plt.close(figure)

@@ -18,7 +18,7 @@ import numpy as np
 from ssd_eval.config.run import ReportConfig
 from ssd_eval.data.dataset import CocoGroundTruth, load_checked
 from ssd_eval.errors import DatasetError
-from ssd_eval.files import PICTURES_DIR, PR_CURVE_FILE
+from ssd_eval.files import PICTURES_DIR, PR_CURVE_FILE, atomic_writer, own_folder
 from ssd_eval.pipeline.decode import Detections
 from ssd_eval.reports import pictures, plots
 
@@ -79,9 +79,9 @@ def draw_run_pictures(
                 min_score=config.min_score,
                 max_side=config.max_side,
             )
-            path = folder / PICTURES_DIR / f"{rank:02d}-{image_id}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            image.save(path, quality=85)
+            path = own_folder(folder / PICTURES_DIR) / f"{rank:02d}-{image_id}.jpg"
+            with atomic_writer(path) as handle:  # a link planted at `path` is replaced, never followed
+                image.save(handle, format="JPEG", quality=85)
             files.append(str(path.relative_to(folder)))
         drawn["worst_images"] = files
         drawn["min_score"] = config.min_score
