@@ -19,8 +19,10 @@ import yaml
 
 from ssd_eval.config.run import RunConfig, config_from_dict
 from ssd_eval.config.schema import config_to_dict
+from ssd_eval.config.strict_load import load_yaml_file, loads_json
+from ssd_eval.data.annotation_checks import MAX_ID, exact_id
 from ssd_eval.data.dataset import CocoGroundTruth, Shard, reselect
-from ssd_eval.errors import OutputError
+from ssd_eval.errors import ConfigError, OutputError
 from ssd_eval.evaluation.identity import (
     IdentityFormatError,
     RunIdentity,
@@ -159,13 +161,20 @@ def writing(path: Path) -> Iterator[None]:
         ) from None
 
 
+# What to do about a damaged file of a run folder: it was written by ssd-eval and is not edited by hand.
+REMAKE_RUN = "it is written by `ssd-eval run`: restore it from a copy, or delete the run folder and run again"
+
+
 def load_run_config(folder: Path) -> RunConfig:
     """The resolved config a run folder was started with (for --resume and re-scoring)."""
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise OutputError(f"{folder} is not a run folder: it has no {CONFIG_FILE}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    config = config_from_dict(raw, base_dir=folder, source=path)
+    raw = load_yaml_file(path, advice=REMAKE_RUN)
+    try:
+        config = config_from_dict(raw, base_dir=folder, source=path)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; {REMAKE_RUN}") from None
     return replace(config, output=replace(config.output, dir=folder.parent, run_name=folder.name))
 
 
@@ -175,16 +184,39 @@ def append_skipped(path: Path, item: SkippedImage) -> None:
 
 
 def read_skipped(path: Path) -> dict[int, SkippedImage]:
-    """The images a run skipped (`skipped.jsonl`)."""
+    """The images a run skipped (`skipped.jsonl`); a damaged line is one OutputError naming it."""
     found: dict[int, SkippedImage] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                record = json.loads(line)
-                found[int(record["image_id"])] = SkippedImage(
-                    int(record["image_id"]), str(record["file"]), str(record["reason"])
-                )
+    if not path.is_file():
+        return found
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OutputError(f"{path} is not readable text ({exc}); {REMAKE_RUN}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = loads_json(line)
+            item = _skipped_record(record)
+        except (ValueError, RecursionError) as exc:
+            raise OutputError(
+                f"{path} line {number} is not a skipped-image record ({exc}); {REMAKE_RUN}"
+            ) from None
+        found[item.image_id] = item
     return found
+
+
+def _skipped_record(record: object) -> SkippedImage:
+    if not isinstance(record, dict):
+        raise ValueError("expected an object")
+    raw_id, file, reason = (record.get(key) for key in ("image_id", "file", "reason"))
+    image_id = exact_id(raw_id)
+    if image_id is None:
+        shown = repr(raw_id)[:40]
+        raise ValueError(f"image_id must be an integer with |id| <= {MAX_ID} (2**53 - 1), got {shown}")
+    if not isinstance(file, str) or not isinstance(reason, str):
+        raise ValueError("file and reason must be strings")
+    return SkippedImage(image_id, file, reason)
 
 
 @dataclass(frozen=True)
