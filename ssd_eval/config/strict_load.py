@@ -136,9 +136,14 @@ def load_yaml_file(path: Path, *, advice: str = "") -> object:
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = _one_line(exc.problem or exc.context or "a syntax error")
         raise ConfigError(f"{path}:{where} invalid YAML: {problem}{then}") from None
-    except yaml.YAMLError as exc:  # a ReaderError: a control character, at a position
-        reason = _one_line(getattr(exc, "reason", "") or exc).split(" in ")[0]
-        raise ConfigError(f"{path}: invalid YAML: {reason}{then}") from None
+    except yaml.reader.ReaderError as exc:  # a control character, at a position
+        character = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise ConfigError(
+            f"{path}: invalid YAML: unacceptable character #x{ord(character):04x} at character "
+            f"{exc.position + 1} (control characters are not allowed){then}"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {_one_line(exc)[:200]}{then}") from None
 
 
 class _DuplicateJsonKey(ValueError):
