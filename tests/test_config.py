@@ -69,7 +69,10 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
         ("decode: {clip_boxes: 'yes'}\n", r"decode.clip_boxes: expected true or false"),
         ("preprocess: {mean: [0.5, 0.5]}\n", r"preprocess.mean: expected a list of 3 values, got 2"),
         ("expected: {tolerance: 0.2}\n", r"expected.value: missing required key"),
-        ("session: {intra_op_threads: -1}\n", r"session.intra_op_threads: must be between 0 \(onnxruntime.s default\) and 256, got -1"),
+        (
+            "session: {intra_op_threads: -1}\n",
+            r"session.intra_op_threads: must be between 0 \(onnxruntime.s default\) and 256, got -1",
+        ),
         ("- just a list\n", r"<top level>: expected a mapping, got a list"),
         ("model: {path: null, source: null}\n", r"model: set `path`"),
         ("providers: []\n", r"providers: list at least one"),

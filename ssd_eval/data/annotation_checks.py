@@ -301,7 +301,7 @@ def _check_file_names(images: _Table, column: _Column) -> None:
             images.add(index, "file_name", name, f"image {_short(image_id)}: the file name {problem}")
             continue
         seen = first.setdefault(_normal_file_name(name), position)
-        if seen != position:
+        if seen != position and ids[seen] != image_id:  # one image listed twice is the id's offence
             images.add(
                 index,
                 "file_name",
