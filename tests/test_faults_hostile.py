@@ -479,3 +479,40 @@ def test_a_damaged_log_is_one_line_and_stays_as_it_was(
     line = _refused(setup, COMMANDS[command](setup), capsys)
     assert f"{path}" in line and expect in line
     assert path.read_bytes() == data
+
+
+# Found by sweeping every JSON file of a finished run folder with damaged content on score, resume,
+# compare and baseline: each was exit 3 before (a RecursionError, a 4300-digit ValueError, a
+# UnicodeDecodeError, a KeyError, an AttributeError on a mistyped shard).
+DEEP = b"[" * 100000 + b"]" * 100000
+BIG = b'{"x": ' + b"9" * 5000 + b"}"
+READ_BACK_DAMAGE = [
+    ("identity.json", BIG, "score", "is not readable JSON (Exceeds the limit (4300 digits)"),
+    ("identity.json", DEEP, "resume", "nested too deeply for an ssd_eval file"),
+    ("run_info.json", DEEP, "score", "nested too deeply for an ssd_eval file"),
+    ("run_info.json", None, "resume", "run_info.json is damaged"),  # None: its shard set to "x"
+    ("history.jsonl", DEEP, "score", "history.jsonl line 1 is damaged"),
+    ("metrics.json", DEEP, "compare", "nested too deeply for an ssd_eval file"),
+    ("metrics.json", b'{"a": "\xff"}', "baseline", "not UTF-8 text"),
+    ("metrics.json", b"[1, 2]", "baseline", "is not a metrics file of ssd_eval"),
+    ("metrics.json", b'{"stats": {}}', "baseline", "metrics.json lacks or mistypes 'protocol'"),
+    ("metrics.json", BIG, "baseline", "is not readable JSON"),
+]
+READ_BACK_COMMANDS: dict[str, Callable[[Setup], list[str]]] = {
+    **COMMANDS,
+    "compare": lambda s: ["compare", str(s.done), str(s.done), "--output", str(s.tmp / "cmp")],
+    "baseline": lambda s: ["baseline", str(s.done), "--output", str(s.tmp / "b.json")],
+}
+
+
+@pytest.mark.parametrize(("file", "data", "command", "expect"), READ_BACK_DAMAGE)
+def test_a_damaged_run_folder_file_read_back_is_one_line(
+    setup: Setup, file: str, data: bytes | None, command: str, expect: str, capsys
+) -> None:
+    path = setup.done / file
+    if data is None:
+        info = json.loads(path.read_text())
+        data = json.dumps({**info, "shard": "x"}).encode()
+    path.write_bytes(data)
+    line = _refused(setup, READ_BACK_COMMANDS[command](setup), capsys)
+    assert str(setup.done) in line and expect in line  # the folder, or the file in it

@@ -343,20 +343,28 @@ def _open_regular_file(path: Path) -> Iterator[BinaryIO]:
     """`path` opened for reading if it is a regular file; a FIFO, a device or a folder named like an
     image is refused without waiting: O_NONBLOCK keeps a FIFO's open from blocking, and fstat looks at
     the very file opened (no window between a check and the open)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
-        mode = os.fstat(fd).st_mode
+        handle = open(path, "rb", opener=_open_nonblocking)  # noqa: SIM115 - closed below or by the caller
+    except IsADirectoryError:  # Python's own open refuses a folder before we can fstat it
+        raise DatasetError(
+            f"image {path} is a folder, not an image file: remove it or fix the file name"
+        ) from None
+    try:
+        mode = os.fstat(handle.fileno()).st_mode
         if not stat.S_ISREG(mode):
             raise DatasetError(
                 f"image {path} is {_file_kind(mode)}, not an image file: remove it or fix the file name"
             )
-        os.set_blocking(fd, True)
-        handle = os.fdopen(fd, "rb")
+        os.set_blocking(handle.fileno(), True)
     except BaseException:
-        os.close(fd)
+        handle.close()
         raise
     with handle:
         yield handle
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK)
 
 
 def _file_kind(mode: int) -> str:

@@ -19,7 +19,7 @@ import yaml
 
 from ssd_eval.config.run import RunConfig, config_from_dict
 from ssd_eval.config.schema import config_to_dict
-from ssd_eval.config.strict_load import load_yaml_file, loads_json
+from ssd_eval.config.strict_load import load_yaml_file, loads_json, read_json_file
 from ssd_eval.data.annotation_checks import MAX_ID, exact_id
 from ssd_eval.data.dataset import CocoGroundTruth, Shard, reselect
 from ssd_eval.errors import ConfigError, OutputError
@@ -238,10 +238,15 @@ class RunInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunInfo:
+        shard = data.get("shard")
+        if shard is not None and not isinstance(shard, str):
+            raise ValueError("shard: expected null or K/N")
+        if shard is not None:
+            parse_shard(shard)  # a ValueError unless it is K/N
         return cls(
             model=ModelInfo(**data["model"]),
             input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
-            shard=data.get("shard"),
+            shard=shard,
             providers_requested=tuple(data["providers_requested"]),
             providers_used=tuple(data["providers_used"]),
             provider_options=tuple(data["provider_options"]),
@@ -252,11 +257,12 @@ def read_run_info(folder: Path) -> RunInfo | None:
     path = folder / RUN_INFO_FILE
     if not path.is_file():
         return None
+    data = read_json_file(path, advice=REMAKE_RUN)
     try:
-        return RunInfo.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+        return RunInfo.from_json(data)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         raise OutputError(
-            f"{path} is damaged; it is written by `ssd-eval run` and should not be edited"
+            f"{path} is damaged; it is written by `ssd-eval run` and should not be edited: {REMAKE_RUN}"
         ) from None
 
 
@@ -278,9 +284,14 @@ def read_identity(folder: Path) -> RunIdentity | None:
     path = folder / IDENTITY_FILE
     if not path.is_file():
         return None
+    advice = (
+        "it is written once by `ssd-eval run` before the first image and never changed: restore it from "
+        "a copy, or rerun the run"
+    )
+    data = read_json_file(path, advice=advice)
     try:
-        return identity_from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, IdentityFormatError) as exc:
+        return identity_from_json(data)
+    except (IdentityFormatError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise OutputError(
             f"{path} is damaged ({exc}); it is written once by `ssd-eval run` before the first image and "
             "never changed: restore it from a copy, or rerun the run"
@@ -341,8 +352,8 @@ def read_history(folder: Path) -> tuple[Provenance, ...]:
         if not line.strip():
             continue
         try:
-            entries.append(provenance_from_json(json.loads(line)))
-        except (json.JSONDecodeError, ValueError) as exc:
+            entries.append(provenance_from_json(loads_json(line)))
+        except (ValueError, RecursionError, AttributeError) as exc:
             raise OutputError(
                 f"{path} line {number} is damaged ({exc}); it is written by ssd-eval: remove that line "
                 "(the run's timings then leave out its part)"
@@ -353,6 +364,8 @@ def read_history(folder: Path) -> tuple[Provenance, ...]:
 def parse_shard(text: str) -> Shard:
     """`K/N` (1-based, as on the command line) -> Shard."""
     k, _, n = text.partition("/")
+    if not (k.isascii() and k.isdigit() and n.isascii() and n.isdigit() and len(k) <= 9 and len(n) <= 9):
+        raise ValueError(f"a shard is K/N (whole numbers), got {text[:40]!r}")
     return Shard(index=int(k) - 1, count=int(n))
 
 
