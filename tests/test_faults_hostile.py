@@ -516,3 +516,15 @@ def test_a_damaged_run_folder_file_read_back_is_one_line(
     path.write_bytes(data)
     line = _refused(setup, READ_BACK_COMMANDS[command](setup), capsys)
     assert str(setup.done) in line and expect in line  # the folder, or the file in it
+
+
+@pytest.mark.parametrize("flag", ["--config", "--data", "--model", "--output", "--resume"])
+def test_a_path_too_long_for_the_file_system_is_one_line(setup: Setup, flag: str, capsys) -> None:
+    """Found by the fuzz: ENAMETOOLONG from a Path.is_file() on a 5000-character name was exit 3."""
+    command = (
+        [flag, "x" * 5000]
+        if flag in ("--config", "--resume")
+        else ["--config", str(setup.config), flag, "x" * 5000]
+    )
+    line = _refused(setup, command, capsys)
+    assert "File name too long" in line or "file name too long" in line

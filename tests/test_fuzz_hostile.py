@@ -47,6 +47,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     fifo = tmp / "fifo"
     os.mkfifo(fifo)
     (tmp / "folder").mkdir()
+    (tmp / "cwd").mkdir()
     return {
         "tmp": tmp,
         "coco": coco,
@@ -193,7 +194,13 @@ def test_odd_command_line_values_never_end_in_an_internal_error(
     if command in ("run", "compare") and "--output" not in flags:
         argv += ["--output", str(world["tmp"] / "out")]
     argv.append("--quiet")
-    code, err = _run_cli(argv)
+    # Relative paths among the odd values (an --output of "42") land in the fuzz's own folder.
+    here = Path.cwd()
+    os.chdir(world["tmp"] / "cwd")
+    try:
+        code, err = _run_cli(argv)
+    finally:
+        os.chdir(here)
     _assert_no_internal_error(argv, code, err)
 
 

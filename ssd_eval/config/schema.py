@@ -26,8 +26,11 @@ BUNDLED_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 def find_config(name: str | Path) -> Path:
     """The config file a user means: a path as given, else a bundled config of that name."""
     path = Path(name).expanduser()
-    if path.is_file():
-        return path
+    try:
+        if path.is_file():
+            return path
+    except OSError as exc:  # a name too long for the file system, among others
+        raise ConfigError(f"config file {str(name)[:60]!r}...: {exc.strerror}") from None
     for candidate in (BUNDLED_CONFIG_DIR / path.name, BUNDLED_CONFIG_DIR / f"{path.name}.yaml"):
         if path.parent == Path(".") and candidate.is_file():
             return candidate
