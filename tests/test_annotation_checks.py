@@ -54,19 +54,27 @@ def _set(path: str, value):
 UNIQUE = "ids must be unique"
 IMAGE_REF = "expected the integer id of an image listed in `images`"
 CATEGORY_REF = "expected the integer id of a category listed in `categories`"
-PIXELS = "expected a positive integer (pixels)"
+PIXELS = "expected a positive integer (pixels, < 2**31)"
+EXACT = "with |id| <= 9007199254740991 (2**53 - 1: exact in float64, as the scorers hold ids)"
 FOUR = "expected four numbers [x, y, w, h]"
 FINITE_BOX = "expected finite numbers ([x, y, w, h])"
 SIZE = "width and height must be >= 0 ([x, y, w, h])"
 AREA = "expected a finite number >= 0"
+ANN_ID = (
+    "an annotation id must be an integer in [1, 9007199254740991] (COCOeval reads id 0 as 'no match'; "
+    "2**53 and above are not exact in float64)"
+)
 
 
 @pytest.mark.parametrize(
     ("path", "value", "problem"),
     [
         ("images[2].id", 1, f"listed twice (also images[0].id); {UNIQUE}"),
-        ("images[2].id", "3", "an image id must be an integer"),
-        ("images[2].id", 3.0, "an image id must be an integer"),
+        ("images[2].id", "3", f"an image id must be an integer {EXACT}"),
+        ("images[2].id", 3.0, f"an image id must be an integer {EXACT}"),
+        ("images[2].id", 2**53, f"an image id must be an integer {EXACT}"),
+        ("images[2].id", -(2**53), f"an image id must be an integer {EXACT}"),
+        ("images[1].width", 2**31, PIXELS),
         ("images[0].width", "640", PIXELS),
         ("images[1].height", 0, PIXELS),
         ("images[0].file_name", None, "expected a file name"),
@@ -75,8 +83,9 @@ AREA = "expected a finite number >= 0"
         (
             "annotations[0].id",
             0,
-            "an annotation id must be an integer >= 1 (COCOeval reads id 0 as 'no match')",
+            ANN_ID,
         ),
+        ("annotations[0].id", 2**53, ANN_ID),
         ("annotations[1].image_id", "1", IMAGE_REF),
         ("annotations[1].image_id", 4, IMAGE_REF),
         ("annotations[2].category_id", 12, CATEGORY_REF),  # 12 is a gap in COCO
@@ -92,7 +101,7 @@ AREA = "expected a finite number >= 0"
         ("annotations[0].area", None, AREA),
         ("annotations[0].area", -3, AREA),
         ("annotations[0].area", "1200", AREA),
-        ("categories[3].id", "4", "a category id must be an integer"),
+        ("categories[3].id", "4", f"a category id must be an integer {EXACT}"),
         ("categories[0].name", 5, "expected a string"),
     ],
 )
@@ -164,6 +173,7 @@ def test_values_beyond_int64_and_float64_are_offences_not_crashes():
     paths = _paths(data)
     # Image 1 is no longer listed, so the two annotations on it now refer to a missing image.
     assert paths == [
+        "images[0].id",
         "annotations[0].bbox",
         "annotations[0].image_id",
         "annotations[1].area",

@@ -69,7 +69,10 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
         ("decode: {clip_boxes: 'yes'}\n", r"decode.clip_boxes: expected true or false"),
         ("preprocess: {mean: [0.5, 0.5]}\n", r"preprocess.mean: expected a list of 3 values, got 2"),
         ("expected: {tolerance: 0.2}\n", r"expected.value: missing required key"),
-        ("session: {intra_op_threads: -1}\n", r"session.intra_op_threads: must be >= 0"),
+        (
+            "session: {intra_op_threads: -1}\n",
+            r"session.intra_op_threads: must be between 0 \(onnxruntime.s default\) and 256, got -1",
+        ),
         ("- just a list\n", r"<top level>: expected a mapping, got a list"),
         ("model: {path: null, source: null}\n", r"model: set `path`"),
         ("providers: []\n", r"providers: list at least one"),
@@ -145,7 +148,9 @@ def test_a_comparison_config_refuses_a_negative_thread_count(tmp_path):
     path = _write(tmp_path, COMPARE_BASE + "dataset: {root: .}\nsession: {intra_op_threads: -5}\n")
     with pytest.raises(ConfigError) as info:
         load_compare_config(path)
-    assert str(info.value) == f"{path}: session.intra_op_threads: must be >= 0 (0: onnxruntime's default)"
+    assert str(info.value) == (
+        f"{path}: session.intra_op_threads: must be between 0 (onnxruntime's default) and 256, got -5"
+    )
 
 
 @pytest.mark.parametrize(
@@ -157,7 +162,16 @@ def test_a_comparison_config_refuses_a_negative_thread_count(tmp_path):
         ("preprocess: {workers: -1}", "preprocess.workers: must be >= 0 or null, got -1"),
         ("preprocess: {size: 31}", "preprocess.size: must be >= 32 or null, got 31"),
         ("preprocess: {std: [255, 255, 255]}", "preprocess.std: [255, 255, 255] has values above 1"),
-        ("session: {inter_op_threads: -1}", "session.inter_op_threads: must be >= 0 (0: onnxruntime's"),
+        ("session: {inter_op_threads: -1}", "session.inter_op_threads: must be between 0 (onnxruntime's"),
+        (
+            "session: {intra_op_threads: 1000000}",
+            "session.intra_op_threads: must be between 0 (onnxruntime's default) and 256, got 1000000",
+        ),
+        (
+            "preprocess: {workers: 65}",
+            "preprocess.workers: must be at most 64 (threads decoding ahead), got 65",
+        ),
+        ("preprocess: {size: 4097}", "preprocess.size: must be at most 4096 (pixels a side), got 4097"),
         ("decode: {score_threshold: 1.0}", "decode.score_threshold: must be in [0, 1)"),
         ("gate: {min_ap: 2}", "gate.min_ap: must be in [0, 1] or null, got 2"),
         ("output: {run_name: a/b}", "output.run_name: must be one folder name without '/', got 'a/b'"),

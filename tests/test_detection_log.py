@@ -449,7 +449,7 @@ def test_read_back_blank_lines_torn_and_damaged(tmp_path, caplog):
     assert sorted(read_detection_log(path)) == [1, 2]
     path = tmp_path / "d.jsonl"
     path.write_text(f"{good[0]}\n{{broken\n{good[2]}\n")  # damaged in the middle: not a torn tail
-    damaged = r"d\.jsonl: line 2 is not a detections record; the file is damaged$"
+    damaged = r"d\.jsonl: line 2 is not a detections record \(.*\); the file is damaged: restore it"
     with pytest.raises(OutputError, match=damaged):
         read_detection_log(path)
     path = tmp_path / "e.jsonl"

@@ -107,7 +107,8 @@ ANNOTATION_FAULTS = [
     Fault(
         "string images[].id",
         _annotations(_set_image(5, "id", "11")),
-        "images[5].id = '11': an image id must be an integer (the only offence)",
+        "images[5].id = '11': an image id must be an integer with |id| <= 9007199254740991 (2**53 - 1: "
+        "exact in float64, as the scorers hold ids) (the only offence)",
     ),
     Fault("image width as text", _annotations(_set_image(1, "width", "50")), "images[1].width = '50'"),
     Fault(

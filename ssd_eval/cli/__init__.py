@@ -232,6 +232,12 @@ def _run_handler(args: argparse.Namespace, interrupts: Interrupts, debug: bool) 
     except Exception as exc:  # last line of defence: one line, exit 3, traceback with --debug
         if debug:
             raise
+        if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+            # A path given on the command line or in a config that no file system can hold.
+            name = str(exc.filename or "")
+            shown = name if len(name) <= 60 else name[:57] + "..."
+            print(f"ssd-eval: error: file name too long: {shown!r}; give a shorter path", file=sys.stderr)
+            return EXIT_USAGE
         if isinstance(exc, OSError) and exc.errno in _DISK_ERRORS:
             # A full disk or read-only folder met outside the run's own guarded writes (e.g. junit.xml).
             where = f" {exc.filename}" if exc.filename else ""

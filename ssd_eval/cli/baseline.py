@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ssd_eval.config.schema import absolute
+from ssd_eval.config.strict_load import read_json_file
 from ssd_eval.errors import EXIT_OK, ConfigError
 from ssd_eval.files import METRICS_FILE
 from ssd_eval.reports.baseline import (
@@ -49,10 +49,18 @@ def _run_metrics(folder: Path, run_name: str | None) -> dict:
     path = folder / METRICS_FILE
     if not path.is_file():
         raise ConfigError(f"{folder} is not a finished run folder: it has no {METRICS_FILE}")
+    rescore = f"it is written by ssd-eval: score the run again with `ssd-eval score {folder}`"
+    data = read_json_file(path, advice=rescore)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path} is not readable JSON: {exc}") from None
+        return _chosen_metrics(folder, data, run_name)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise ConfigError(f"{path} is not a metrics file of ssd_eval (damaged?); {rescore}") from None
+
+
+def _chosen_metrics(folder: Path, data: object, run_name: str | None) -> dict:
+    """A plain run's metrics, or those of one run of a comparison with the comparison's protocol."""
+    if not isinstance(data, dict):
+        raise TypeError("not an object")
     if "runs" not in data:  # a plain run
         if run_name is not None:
             raise ConfigError(f"{folder} is a single run: --run applies to comparison folders only")

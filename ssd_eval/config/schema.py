@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
-import yaml
-
+from ssd_eval.config.strict_load import load_yaml_file
 from ssd_eval.errors import ConfigError
 
 T = TypeVar("T")
@@ -39,8 +38,11 @@ def absolute(path: str | os.PathLike[str]) -> Path:
 def find_config(name: str | Path) -> Path:
     """The config file a user means: a path as given, else a bundled config of that name."""
     path = Path(name).expanduser()
-    if path.is_file():
-        return path
+    try:
+        if path.is_file():
+            return path
+    except OSError as exc:  # a name too long for the file system, among others
+        raise ConfigError(f"config file {str(name)[:60]!r}...: {exc.strerror}") from None
     for candidate in (BUNDLED_CONFIG_DIR / path.name, BUNDLED_CONFIG_DIR / f"{path.name}.yaml"):
         if path.parent == Path(".") and candidate.is_file():
             return candidate
@@ -48,41 +50,11 @@ def find_config(name: str | Path) -> Path:
     raise ConfigError(f"config file {str(name)!r} not found (bundled configs: {bundled})")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise _DuplicateKey(key, line, seen[key])
-            if isinstance(key, (str, int, float, bool)):
-                seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: object, line: int, first: int) -> None:
-        super().__init__(f"line {line}: duplicate key {key!r} (first given on line {first}); keep one")
-        self.line = line
-
-
 def read_yaml_config(name: str | Path) -> tuple[object, Path]:
-    """Find and parse a YAML config file: its tree and its path. An empty file or a key given twice
-    is an error: neither should silently mean "the defaults" or "the last value"."""
+    """Find and parse a YAML config file strictly (`strict_load.load_yaml_file`): its tree and its path.
+    An empty file is an error: it should not silently mean "the defaults"."""
     path = find_config(name)
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # a SafeLoader
-    except _DuplicateKey as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    raw = load_yaml_file(path)
     if raw is None:
         raise ConfigError(
             f"{path}: the config is empty; start from a bundled one (configs/coco_val.yaml) or give at "

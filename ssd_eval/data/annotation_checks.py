@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -32,6 +33,15 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+
+# Ids are held exactly in float64 by pycocotools, the numpy scorer and faster-coco-eval (image ids in
+# the results rows, annotation ids in the match tables): an integer at or above 2**53 rounds onto its
+# neighbour there, and two images (or annotations) collide. COCO's image ids are below 600,000, its
+# annotation ids below 10**12 (crowd annotations reach 900100087038).
+MAX_ID = 2**53 - 1
+ID_RANGE = f"with |id| <= {MAX_ID} (2**53 - 1: exact in float64, as the scorers hold ids)"
+# Image sides: an int32 count of pixels (Pillow's own limit is 2**31 - 1 pixels a side).
+MAX_SIDE = 2**31 - 1
 _NUMBER = (int, float)
 _SECTIONS = ("images", "annotations", "categories")
 
@@ -57,18 +67,29 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _ints(values: list[Any], *, minimum: int | None = None, members: set[int] | None = None) -> np.ndarray:
-    """Which values are JSON integers (not bools, not 1.0), >= minimum and in members."""
+def _ints(
+    values: list[Any],
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    members: set[int] | None = None,
+) -> np.ndarray:
+    """Which values are JSON integers (not bools, not 1.0), in [minimum, maximum] and in members."""
     if set(map(type, values)) <= {int}:
         with contextlib.suppress(OverflowError):  # beyond int64: checked one by one below
             array = np.array(values, dtype=np.int64)
             ok = array >= minimum if minimum is not None else np.ones(len(array), dtype=bool)
+            if maximum is not None:
+                ok &= array <= maximum
             if members is not None:
                 ok &= np.isin(array, list(members))
             return ok
     return np.array(
         [
-            type(v) is int and (minimum is None or v >= minimum) and (members is None or v in members)
+            type(v) is int
+            and (minimum is None or v >= minimum)
+            and (maximum is None or v <= maximum)
+            and (members is None or v in members)
             for v in values
         ],
         dtype=bool,
@@ -93,6 +114,43 @@ def _flags(values: list[Any]) -> np.ndarray:
 
 def _file_names(values: list[Any]) -> np.ndarray:
     return np.array([type(v) is str and v != "" for v in values], dtype=bool)
+
+
+def exact_id(value: object) -> int | None:
+    """An id read back from a file ssd_eval wrote (a JSON integer, or its decimal text), if it is one
+    the scorers hold exactly (|id| <= MAX_ID); None otherwise."""
+    if isinstance(value, str) and 0 < len(value) <= 20 and value.lstrip("-").isascii():
+        value = int(value) if value.lstrip("-").isdigit() else None
+    if type(value) is int and -MAX_ID <= value <= MAX_ID:
+        return value
+    return None
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why an image's `file_name` does not name a file inside the images folder (None: it does).
+
+    The rules are lexical, so they hold before any file is opened: a relative POSIX path without `..`,
+    a backslash, a drive or a NUL. A symlink inside the images folder is followed (data sets are
+    often symlink farms; whoever made the folder chose its links, an annotation file cannot).
+    """
+    if "\0" in name:
+        return "holds a NUL character"
+    if "\\" in name:
+        return "holds a backslash (a Windows path?): give a path relative to the images folder, with /"
+    if name.startswith("/"):
+        return "is an absolute path: give a path relative to the images folder"
+    if len(name) >= 2 and name[1] == ":" and name[0].isascii() and name[0].isalpha():
+        return "names a drive: give a path relative to the images folder"
+    if ".." in name.split("/"):
+        return "goes up out of the images folder (..): give a path inside it"
+    if name.strip("/.") == "":
+        return "names the images folder itself, not an image"
+    return None
+
+
+def _normal_file_name(name: str) -> str:
+    """The file a (valid) file_name names, relative to the images folder: a/./b.jpg is a/b.jpg."""
+    return posixpath.normpath(name)
 
 
 def _box_shapes(values: list[Any]) -> np.ndarray:
@@ -180,13 +238,27 @@ def find_offences(data: Mapping[str, Any]) -> list[Offence]:
     """Every offence of a COCO instances tree whose three lists exist, in file order."""
     out: list[Offence] = []
     images = _Table(data, 0, out)
-    image_ids = images.unique(images.require("id", _ints, "an image id must be an integer"))
-    images.require("file_name", _file_names, "expected a file name")
+    image_ids = images.unique(
+        images.require(
+            "id",
+            partial(_ints, minimum=-MAX_ID, maximum=MAX_ID),
+            f"an image id must be an integer {ID_RANGE}",
+        )
+    )
+    _check_file_names(images, images.require("file_name", _file_names, "expected a file name"))
     for key in ("width", "height"):
-        images.require(key, partial(_ints, minimum=1), "expected a positive integer (pixels)")
+        images.require(
+            key, partial(_ints, minimum=1, maximum=MAX_SIDE), "expected a positive integer (pixels, < 2**31)"
+        )
 
     categories = _Table(data, 2, out)
-    category_ids = categories.unique(categories.require("id", _ints, "a category id must be an integer"))
+    category_ids = categories.unique(
+        categories.require(
+            "id",
+            partial(_ints, minimum=-MAX_ID, maximum=MAX_ID),
+            f"a category id must be an integer {ID_RANGE}",
+        )
+    )
     categories.require(
         "name", lambda v: np.array([type(x) is str for x in v], dtype=bool), "expected a string"
     )
@@ -195,8 +267,9 @@ def find_offences(data: Mapping[str, Any]) -> list[Offence]:
     anns.unique(
         anns.require(
             "id",
-            partial(_ints, minimum=1),
-            "an annotation id must be an integer >= 1 (COCOeval reads id 0 as 'no match')",
+            partial(_ints, minimum=1, maximum=MAX_ID),
+            f"an annotation id must be an integer in [1, {MAX_ID}] (COCOeval reads id 0 as 'no match'; "
+            "2**53 and above are not exact in float64)",
         ),
     )
     anns.require(
@@ -214,6 +287,28 @@ def find_offences(data: Mapping[str, Any]) -> list[Offence]:
     _check_boxes(anns)
     out.sort()
     return out
+
+
+def _check_file_names(images: _Table, column: _Column) -> None:
+    """Each file name names a file inside the images folder, and no two images name the same file."""
+    ids = images.column("id")
+    first: dict[str, int] = {}
+    for position in np.flatnonzero(column.ok).tolist():
+        index, name = images.rows[position], column.values[position]
+        image_id = ids[position]
+        problem = file_name_problem(name)
+        if problem is not None:
+            images.add(index, "file_name", name, f"image {_short(image_id)}: the file name {problem}")
+            continue
+        seen = first.setdefault(_normal_file_name(name), position)
+        if seen != position and ids[seen] != image_id:  # one image listed twice is the id's offence
+            images.add(
+                index,
+                "file_name",
+                name,
+                f"image {_short(image_id)} names the same file as image {_short(ids[seen])} "
+                f"(images[{images.rows[seen]}]): one set of pixels would be scored against two ground truths",
+            )
 
 
 def _check_boxes(anns: _Table) -> None:

@@ -9,16 +9,18 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ssd_eval.config.run import PILLOW_MAX_IMAGE_PIXELS
-from ssd_eval.data.annotation_checks import check_annotation_data
+from ssd_eval.data.annotation_checks import MAX_ID, check_annotation_data, file_name_problem
 from ssd_eval.data.categories import LabelMap, check_categories
 from ssd_eval.errors import DatasetError
 from ssd_eval.files import sha256_bytes
@@ -69,6 +71,8 @@ _MAX_ID_LIST_LINES = 10_000_000
 def read_id_list(path: Path) -> IdList:
     """A `dataset.image_ids` file: whole numbers, one per line or as a JSON list ('#' starts a comment)."""
     try:
+        if path.exists() and not path.is_file():  # a FIFO would block, a device never end
+            raise DatasetError(f"dataset.image_ids: {path} is not a regular file: give a file of image ids")
         data = path.read_bytes()
         text = data.decode("utf-8")
     except FileNotFoundError:
@@ -82,7 +86,7 @@ def read_id_list(path: Path) -> IdList:
     if stripped.startswith("["):
         try:
             loaded = json.loads(stripped)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError: also a number of over 4300 digits
             raise DatasetError(f"dataset.image_ids: {path} is not a JSON list of ids: {exc}") from None
         values = list(loaded) if isinstance(loaded, list) else [loaded]
         where = [f"item {i}" for i in range(len(values))]
@@ -94,9 +98,10 @@ def read_id_list(path: Path) -> IdList:
     ids: set[int] = set()
     for value, at in zip(values, where, strict=True):
         number = _whole_number(value)
-        if number is None or number < 0:
+        if number is None or not 0 <= number <= MAX_ID:
             raise DatasetError(
-                f"dataset.image_ids: {path} {at}: {value!r} is not an image id (a whole number >= 0)"
+                f"dataset.image_ids: {path} {at}: {_short_repr(value)} is not an image id (a whole number "
+                f"in [0, {MAX_ID}], 2**53 - 1)"
             )
         ids.add(number)
     if not ids:
@@ -104,12 +109,17 @@ def read_id_list(path: Path) -> IdList:
     return IdList(path=path, ids=frozenset(ids), sha256=sha256_bytes(data))
 
 
+def _short_repr(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _whole_number(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
         return int(value)
     return None
 
@@ -137,11 +147,23 @@ class CocoGroundTruth:
         return [record.image_id for record in self.images]
 
     def image_path(self, record: ImageRecord) -> Path:
+        """The image's file inside the images folder (the annotation checks refused any other name;
+        this second look keeps a hand-built ground truth to the same rule)."""
+        problem = file_name_problem(record.file_name)
+        if problem is not None:
+            raise DatasetError(
+                f"annotation file {self.annotation_file}: image {record.image_id}: the file name "
+                f"{record.file_name!r} {problem}"
+            )
         return self.image_dir / record.file_name
 
 
 def read_annotation_file(path: Path) -> dict[str, Any]:
     """Parse a COCO instances JSON file, with one clear error if it is not one."""
+    if path.exists() and not path.is_file():  # a folder, or a FIFO that would block the read
+        raise DatasetError(
+            f"annotation file {path} is not a regular file: set dataset.annotations to the JSON file"
+        )
     if not path.is_file():
         raise DatasetError(
             f"annotation file {path} not found: set dataset.root / dataset.annotations in the config "
@@ -150,8 +172,12 @@ def read_annotation_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             data = json.load(handle)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: also a 4300-digit number
         raise DatasetError(f"annotation file {path} is not readable JSON: {exc}") from None
+    except RecursionError:
+        raise DatasetError(
+            f"annotation file {path} is nested too deeply to be a COCO instances file"
+        ) from None
     if not isinstance(data, dict):
         raise DatasetError(
             f"annotation file {path} is not a COCO instances file (top level is not an object)"
@@ -302,7 +328,7 @@ def load_rgb(path: Path, *, max_pixels: int = PILLOW_MAX_IMAGE_PIXELS) -> np.nda
 def _open_image(path: Path, max_pixels: int) -> Iterator[Image.Image]:
     """`Image.open` with its failures (missing, too large, corrupt) as one-line DatasetErrors."""
     try:
-        with Image.open(path) as image:
+        with _open_regular_file(path) as handle, Image.open(handle) as image:
             yield image
     except FileNotFoundError:
         raise DatasetError(f"image {path} not found") from None
@@ -310,6 +336,46 @@ def _open_image(path: Path, max_pixels: int) -> Iterator[Image.Image]:
         raise _too_large(path, exc, max_pixels) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"image {path} is corrupt or not an image: {exc}") from None
+
+
+@contextlib.contextmanager
+def _open_regular_file(path: Path) -> Iterator[BinaryIO]:
+    """`path` opened for reading if it is a regular file; a FIFO, a device or a folder named like an
+    image is refused without waiting: O_NONBLOCK keeps a FIFO's open from blocking, and fstat looks at
+    the very file opened (no window between a check and the open)."""
+    try:
+        handle = open(path, "rb", opener=_open_nonblocking)  # noqa: SIM115 - closed below or by the caller
+    except IsADirectoryError:  # Python's own open refuses a folder before we can fstat it
+        raise DatasetError(
+            f"image {path} is a folder, not an image file: remove it or fix the file name"
+        ) from None
+    try:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise DatasetError(
+                f"image {path} is {_file_kind(mode)}, not an image file: remove it or fix the file name"
+            )
+        os.set_blocking(handle.fileno(), True)
+    except BaseException:
+        handle.close()
+        raise
+    with handle:
+        yield handle
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _too_large(path: Path, exc: Exception, max_pixels: int) -> DatasetError:

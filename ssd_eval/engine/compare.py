@@ -31,6 +31,7 @@ from ssd_eval.config.compare import (
 )
 from ssd_eval.config.run import RunConfig, run_name_problem
 from ssd_eval.config.schema import config_to_dict
+from ssd_eval.config.strict_load import load_yaml_file
 from ssd_eval.data.dataset import Shard
 from ssd_eval.engine.compare_runs import compare_runs, write_compare_metrics
 from ssd_eval.engine.run_folder import BUSY_OTHER, check_not_link, check_writable, locked_run_folder
@@ -103,8 +104,15 @@ def load_comparison_config(folder: Path) -> CompareConfig:
     path = folder / COMPARE_CONFIG_FILE
     if not path.is_file():
         raise OutputError(f"{folder} is not a comparison folder: it has no {COMPARE_CONFIG_FILE}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    config = compare_config_from_dict(raw, base_dir=folder, source=path)
+    advice = (
+        "it is written by `ssd-eval compare --config`: restore it from a copy, or delete the comparison "
+        "folder and compare again"
+    )
+    raw = load_yaml_file(path, advice=advice)
+    try:
+        config = compare_config_from_dict(raw, base_dir=folder, source=path)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; {advice}") from None
     return replace(config, output=replace(config.output, dir=folder.parent, run_name=folder.name))
 
 

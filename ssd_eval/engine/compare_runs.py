@@ -9,7 +9,6 @@ model file, provider, machine or preprocessing is what a comparison is for, and 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ from ssd_eval.coco_stats import STAT_NAMES, is_undefined
 from ssd_eval.config.compare import CompareSettings
 from ssd_eval.config.run import RunConfig
 from ssd_eval.config.schema import config_to_dict
+from ssd_eval.config.strict_load import read_json_file
 from ssd_eval.data.dataset import CocoGroundTruth, load_checked
 from ssd_eval.engine.rescore import read_run
 from ssd_eval.engine.run_folder import RunInfo, check_writable, load_run_config
@@ -97,9 +97,11 @@ def load_finished_run(folder: Path, *, data: Path | None = None) -> FinishedRun:
             f"`ssd-eval run --resume {folder}` (or score it with `ssd-eval score {folder}`)"
         )
     run = read_run(folder, data=data)
+    rescore = f"rescore the run with `ssd-eval score {folder}`"
+    recorded_json = read_json_file(metrics, advice=rescore)
     try:
-        result = result_from_json(json.loads(metrics.read_text(encoding="utf-8")), run.identity)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError):
+        result = result_from_json(recorded_json, run.identity)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
         raise OutputError(f"{metrics} is damaged; rescore the run with `ssd-eval score {folder}`") from None
     ordered = [run.detections[i] for i in run.gt.image_ids if i in run.detections]
     scores = score(

@@ -8,7 +8,6 @@ exactly, because the log holds bit-identical floats in the same order.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from ssd_eval.config.run import RunConfig
 from ssd_eval.config.schema import absolute
+from ssd_eval.config.strict_load import loads_json
 from ssd_eval.data.dataset import CocoGroundTruth, IdList, Shard, open_ground_truth, reselect
 from ssd_eval.engine.finish import finish_run
 from ssd_eval.engine.resolve import resolve_data
@@ -137,10 +137,17 @@ def previous_timings(folder: Path) -> tuple[dict[str, StageTiming], float, float
     if not path.is_file():
         return {}, 0.0, 0.0
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_bytes().decode("utf-8"))
         timings = {k: StageTiming(**v) for k, v in data["timings"].items() if k != "score"}
         return timings, float(data["wall_s"]), float(data["images_per_s"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+    except (
+        OSError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        RecursionError,
+    ):  # a UnicodeDecodeError too
         log.warning("%s is damaged; its timings are not carried over", path)
         return {}, 0.0, 0.0
 

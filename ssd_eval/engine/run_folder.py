@@ -21,8 +21,10 @@ import yaml
 
 from ssd_eval.config.run import RunConfig, config_from_dict
 from ssd_eval.config.schema import config_to_dict
+from ssd_eval.config.strict_load import load_yaml_file, loads_json, read_json_file
+from ssd_eval.data.annotation_checks import MAX_ID, exact_id
 from ssd_eval.data.dataset import CocoGroundTruth, Shard, reselect
-from ssd_eval.errors import OutputError
+from ssd_eval.errors import ConfigError, OutputError
 from ssd_eval.evaluation.identity import (
     IdentityFormatError,
     RunIdentity,
@@ -228,13 +230,20 @@ def writing(path: Path) -> Iterator[None]:
         ) from None
 
 
+# What to do about a damaged file of a run folder: it was written by ssd-eval and is not edited by hand.
+REMAKE_RUN = "it is written by `ssd-eval run`: restore it from a copy, or delete the run folder and run again"
+
+
 def load_run_config(folder: Path) -> RunConfig:
     """The resolved config a run folder was started with (for --resume and re-scoring)."""
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise OutputError(f"{folder} is not a run folder: it has no {CONFIG_FILE}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    config = config_from_dict(raw, base_dir=folder, source=path)
+    raw = load_yaml_file(path, advice=REMAKE_RUN)
+    try:
+        config = config_from_dict(raw, base_dir=folder, source=path)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; {REMAKE_RUN}") from None
     return replace(config, output=replace(config.output, dir=folder.parent, run_name=folder.name))
 
 
@@ -244,16 +253,39 @@ def append_skipped(path: Path, item: SkippedImage) -> None:
 
 
 def read_skipped(path: Path) -> dict[int, SkippedImage]:
-    """The images a run skipped (`skipped.jsonl`)."""
+    """The images a run skipped (`skipped.jsonl`); a damaged line is one OutputError naming it."""
     found: dict[int, SkippedImage] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                record = json.loads(line)
-                found[int(record["image_id"])] = SkippedImage(
-                    int(record["image_id"]), str(record["file"]), str(record["reason"])
-                )
+    if not path.is_file():
+        return found
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OutputError(f"{path} is not readable text ({exc}); {REMAKE_RUN}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = loads_json(line)
+            item = _skipped_record(record)
+        except (ValueError, RecursionError) as exc:
+            raise OutputError(
+                f"{path} line {number} is not a skipped-image record ({exc}); {REMAKE_RUN}"
+            ) from None
+        found[item.image_id] = item
     return found
+
+
+def _skipped_record(record: object) -> SkippedImage:
+    if not isinstance(record, dict):
+        raise ValueError("expected an object")
+    raw_id, file, reason = (record.get(key) for key in ("image_id", "file", "reason"))
+    image_id = exact_id(raw_id)
+    if image_id is None:
+        shown = repr(raw_id)[:40]
+        raise ValueError(f"image_id must be an integer with |id| <= {MAX_ID} (2**53 - 1), got {shown}")
+    if not isinstance(file, str) or not isinstance(reason, str):
+        raise ValueError("file and reason must be strings")
+    return SkippedImage(image_id, file, reason)
 
 
 @dataclass(frozen=True)
@@ -275,10 +307,15 @@ class RunInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunInfo:
+        shard = data.get("shard")
+        if shard is not None and not isinstance(shard, str):
+            raise ValueError("shard: expected null or K/N")
+        if shard is not None:
+            parse_shard(shard)  # a ValueError unless it is K/N
         return cls(
             model=ModelInfo(**data["model"]),
             input_size=_input_size(data["input_size"]),
-            shard=data.get("shard"),
+            shard=shard,
             providers_requested=tuple(data["providers_requested"]),
             providers_used=tuple(data["providers_used"]),
             provider_options=tuple(data["provider_options"]),
@@ -293,11 +330,12 @@ def read_run_info(folder: Path) -> RunInfo | None:
     path = folder / RUN_INFO_FILE
     if not path.is_file():
         return None
+    data = read_json_file(path, advice=REMAKE_RUN)
     try:
-        return RunInfo.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+        return RunInfo.from_json(data)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         raise OutputError(
-            f"{path} is damaged; it is written by `ssd-eval run` and should not be edited"
+            f"{path} is damaged; it is written by `ssd-eval run` and should not be edited: {REMAKE_RUN}"
         ) from None
 
 
@@ -319,9 +357,14 @@ def read_identity(folder: Path) -> RunIdentity | None:
     path = folder / IDENTITY_FILE
     if not path.is_file():
         return None
+    advice = (
+        "it is written once by `ssd-eval run` before the first image and never changed: restore it from "
+        "a copy, or rerun the run"
+    )
+    data = read_json_file(path, advice=advice)
     try:
-        return identity_from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, IdentityFormatError) as exc:
+        return identity_from_json(data)
+    except (IdentityFormatError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise OutputError(
             f"{path} is damaged ({exc}); it is written once by `ssd-eval run` before the first image and "
             "never changed: restore it from a copy, or rerun the run"
@@ -384,8 +427,8 @@ def read_history(folder: Path) -> tuple[Provenance, ...]:
         if not line.strip():
             continue
         try:
-            entries.append(provenance_from_json(json.loads(line)))
-        except (json.JSONDecodeError, ValueError) as exc:
+            entries.append(provenance_from_json(loads_json(line)))
+        except (ValueError, RecursionError, AttributeError) as exc:
             raise OutputError(
                 f"{path} line {number} is damaged ({exc}); it is written by ssd-eval: remove that line "
                 "(the run's timings then leave out its part)"
@@ -396,6 +439,8 @@ def read_history(folder: Path) -> tuple[Provenance, ...]:
 def parse_shard(text: str) -> Shard:
     """`K/N` (1-based, as on the command line) -> Shard."""
     k, _, n = text.partition("/")
+    if not (k.isascii() and k.isdigit() and n.isascii() and n.isdigit() and len(k) <= 9 and len(n) <= 9):
+        raise ValueError(f"a shard is K/N (whole numbers), got {text[:40]!r}")
     return Shard(index=int(k) - 1, count=int(n))
 
 

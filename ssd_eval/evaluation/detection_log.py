@@ -29,10 +29,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any, TypeGuard
 
 import numpy as np
 
+from ssd_eval.config.strict_load import loads_json
+from ssd_eval.data.annotation_checks import MAX_ID, exact_id
 from ssd_eval.errors import OutputError
 from ssd_eval.files import atomic_writer, open_own_file
 from ssd_eval.pipeline.decode import Detections
@@ -53,13 +55,33 @@ def detections_to_line(detections: Detections) -> str:
 
 
 def detections_from_line(line: str) -> Detections:
-    record = json.loads(line)
-    return Detections(
-        image_id=int(record["image_id"]),
-        boxes=np.asarray(record["boxes"], dtype=np.float64).reshape(-1, 4),
-        scores=np.asarray(record["scores"], dtype=np.float64),
-        category_ids=np.asarray(record["category_ids"], dtype=np.int64),
+    """One log line back as Detections; anything but what `detections_to_line` writes is a ValueError
+    (an id out of range, a float where an integer belongs: never cast, never rounded)."""
+    record = loads_json(line, allow_nan=True)  # NaN: a model's non-finite output, logged as it came
+    if not isinstance(record, dict):
+        raise ValueError("expected an object")
+    raw_id, boxes, scores, category_ids = (
+        record.get(key) for key in ("image_id", "boxes", "scores", "category_ids")
     )
+    image_id = exact_id(raw_id)
+    if image_id is None:
+        shown = repr(raw_id)[:40]
+        raise ValueError(f"image_id must be an integer with |id| <= {MAX_ID} (2**53 - 1), got {shown}")
+    if not _all_of(boxes, (int, float)) or len(boxes) % 4 or not _all_of(scores, (int, float)):
+        raise ValueError("boxes and scores must be lists of numbers (four a box)")
+    if not _all_of(category_ids, (int,)) or not all(abs(c) <= MAX_ID for c in category_ids):
+        raise ValueError(f"category_ids must be a list of integers with |id| <= {MAX_ID}")
+    return Detections(
+        image_id=image_id,
+        boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+        scores=np.asarray(scores, dtype=np.float64),
+        category_ids=np.asarray(category_ids, dtype=np.int64),
+    )
+
+
+def _all_of(values: object, kinds: tuple[type, ...]) -> TypeGuard[list[Any]]:
+    """A JSON list whose items are all of `kinds` (bools, which are ints to Python, excluded)."""
+    return isinstance(values, list) and all(type(v) in kinds for v in values)
 
 
 STORE_SUFFIX = ".npz"
@@ -219,19 +241,26 @@ def _write_store(log_path: Path, columns: DetectionColumns, state: LogState) -> 
 
 def _parse_log(path: Path, data: bytes) -> DetectionColumns:
     """The log's records; a torn last line (the process died mid-write) is dropped."""
-    lines = data.decode("utf-8").split("\n")
+    try:
+        lines = data.decode("utf-8").split("\n")
+    except UnicodeDecodeError as exc:
+        raise OutputError(
+            f"{path} is not UTF-8 text (byte {exc.start}); it is written by `ssd-eval run`: restore it "
+            "from a copy, or delete the run folder and run again"
+        ) from None
     records: list[Detections] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             records.append(detections_from_line(line))
-        except (json.JSONDecodeError, KeyError, ValueError, TypeError):
-            if number >= len(lines) - 1:
+        except (ValueError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError
+            if number >= len(lines) - 1 and not line.endswith("}"):
                 log.warning("%s: dropping a torn last line (the run was interrupted mid-write)", path)
                 continue
             raise OutputError(
-                f"{path}: line {number} is not a detections record; the file is damaged"
+                f"{path}: line {number} is not a detections record ({' '.join(str(exc).split())[:120]}); "
+                "the file is damaged: restore it from a copy, or delete the run folder and run again"
             ) from None
     return DetectionColumns.of(records)
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from ssd_eval.coco_stats import STAT_NAMES
 from ssd_eval.config.run import GateConfig
+from ssd_eval.config.strict_load import read_json_file
 from ssd_eval.errors import ConfigError, OutputError
 from ssd_eval.evaluation.identity import IdentityFormatError, RunIdentity, identity_from_json
 from ssd_eval.evaluation.scoring import CategoryScore
@@ -66,10 +67,7 @@ def read_baseline(path: Path) -> Baseline:
             f"baseline file {path} not found: set gate.baseline to a file made with "
             "`ssd-eval baseline RUN_DIR --output FILE` (committed ones are in results/baselines/)"
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"baseline file {path} is not readable JSON: {exc}") from None
+    data = read_json_file(path, advice="make it again with `ssd-eval baseline RUN_DIR --output FILE`")
     return baseline_from_json(data, where=str(path))
 
 
@@ -142,7 +140,18 @@ def published_slack(baseline: Baseline, stat: str) -> float:
 
 
 def baseline_from_metrics(metrics: Mapping[str, Any], *, name: str, source: str, note: str = "") -> Baseline:
-    """A measured baseline from a run's metrics.json (or one run of a comparison's)."""
+    """A measured baseline from a run's metrics.json (or one run of a comparison's); a metrics file
+    that lacks or mistypes what a baseline needs is one ConfigError naming it."""
+    try:
+        return _measured_baseline(metrics, name=name, source=source, note=note)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        raise ConfigError(
+            f"{source}: metrics.json lacks or mistypes {exc} (damaged?); score the run again with "
+            "`ssd-eval score RUN_DIR`"
+        ) from None
+
+
+def _measured_baseline(metrics: Mapping[str, Any], *, name: str, source: str, note: str) -> Baseline:
     protocol = metrics["protocol"]
     if protocol.get("shard"):
         raise ConfigError(
