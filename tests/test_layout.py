@@ -149,6 +149,6 @@ def test_modules_stay_readable_in_one_sitting():
     too_long = {}
     for path in _all_modules():
         lines = len(path.read_text(encoding="utf-8").splitlines())
-        if lines > (650 if path.name == "api.py" else 600):  # api.py: to split (see closing note)
+        if lines > 600:
             too_long[_module_name(path)] = lines
     assert too_long == {}
