@@ -350,3 +350,13 @@ def test_a_decompression_bomb_is_refused_with_the_setting_named(tmp_path, monkey
         with pytest.raises(DatasetError) as info:
             call()
         assert str(info.value) == expected
+
+
+def test_an_id_list_takes_every_id_the_annotation_checks_take(tmp_path):
+    """One rule for ids (issue 18): a negative image id passes the annotation checks, so an id list may
+    name it; the bound is the magnitude 2**53 - 1 on both."""
+    from ssd_eval.data.dataset import read_id_list
+
+    path = tmp_path / "ids.txt"
+    path.write_text(f"-5\n7\n{2**53 - 1}\n{-(2**53 - 1)}\n")
+    assert read_id_list(path).ids == frozenset({-5, 7, 2**53 - 1, -(2**53 - 1)})

@@ -270,7 +270,8 @@ def test_image_ids_just_below_2_53_and_coco_crowd_annotation_ids_score_ap_1(setu
 @pytest.mark.parametrize(
     ("ids", "expect"),
     [
-        (f"1\n{2**53}\n", "line 2: '9007199254740992' is not an image id (a whole number in [0, 900719925"),
+        (f"1\n{2**53}\n", "line 2: '9007199254740992' is not an image id (a whole number of magnitude"),
+        (f"1\n{-(2**53)}\n", "line 2: '-9007199254740992' is not an image id"),
         (f"[1, {2**64}]", "item 1: 18446744073709551616 is not an image id"),
         ("1\n" + "9" * 5000 + "\n", "line 2: '99999999999999999999999999999999999"),
         ("[" + "9" * 5000 + "]", "is not a JSON list of ids"),

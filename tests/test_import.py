@@ -184,6 +184,11 @@ def test_images_without_records_have_no_detections(world):
     lines = [json.loads(x) for x in (results / "coco-no2" / "detections.jsonl").read_text().splitlines()]
     assert {r["image_id"]: len(r["scores"]) for r in lines}[2] == 0
     assert scored(results / "coco-no2")[0]["AP"] < scored(results / "ann")[0]["AP"]
+    # Said, in metrics.json and summary.md: a results file of a subset would otherwise pass for a
+    # worse detector on the whole selection.
+    (warning,) = metrics(results / "coco-no2")["warnings"]
+    assert warning.startswith("1 of ") and "no record in coco_no2.json" in warning and "image 2" in warning
+    assert "no record in coco_no2.json" in (results / "coco-no2" / "summary.md").read_text()
 
 
 def test_records_of_images_outside_the_selection_are_refused_or_ignored(world, capsys):
@@ -329,6 +334,13 @@ def test_score_baseline_and_resume_on_an_imported_folder(world, capsys):
     assert main(["baseline", str(folder), "--output", str(tmp / "imported-baseline.json")]) == 0
     baseline = json.loads((tmp / "imported-baseline.json").read_text())
     assert baseline["model"]["sha256"] == NOT_KNOWN
+    # A measured baseline like any other (docs/import.md): it holds an onnxruntime run of the same
+    # images, whatever its model; the run that made the imported detections scores the same: PASS.
+    capsys.readouterr()
+    argv = ["run", "--config", str(world["tmp"] / "ann.yaml"), "--run-name", "held", "--quiet"]
+    assert main([*argv, "--baseline", str(tmp / "imported-baseline.json"), "--require-gate"]) == 0
+    gate = metrics(results / "held")["gate"]
+    assert [c["state"] for c in gate["rules"] if "baseline" in c["rule"]] == ["passed"]
     capsys.readouterr()
     assert main(["run", "--resume", str(folder), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -395,6 +407,7 @@ FAULTS = [
     ("coco-results", [{**GOOD, "bbox": [1, 2, 3]}], "record 0: bbox is [1, 2, 3]"),
     ("coco-results", [{**GOOD, "bbox": [1, 2, "3", 4]}], "record 0: bbox is [1, 2, '3', 4]"),
     ("coco-results", [{**GOOD, "bbox": [1, 2, -3, 4]}], "record 0: bbox [1, 2, -3, 4] has a negative width"),
+    ("coco-results", [{**GOOD, "bbox": [1, 2, 10**400, 4]}], "record 0: bbox is [1, 2, 1000"),
     ("coco-results", [{**GOOD, "score": 1.5}], "record 0: score is 1.5"),
     ("coco-results", [{**GOOD, "score": None}], "record 0: score is None"),
     ("coco-results", "NaN-score", "record 0: score is nan"),
@@ -452,6 +465,22 @@ def test_a_fault_from_the_command_line_is_one_line_without_traceback(world, tmp_
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "negative width" in done.stderr
+
+
+@pytest.mark.parametrize("producer", ["TensorRT\n# a heading", "x\x00y", "x" * 201])
+def test_a_producer_is_one_line_of_printable_text(world, capsys, producer):
+    """It goes into summary.md (and GitHub's step summary): a new line would start a heading there."""
+    file = write(world["tmp"] / "coco_producer.json", to_coco_results(world["results"] / "ann"))
+    assert do_import(world, file, "producer", "--producer", producer, "--quiet") == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("ssd-eval: error: --producer: give one line of printable text")
+    assert not (world["results"] / "producer").exists()
+
+
+def test_user_text_in_summary_md_is_one_line_without_html():
+    from ssd_eval.reports.ci_report import _escape
+
+    assert _escape("trt <!-- x\n# HEAD | y") == "trt &lt;!-- x # HEAD \\| y"
 
 
 def test_an_unknown_model_is_no_model_and_other_identities_are_unchanged(world):

@@ -85,6 +85,31 @@ def test_a_run_draws_its_worst_images_against_the_ground_truth(tmp_path, tiny_co
         assert pictures["pr_curve"] is None and "not drawn: matplotlib" in summary
 
 
+def test_pictures_that_cannot_be_drawn_are_said_so_not_called_none(tmp_path, tiny_coco):
+    """score --data on a root with the annotations only: the worst images cannot be read. summary.md
+    must not say "every ground-truth box is found", and the earlier pictures go (they were of the
+    earlier scoring)."""
+    import shutil
+
+    from test_compare import PERTURBED
+
+    model = save_table_detector(tmp_path / "q.onnx", tiny_coco, PERTURBED)
+    config = write_config(tmp_path / "c.yaml", model, tiny_coco, report={"pictures": 3, "pr_curve": False})
+    assert main(["--config", str(config), "--run-name", "q", "--quiet"]) == 0
+    folder = tmp_path / "results" / "q"
+    assert len(list((folder / "pictures").glob("*.jpg"))) == 3
+    bare = tmp_path / "bare"
+    (bare / "annotations").mkdir(parents=True)
+    shutil.copy(tiny_coco / "annotations" / "instances_val2017.json", bare / "annotations")
+    assert main(["score", str(folder), "--data", str(bare), "--quiet"]) == 0
+    pictures = json.loads((folder / "metrics.json").read_text())["pictures"]
+    assert pictures["worst_images"] == [] and len(pictures["worst_images_not_drawn"]) == 3
+    summary = (folder / "summary.md").read_text()
+    assert "every ground-truth box is found" not in summary
+    assert "3 not drawn, the images could not be read: image 5:" in summary
+    assert list((folder / "pictures").glob("*.jpg")) == []
+
+
 def test_a_run_without_a_match_says_why_there_is_no_curve(tmp_path, tiny_coco):
     model = save_table_detector(tmp_path / "z.onnx", tiny_coco, {i: [] for i in TINY_GT})
     config = write_config(tmp_path / "c.yaml", model, tiny_coco)

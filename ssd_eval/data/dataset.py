@@ -98,10 +98,10 @@ def read_id_list(path: Path) -> IdList:
     ids: set[int] = set()
     for value, at in zip(values, where, strict=True):
         number = _whole_number(value)
-        if number is None or not 0 <= number <= MAX_ID:
+        if number is None or not -MAX_ID <= number <= MAX_ID:  # the annotation checks' own bound
             raise DatasetError(
                 f"dataset.image_ids: {path} {at}: {_short_repr(value)} is not an image id (a whole number "
-                f"in [0, {MAX_ID}], 2**53 - 1)"
+                f"of magnitude at most {MAX_ID}, 2**53 - 1)"
             )
         ids.add(number)
     if not ids:
@@ -119,8 +119,10 @@ def _whole_number(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
-        return int(value)
+    if isinstance(value, str):
+        digits = value.removeprefix("-")
+        if digits.isascii() and digits.isdigit() and len(digits) <= 20:
+            return int(value)
     return None
 
 

@@ -94,7 +94,8 @@ def load_finished_run(folder: Path, *, data: Path | None = None) -> FinishedRun:
         load_run_config(folder)  # a folder that is no run at all is refused as such (its one message)
         raise ComparisonError(
             f"{folder} has no {METRICS_FILE}: the run has not finished; finish it with "
-            f"`ssd-eval run --resume {folder}` (or score it with `ssd-eval score {folder}`)"
+            f"`ssd-eval run --resume {folder}` (if its log already holds every image, "
+            f"`ssd-eval score {folder}` is enough)"
         )
     run = read_run(folder, data=data)
     rescore = f"rescore the run with `ssd-eval score {folder}`"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ssd_eval.config.run import RunConfig
@@ -60,8 +60,10 @@ def finish_run(
     timings: dict[str, StageTiming],
     wall_s: float,
     images_per_s: float,
+    warnings: Sequence[str] = (),
 ) -> RunResult:
-    """Score a run's detections and write detections.json, cocoeval.txt and metrics.json."""
+    """Score a run's detections and write detections.json, cocoeval.txt and metrics.json. `warnings`:
+    what the caller found worth saying (an import's images without records), beside the run's own."""
     log.info("scoring %d images with %s", len(gt.images), config.scoring.backend)
     ordered = [detections[i] for i in gt.image_ids if i in detections]
     score_start = time.perf_counter()
@@ -81,7 +83,8 @@ def finish_run(
             write_results_json(results_file, ordered)
     with writing(folder / COCOEVAL_LOG):
         write_text_atomic(folder / COCOEVAL_LOG, scores.cocoeval_log)
-    warnings = [w for w in (detection_count_warning({d.image_id: len(d) for d in ordered}),) if w]
+    too_many = detection_count_warning({d.image_id: len(d) for d in ordered})
+    warnings = [*warnings, *([too_many] if too_many else [])]
     for warning in warnings:
         log.warning("WARNING: %s", warning)
     result = RunResult(

@@ -124,6 +124,13 @@ def import_detections(
         require_gate=require_gate,
     )
     flags = invocation.flags
+    if producer is not None and (
+        not isinstance(producer, str) or len(producer) > 200 or any(not ch.isprintable() for ch in producer)
+    ):
+        raise ConfigError(
+            f"{_key('producer', flags)}: give one line of printable text of at most 200 characters "
+            f'(e.g. "TensorRT 8.6 fp16"), got {producer!r:.80}'
+        )
     path = Path(file)
     content = _read(path)
     kind = _format(content, path, format, flags)
@@ -146,6 +153,17 @@ def import_detections(
     gt = _ground_truth(run_config)
     imported = _parse(content, path, kind, order, gt)
     gt, detections, extra = _fit(imported, gt, path, kind, ignore_extra, flags)
+    without = [i for i in gt.image_ids if i not in imported.detections]
+    # A results file of a subset (a --limit run's detections.json) scored on the whole selection: said.
+    warnings = (
+        [
+            f"{len(without)} of {len(gt.image_ids)} images have no record in {path.name} and are scored as "
+            f"images without detections (e.g. image {without[0]}); if the file is of a subset, this AP is "
+            "not that subset's"
+        ]
+        if without
+        else []
+    )
     source = DetectionSource(
         format=kind,
         file_name=path.name,
@@ -192,6 +210,7 @@ def import_detections(
             timings={},
             wall_s=0.0,
             images_per_s=0.0,
+            warnings=warnings,
         )
     return gate_scored_run(result, run_config, baseline, verb="import")
 

@@ -86,7 +86,9 @@ def junit_xml(
 
 
 def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text of the user's (a name, a producer, a message) as one line of Markdown: no table break, no
+    new line (a heading), no HTML (`<!--` would hide the rest of a GitHub step summary)."""
+    return " ".join(text.replace("|", "\\|").replace("<", "&lt;").split())
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -113,8 +115,8 @@ def run_markdown(result: RunResult, report: GateReport) -> str:
     """A run's summary: gate verdict, protocol, the 12 stats, worst categories, timing."""
     p = result.protocol
     lines = [
-        f"## ssd-eval: {Path(result.model.path).name or 'model not known'} on "
-        f"{', '.join(result.providers_used)}",
+        f"## ssd-eval: {_escape(Path(result.model.path).name or 'model not known')} on "
+        f"{_escape(', '.join(result.providers_used))}",
         "",
         *gate_markdown(report),
         "",
@@ -184,6 +186,12 @@ def _run_pictures(pictures: Mapping[str, Any]) -> list[str]:
             lines.append(f"- PR curve: not drawn: {_escape(str(pictures.get('pr_curve_note', '')))}")
     if "worst_images" in pictures:
         files = ", ".join(f"`{f}`" for f in pictures["worst_images"])
+        not_drawn = [str(line) for line in pictures.get("worst_images_not_drawn", [])]
+        if not_drawn:
+            more = f" ({len(not_drawn) - 1} more)" if len(not_drawn) > 1 else ""
+            files = (files + "; " if files else "") + (
+                f"{len(not_drawn)} not drawn, the images could not be read: {_escape(not_drawn[0])}{more}"
+            )
         lines.append(
             "- images most wrong against the ground truth (missed boxes plus extra detections scoring "
             f">= {pictures.get('min_score')}): "

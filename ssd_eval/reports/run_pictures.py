@@ -58,14 +58,16 @@ def draw_run_pictures(
     if config.pictures:
         label_names = {int(c["id"]): str(c["name"]) for c in gt.coco_json["categories"]}
         records = {r.image_id: r for r in gt.images}
-        files = []
-        for rank, (image_id, _) in enumerate(
-            worst_images(gt, detections, min_score=config.min_score, count=config.pictures), start=1
-        ):
+        files: list[str] = []
+        not_drawn: list[str] = []
+        worst = worst_images(gt, detections, min_score=config.min_score, count=config.pictures)
+        _clear_pictures(folder)  # the pictures are of the detections scored now, not of an earlier scoring
+        for rank, (image_id, _) in enumerate(worst, start=1):
             try:
                 pixels = load_checked(gt, records[image_id]).pixels
             except DatasetError as exc:
                 log.warning("picture of image %d not drawn: %s", image_id, exc)
+                not_drawn.append(f"image {image_id}: {exc}")
                 continue
             truth = pictures.ground_truth_detections(gt.coco_json, image_id)
             missed, extra = pictures.miss_counts(detections[image_id], truth, min_score=config.min_score)
@@ -83,9 +85,22 @@ def draw_run_pictures(
             with atomic_writer(path) as handle:  # a link planted at `path` is replaced, never followed
                 image.save(handle, format="JPEG", quality=85)
             files.append(str(path.relative_to(folder)))
+        if not_drawn:
+            # Said in the report: "none" would read as "nothing is missed" (give --data with the images).
+            drawn["worst_images_not_drawn"] = not_drawn
         drawn["worst_images"] = files
         drawn["min_score"] = config.min_score
     return drawn
+
+
+def _clear_pictures(folder: Path) -> None:
+    """Remove the pictures an earlier scoring drew (a link under the folder's name goes, unfollowed)."""
+    pictures_folder = folder / PICTURES_DIR
+    if pictures_folder.is_symlink():
+        pictures_folder.unlink()
+    elif pictures_folder.is_dir():
+        for old in pictures_folder.glob("*.jpg"):
+            old.unlink()
 
 
 def _pr_curve(folder: Path, precision: np.ndarray | None, *, title: str) -> dict[str, Any]:

@@ -22,7 +22,13 @@ WHAT = "a COCO results file: a JSON list of {image_id, category_id, bbox: [x, y,
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number (an integer too large for a float, 1e400 written out, is not finite)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def read_coco_results(
