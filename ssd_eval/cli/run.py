@@ -121,7 +121,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"gate: allowed drop of gate.metric below the baseline (default: the config's, else "
         f"{DEFAULT_TOLERANCE})",
     )
-    add_require_gate(parser)
+    add_require_gate(parser, run=True)
     add_common_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -165,15 +165,17 @@ def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     return with_expected(config, expect_ap=args.expect_ap, tolerance=args.tolerance, flags=True)
 
 
-def add_require_gate(parser: argparse.ArgumentParser) -> None:
-    """`--require-gate`, for every command that gates."""
+def add_require_gate(parser: argparse.ArgumentParser, *, run: bool = False) -> None:
+    """`--require-gate`, for every command that gates (`run`: with what it means for shards and subsets)."""
+    about_runs = (
+        "; a shard (--shard) still exits 0, its rules being deferred to the merge; a --limit or --image-ids "
+        "subset is gated like any run (against a baseline made from a run of the same images)"
+    )
     parser.add_argument(
         "--require-gate",
         action="store_true",
         help="NO VERDICT (no gate rule evaluated: none set, all skipped or not comparable) exits 1 like "
-        "a failed rule (gate.required: true); a shard (--shard) still exits 0, its rules being deferred "
-        "to the merge; a --limit or --image-ids subset is gated like any run (against a baseline made "
-        "from a run of the same images)",
+        "a failed rule (gate.required: true)" + (about_runs if run else ""),
     )
 
 

@@ -235,6 +235,10 @@ def _format(content: bytes, path: Path, given: str | None, flags: bool) -> Impor
             )
         return given
     head = content[:4096].decode("utf-8", errors="replace")
+    if not head.strip():
+        raise DetectionsFileError(
+            f"{path} is empty: give a COCO results file or an MLPerf accuracy log (a JSON list)"
+        )
     first = re.search(r'"(qsl_idx|image_id)"', head)
     if first is None:
         raise DetectionsFileError(
