@@ -222,3 +222,39 @@ def test_baseline_stats_are_checked_with_the_config(tmp_path):
     gate = GateConfig(baseline=measured, baseline_stats=("AP", "APs"))
     with pytest.raises(ConfigError, match=r"c.yaml: gate.baseline_stats\[1\]: baseline .* has no APs"):
         load_gate_baseline(gate, where="c.yaml")
+
+
+def test_baseline_show_lines_of_a_measured_baseline_by_hand():
+    """`ssd-eval baseline --show`, every kind of recorded fact as a person reads it (written out here,
+    not derived from the code): null, true/false, a size as WxH, a list, a mapping, thousands, a sha256."""
+    from ssd_eval.reports.baseline import Baseline, baseline_lines
+
+    baseline = Baseline(
+        name="ci-200",
+        kind="measured",
+        source="results/ci-reference",
+        stats={"AP": 0.19575, "AP50": 0.5},
+        protocol={"selection": "annotated", "num_images": 4952, "limit": None, "clip_boxes": False},
+        model={
+            "name": "ssd-10.onnx",
+            "sha256": "80013dd940efc1462c616143b461ef35885bcc1706e0670b66623293b4b52c59",
+        },
+        created="2026-12-02",
+        note="why",
+        extra={
+            "input_size": [1200, 600],
+            "providers": ["CPUExecutionProvider", "CUDAExecutionProvider"],
+            "versions": {"onnxruntime": "1.32.0", "required": True},
+        },
+    )
+    assert baseline_lines(baseline) == [
+        "ci-200 (measured): AP 0.1958, AP50 0.5000",
+        "protocol   selection annotated, num_images 4,952, limit null, clip_boxes false",
+        "model      ssd-10.onnx, sha256 80013dd940ef…",
+        "source     results/ci-reference",
+        "created    2026-12-02",
+        "note       why",
+        "input_size 1200x600",
+        "providers  CPUExecutionProvider, CUDAExecutionProvider",
+        "versions   onnxruntime 1.32.0, required true",
+    ]
