@@ -360,3 +360,16 @@ def test_an_id_list_takes_every_id_the_annotation_checks_take(tmp_path):
     path = tmp_path / "ids.txt"
     path.write_text(f"-5\n7\n{2**53 - 1}\n{-(2**53 - 1)}\n")
     assert read_id_list(path).ids == frozenset({-5, 7, 2**53 - 1, -(2**53 - 1)})
+
+
+def test_a_non_regular_image_file_is_named_for_what_it_is():
+    import stat
+
+    from ssd_eval.data.dataset import _file_kind
+
+    assert _file_kind(stat.S_IFDIR) == "a folder"
+    assert _file_kind(stat.S_IFIFO) == "a FIFO (named pipe)"
+    assert _file_kind(stat.S_IFCHR) == "a character device"
+    assert _file_kind(stat.S_IFBLK) == "a block device"
+    assert _file_kind(stat.S_IFSOCK) == "a socket"
+    assert _file_kind(stat.S_IFLNK) == "not a regular file"

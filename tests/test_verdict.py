@@ -350,3 +350,35 @@ def test_the_tolerance_flag_defaults_to_the_configs(tmp_path, perfect, capsys):
     assert "AP 1.0000 is within 0.0200 of the reference 0.9900" in capsys.readouterr().out
     assert _run(wide, "d3", "--tolerance", "0.6") == 0  # the config's value, a wider tolerance
     assert "AP 1.0000 is within 0.6000 of the reference 0.5000" in capsys.readouterr().out
+
+
+def test_a_library_call_is_recorded_as_the_docs_show_it():
+    """docs/api.md: `("python", "ssd_eval.evaluate", "smoke.yaml", "limit=3", "provider=cpu")`: the
+    positional arguments, then the options given; None and False left out; a mapping as <mapping>, a
+    list comma-separated, a path as written; True and 0 kept (they were given)."""
+    from pathlib import Path
+
+    from ssd_eval.reports.verdict import Invocation
+
+    called = Invocation.of_call(
+        "ssd_eval.evaluate",
+        "smoke.yaml",
+        limit=3,
+        provider="cpu",
+        data=None,
+        resume=False,
+        require_gate=True,
+        shard=0,
+    )
+    assert called.command == (
+        "python",
+        "ssd_eval.evaluate",
+        "smoke.yaml",
+        "limit=3",
+        "provider=cpu",
+        "require_gate=True",
+        "shard=0",
+    )
+    assert not called.flags
+    mixed = Invocation.of_call("ssd_eval.compare", [Path("results/cpu"), "results/ov"], config={"gate": {}})
+    assert mixed.command == ("python", "ssd_eval.compare", "results/cpu,results/ov", "config=<mapping>")
