@@ -409,6 +409,8 @@ FAULTS = [
     ("coco-results", [{**GOOD, "bbox": [1, 2, "3", 4]}], "record 0: bbox is [1, 2, '3', 4]"),
     ("coco-results", [{**GOOD, "bbox": [1, 2, -3, 4]}], "record 0: bbox [1, 2, -3, 4] has a negative width"),
     ("coco-results", [{**GOOD, "bbox": [1, 2, 10**400, 4]}], "record 0: bbox is [1, 2, 1000"),
+    ("coco-results", [{**GOOD, "bbox": [1e308, 1e308, 1e308, 1e308]}], "record 0: bbox [1e+308, 1e+308"),
+    ("coco-results", [{**GOOD, "bbox": [1e6, 1e6, 2, 3]}], "reaches beyond [-4, 5] times the image's size"),
     ("coco-results", [{**GOOD, "score": 1.5}], "record 0: score is 1.5"),
     ("coco-results", [{**GOOD, "score": None}], "record 0: score is None"),
     ("coco-results", "NaN-score", "record 0: score is nan"),

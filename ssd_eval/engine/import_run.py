@@ -371,6 +371,7 @@ def _parse(
             image_ids=[int(im["id"]) for im in data["images"]],
             category_ids=[int(c["id"]) for c in data["categories"]],
             annotations=gt.annotation_file.name,
+            image_sizes={int(im["id"]): (int(im["width"]), int(im["height"])) for im in data["images"]},
         )
     assert order is not None  # _image_order gives an MLPerf log one
     return read_mlperf_log(

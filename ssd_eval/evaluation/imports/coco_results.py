@@ -9,7 +9,7 @@ are finite, w and h are >= 0 and the score is in [0, 1]. Other keys (area, segme
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ import numpy as np
 from ssd_eval.errors import DetectionsFileError
 from ssd_eval.evaluation.imports import ImportedDetections, json_list, whole_number
 from ssd_eval.pipeline.decode import Detections
+from ssd_eval.pipeline.output_contract import NORMALIZED_RANGE
 
 WHAT = "a COCO results file: a JSON list of {image_id, category_id, bbox: [x, y, w, h], score}"
 
@@ -38,10 +39,13 @@ def read_coco_results(
     image_ids: Collection[int],
     category_ids: Collection[int],
     annotations: str,
+    image_sizes: Mapping[int, tuple[int, int]] | None = None,
 ) -> ImportedDetections:
     """The detections of a COCO results file, by image, in record order.
 
     image_ids, category_ids: those of the annotation file (`annotations` names it in messages).
+    image_sizes: (width, height) by image id; given, a box must lie within the range the model's own
+    outputs are held to (NORMALIZED_RANGE of the image's size): farther is not a detection of it.
     """
     records = json_list(data, source=source, what=WHAT)
     images = set(image_ids)
@@ -51,9 +55,11 @@ def read_coco_results(
         where = f"{source}: record {index}"
         if not isinstance(record, dict):
             raise DetectionsFileError(f"{where} is a {type(record).__name__}, not an object: expected {WHAT}")
-        rows.setdefault(_image_id(record, where, images, annotations), []).append(
-            _row(record, where, categories, annotations)
-        )
+        image_id = _image_id(record, where, images, annotations)
+        row = _row(record, where, categories, annotations)
+        if image_sizes is not None and image_id in image_sizes:
+            _check_within(row, image_sizes[image_id], where)
+        rows.setdefault(image_id, []).append(row)
     detections = {image_id: _detections(image_id, found) for image_id, found in rows.items()}
     return ImportedDetections(detections=detections, records=len(records))
 
@@ -92,6 +98,22 @@ def _row(
         raise DetectionsFileError(f"{where}: score is {score!r}; expected a number in [0, 1]")
     x, y, w, h = (float(v) for v in bbox)
     return x, y, w, h, float(score), category  # type: ignore[arg-type]
+
+
+def _check_within(
+    row: tuple[float, float, float, float, float, int], size: tuple[int, int], where: str
+) -> None:
+    """Corners within [low, high] x the image's size, as decode holds the model's normalized boxes."""
+    low, high = NORMALIZED_RANGE
+    x, y, w, h = row[:4]
+    width, height = size
+    corners = ((x, width), (x + w, width), (y, height), (y + h, height))
+    inside = all(low * side <= value <= high * side for value, side in corners)
+    if not inside:
+        raise DetectionsFileError(
+            f"{where}: bbox [{x:g}, {y:g}, {w:g}, {h:g}] reaches beyond [{low:g}, {high:g}] times the "
+            f"image's size ({width}x{height}): not a box of this image (made for another image size?)"
+        )
 
 
 def _detections(image_id: int, rows: list[tuple[float, float, float, float, float, int]]) -> Detections:
