@@ -398,6 +398,11 @@ ROW = [0, 0.1, 0.1, 0.5, 0.5, 0.9, 1]  # qsl 0 (image 9 in file order), person
 
 FAULTS = [
     (None, b"", "is empty: give a COCO results file or an MLPerf accuracy log"),
+    (
+        "coco-results",
+        b'[{"image_id": 1, "image_id": 2, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]',
+        "duplicate key 'image_id'",
+    ),
     ("coco-results", {"image_id": 1}, "the top level is a dict"),
     ("coco-results", [1], "record 0 is a int, not an object"),
     ("coco-results", [{**GOOD, "image_id": 3}], "record 0: image_id 3 is not an image of"),

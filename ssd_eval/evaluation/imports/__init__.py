@@ -4,11 +4,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ssd_eval.config.strict_load import loads_json
 from ssd_eval.errors import DetectionsFileError
 from ssd_eval.pipeline.decode import Detections
 
@@ -25,8 +25,10 @@ class ImportedDetections:
 def json_list(data: bytes, *, source: str, what: str) -> list[Any]:
     """The file's top level, which must be a JSON list."""
     try:
-        parsed = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # Strict: a key given twice in a record is refused (json.loads would keep the last one silently);
+        # NaN is read, so that the record holding it is named by the checks.
+        parsed = loads_json(data.decode("utf-8"), allow_nan=True)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DetectionsFileError(f"{source} is not readable JSON ({exc}): expected {what}") from None
     if not isinstance(parsed, list):
         raise DetectionsFileError(f"{source}: the top level is a {type(parsed).__name__}, expected {what}")
