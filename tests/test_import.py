@@ -504,3 +504,53 @@ def test_an_unknown_model_is_no_model_and_other_identities_are_unchanged(world):
     assert [d.key for d in a.differences(b, ("model",))] == ["model sha256"]  # not known twice: not the same
     assert a.differences(ran, ("ground truth", "images", "decode")) == ()  # what compare needs to agree
     assert identity_from_json(a.to_json()) == a
+
+
+# --- one MLPerf entry's detections, checked row by row (pure: no files) ---------------------------------
+
+
+def _rows(*rows: list[float]) -> np.ndarray:
+    return np.array(rows, dtype=np.float32).astype(np.float64)
+
+
+def test_mlperf_rows_at_the_edges_of_the_score_range_are_detections():
+    from ssd_eval.evaluation.imports.mlperf_log import _check_rows
+
+    # [image_idx, ymin, xmin, ymax, xmax, score, label]: scores exactly 0 and 1 are scores.
+    _check_rows(_rows([3, 0.1, 0.1, 0.2, 0.2, 0.0, 1], [3, 0.1, 0.1, 0.2, 0.2, 1.0, 80]), "log", 3, 80)
+
+
+@pytest.mark.parametrize(
+    ("row", "line"),
+    [
+        (
+            [3, 0.1, 0.1, 0.2, 0.2, float("nan"), 1],
+            "log: detection 1 [3.0, 0.1, 0.1, 0.2, 0.2, nan, 1.0] holds NaN or infinity",
+        ),
+        (
+            [4, 0.1, 0.1, 0.2, 0.2, 0.5, 1],
+            "log: detection 1 has image_idx 4 but the entry's qsl_idx is 3: the payload and loadgen disagree "
+            "on the image (accuracy-coco.py only prints an ERROR); the log is damaged",
+        ),
+        (
+            [3, 0.1, 0.1, 0.2, 0.2, 0.5, 81],
+            "log: detection 1 has label 81, not one of the contiguous indices 1..80 the SSD-ResNet34 logs "
+            "hold (a COCO category id, or a 0-based index?)",
+        ),
+        ([3, 0.1, 0.1, 0.2, 0.2, -0.001, 1], "log: detection 1 has score -0.001; expected a score in [0, 1]"),
+        (
+            [3, 0.1, 0.1, 0.2, 0.05, 0.5, 1],
+            "log: detection 1 has box [0.1, 0.1, 0.2, 0.05] with ymax < ymin or xmax < xmin; expected "
+            "ymin, xmin, ymax, xmax (y first)",
+        ),
+    ],
+)
+def test_a_bad_mlperf_row_is_named_by_its_index_in_one_line(row, line):
+    """The second detection of an entry is the bad one: the line names detection 1, and says what to do."""
+    from ssd_eval.errors import DetectionsFileError
+    from ssd_eval.evaluation.imports.mlperf_log import _check_rows
+
+    good = [3, 0.1, 0.1, 0.2, 0.2, 0.9, 1]
+    with pytest.raises(DetectionsFileError) as raised:
+        _check_rows(_rows(good, row), "log", 3, 80)
+    assert str(raised.value).startswith(line), str(raised.value)
