@@ -185,6 +185,12 @@ def test_score_reproduces_the_recorded_stats(legacy, name, capsys):
     assert now["stats"] == recorded["stats"]  # exactly
     assert now["per_category"] == recorded["per_category"]
     assert now["num_detections"] == recorded["num_detections"]
+    # A folder without a history: its inference timings, wall time and throughput are those its old
+    # metrics.json recorded (only the scoring is new).
+    assert now["wall_s"] == recorded["wall_s"] and now["images_per_s"] == recorded["images_per_s"]
+    assert {k: v for k, v in now["timings"].items() if k != "score"} == {
+        k: v for k, v in recorded["timings"].items() if k != "score"
+    }
 
 
 def test_compare_gives_the_recorded_ap(legacy, tmp_path, capsys):
