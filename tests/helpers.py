@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import yaml
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
@@ -275,3 +276,22 @@ def make_identity(
         rules={"expected.value": 0.195},
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def write_compare_config(
+    folder: Path, root: Path, model: Path | None, runs: list[dict], **sections: object
+) -> Path:
+    """`folder/compare.yaml`: a CPU reference named ref and `runs` over the COCO root, on the model file
+    (None: the 600 twin), without pictures; `sections` replace or add top-level keys."""
+    data = {
+        "model": {"path": str(model)} if model is not None else {"source": "twin-600"},
+        "reference": {"name": "ref", "provider": {"name": "cpu"}},
+        "runs": runs,
+        "dataset": {"root": str(root)},
+        "output": {"dir": str(folder / "results")},
+        "pictures": {"pr_curves": False, "disagreements": 0},
+        **sections,
+    }
+    path = folder / "compare.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

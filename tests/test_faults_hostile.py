@@ -23,21 +23,15 @@ import pytest
 import yaml
 from conftest import TINY_GT
 from helpers import save_table_detector, write_config
+from test_faults_input import Setup as InputSetup
 
 from ssd_eval.cli import main
 from ssd_eval.engine.run_folder import load_run_config
 
 
 @dataclass(frozen=True)
-class Setup:
-    tmp: Path
-    coco: Path
-    model: Path
-    config: Path
-
-    @property
-    def annotation_file(self) -> Path:
-        return self.coco / "annotations" / "instances_val2017.json"
+class Setup(InputSetup):
+    """test_faults_input's setup, with the folders and files these faults are planted in."""
 
     @property
     def images(self) -> Path:

@@ -12,9 +12,15 @@ from pathlib import Path
 
 import onnx
 import pytest
-import yaml
 from conftest import TINY_GT
-from helpers import Det, make_identity, save_table_detector, table_detector, write_config
+from helpers import (
+    Det,
+    make_identity,
+    save_table_detector,
+    table_detector,
+    write_compare_config,
+    write_config,
+)
 
 from ssd_eval.cli import build_parser, main
 from ssd_eval.cli.compare import apply_overrides
@@ -30,18 +36,7 @@ from ssd_eval.reports.report import category_lines
 
 
 def _compare_config(tmp_path: Path, root: Path, model: Path | None, runs: list[dict], **sections) -> Path:
-    data = {
-        "model": {"path": str(model)} if model is not None else {"source": "twin-600"},
-        "reference": {"name": "ref", "provider": {"name": "cpu"}},
-        "runs": runs,
-        "dataset": {"root": str(root)},
-        "output": {"dir": str(tmp_path / "results")},
-        "pictures": {"pr_curves": False, "disagreements": 0},
-        **sections,
-    }
-    path = tmp_path / "compare.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_compare_config(tmp_path, root, model, runs, **sections)
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -14,9 +14,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import TINY_GT
-from helpers import save_table_detector, write_config
+from helpers import save_table_detector, write_compare_config, write_config
 
 import ssd_eval.engine.runner as runner_module
 from ssd_eval import __version__
@@ -212,18 +211,7 @@ def test_every_rule_out_is_no_verdict(tmp_path, perfect, capsys):
 
 def _compare_config(tmp_path: Path, perfect: tuple[Path, Path], runs: list[dict], **sections) -> Path:
     model, root = perfect
-    data = {
-        "model": {"path": str(model)},
-        "reference": {"name": "ref", "provider": {"name": "cpu"}},
-        "runs": runs,
-        "dataset": {"root": str(root)},
-        "output": {"dir": str(tmp_path / "results")},
-        "pictures": {"pr_curves": False, "disagreements": 0},
-        **sections,
-    }
-    path = tmp_path / "compare.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_compare_config(tmp_path, root, model, runs, **sections)
 
 
 def test_compare_fails_and_every_file_says_so(tmp_path, perfect, tiny_coco):
