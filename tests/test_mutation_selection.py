@@ -1,0 +1,169 @@
+"""The mutation selection follows the code (issue 22): every module of the package is mutated by one group
+of scripts/mutation_groups.toml or left out with a reason, and the lists the script reads are well formed.
+
+A module added without a line there fails here, so mutation testing cannot silently miss it. The mutation
+run itself (hours) is not part of the suite: docs/testing.md has its command and its last measurement.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("mutation_script", ROOT / "scripts" / "mutation.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mutation_script"] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def script() -> ModuleType:
+    return _script()
+
+
+def _package_modules() -> set[str]:
+    return {p.relative_to(ROOT).as_posix() for p in (ROOT / "ssd_eval").rglob("*.py")}
+
+
+def test_every_module_is_mutated_by_one_group_or_left_out_with_a_reason(script):
+    selection = script.load_selection()
+    in_groups = [m for g in selection.groups for m in g.modules]
+    assert len(in_groups) == len(set(in_groups)), "a module is in two groups"
+    both = set(in_groups) & set(selection.left_out)
+    assert not both, f"both mutated and left out: {sorted(both)}"
+    classified = set(in_groups) | set(selection.left_out)
+    assert sorted(_package_modules() - classified) == [], "add these to scripts/mutation_groups.toml"
+    assert sorted(classified - _package_modules()) == [], "no such modules: remove them"
+    assert all(reason.strip() for reason in selection.left_out.values())
+
+
+def test_groups_name_existing_test_files_and_unique_names(script):
+    selection = script.load_selection()
+    names = [g.name for g in selection.groups]
+    assert len(names) == len(set(names))
+    for group in selection.groups:
+        assert group.modules and group.tests, group.name
+        missing = [t for t in group.tests if not (ROOT / t).is_file()]
+        assert missing == [], f"group {group.name}: no such test files {missing}"
+
+
+def test_the_modules_that_decide_a_number_or_an_exit_code_are_mutated(script):
+    """Written out by hand: the modules issue 22 names, and those that decide an exit code."""
+    mutated = {m for g in script.load_selection().groups for m in g.modules}
+    for module in (
+        "evaluation/array_cocoeval.py",
+        "reports/diagnosis.py",
+        "reports/baseline.py",
+        "engine/run_folder.py",
+        "engine/rescore.py",
+        "engine/compare_runs.py",
+        "pipeline/graph_preprocess.py",
+        "evaluation/identity.py",
+        "evaluation/agreement.py",
+        "evaluation/imports/coco_results.py",
+        "evaluation/imports/mlperf_log.py",
+        "reports/gate.py",
+        "reports/verdict.py",
+        "engine/runner.py",
+        "config/run.py",
+        "cli/__init__.py",
+        "cli/interrupts.py",
+    ):
+        assert f"ssd_eval/{module}" in mutated, module
+
+
+def test_pyproject_leaves_the_selection_to_the_groups_file(script):
+    mutmut = script.tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]
+    assert "only_mutate" not in mutmut
+    assert "pytest_add_cli_args_test_selection" not in mutmut
+
+
+def test_equivalents_name_mutants_of_mutated_modules_with_their_line_and_a_reason(script):
+    mutated = {
+        m.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+        for g in script.load_selection().groups
+        for m in g.modules
+    }
+    groups = {g.name for g in script.load_selection().groups}
+    for path in script.EQUIVALENTS.glob("*.toml"):
+        assert path.stem in groups, f"{path.name}: not a group's name"
+        raw = script.tomllib.loads(path.read_text(encoding="utf-8"))
+        for entry in raw.get("equivalent", []):
+            assert entry["why"].strip()
+            for item in entry["mutants"]:
+                name, sep, line = item.partition(": ")
+                assert sep and line.strip(), f"{item!r}: write 'name: mutated line'"
+                assert script.module_of(name) in mutated, name
+    script.load_equivalents()  # no mutant listed twice
+
+
+@pytest.mark.parametrize(
+    ("name", "module"),
+    [
+        ("ssd_eval.data.dataset.x_read_id_list__mutmut_8", "ssd_eval.data.dataset"),
+        ("ssd_eval.data.annotation_checks.xǁ_Tableǁunique__mutmut_11", "ssd_eval.data.annotation_checks"),
+        ("ssd_eval.cli.x_main__mutmut_3", "ssd_eval.cli"),
+        ("ssd_eval.evaluation.imports.x_detect_format__mutmut_1", "ssd_eval.evaluation.imports"),
+    ],
+)
+def test_module_of_a_mutant_name(script, name, module):
+    assert script.module_of(name) == module
+
+
+def _mutant(script, name, status, added="x = 1"):
+    return script.Mutant(name, status, f"--- a\n+++ b\n@@ -1 +1 @@\n-x = 0\n+{added}")
+
+
+def test_the_report_counts_mypy_as_killed_and_holds_both_targets(script):
+    """19 of 20 killed (95%) meets the whole target; a module at 17 of 20 (85%) does not meet its own."""
+    group = script.Group(name="g", modules=("ssd_eval/a.py", "ssd_eval/b.py"), tests=("tests/t.py",))
+    selection = script.Selection(groups=(group,), left_out={})
+    a = [_mutant(script, f"ssd_eval.a.x_f__mutmut_{i}", "killed") for i in range(1, 11)]
+    a += [_mutant(script, f"ssd_eval.a.x_f__mutmut_{i}", "caught by type check") for i in range(11, 20)]
+    a.append(_mutant(script, "ssd_eval.a.x_f__mutmut_20", "survived", added="x = 2"))
+    run = script.GroupRun(mutants=tuple(a), commit="abc", seconds=1)
+    equivalents = {"ssd_eval.a.x_f__mutmut_20": ("x = 2", "why")}
+    text, ok = script.report(selection, {"g": run}, equivalents)
+    assert ok, text
+    assert "| `ssd_eval.a` | 19 | 9 | 20 | 95.0% | 1 | 0 |" in text
+
+    # The same survivor listed with another line is stale: read again, and counted as not read.
+    text, ok = script.report(selection, {"g": run}, {"ssd_eval.a.x_f__mutmut_20": ("x = 3", "why")})
+    assert not ok
+    assert "ssd_eval.a.x_f__mutmut_20: listed as `x = 3`, is `x = 2`" in text
+    assert "NOT MET: 1 survivors not listed as equivalent" in text
+
+    b = [_mutant(script, f"ssd_eval.b.x_g__mutmut_{i}", "killed") for i in range(1, 18)]
+    b += [_mutant(script, f"ssd_eval.b.x_g__mutmut_{i}", "survived", added=f"y = {i}") for i in range(18, 21)]
+    b_listed = {m.name: (m.mutated_lines, "why") for m in b[17:]}
+    run = script.GroupRun(mutants=tuple(a + b), commit="abc", seconds=1)
+    text, ok = script.report(selection, {"g": run}, {**equivalents, **b_listed})
+    assert not ok
+    assert "NOT MET: modules below 90%: ssd_eval.b" in text
+    assert "NOT MET: 90.0% of all mutants killed, below 95%" in text
+
+
+def test_the_report_refuses_groups_not_run_or_run_at_two_commits(script):
+    one = script.Group(name="one", modules=("ssd_eval/a.py",), tests=("tests/t.py",))
+    two = script.Group(name="two", modules=("ssd_eval/b.py",), tests=("tests/t.py",))
+    selection = script.Selection(groups=(one, two), left_out={})
+    run_a = script.GroupRun(
+        mutants=(_mutant(script, "ssd_eval.a.x_f__mutmut_1", "killed"),), commit="c1", seconds=1
+    )
+    text, ok = script.report(selection, {"one": run_a}, {})
+    assert not ok and "NOT MET: groups not run: two" in text
+    run_b = script.GroupRun(
+        mutants=(_mutant(script, "ssd_eval.b.x_f__mutmut_1", "killed"),), commit="c2", seconds=1
+    )
+    text, ok = script.report(selection, {"one": run_a, "two": run_b}, {})
+    assert not ok and "NOT MET: groups run at different commits: c1, c2" in text
