@@ -96,13 +96,15 @@ class Mutant:
 
     @property
     def mutated_lines(self) -> str:
-        """The diff's added lines, stripped and joined: what an equivalents entry must quote."""
-        added = [
-            line[1:].strip()
-            for line in self.diff.splitlines()
-            if line.startswith("+") and not line.startswith("+++")
-        ]
-        return " / ".join(added)
+        """The diff's added lines, stripped and joined: what an equivalents entry must quote. A mutant
+        that only deletes (a keyword argument on a line of its own) is quoted by its deleted lines,
+        each as `deleted: LINE`."""
+        lines = self.diff.splitlines()
+        added = [line[1:].strip() for line in lines if line.startswith("+") and not line.startswith("+++")]
+        if added:
+            return " / ".join(added)
+        deleted = [line[1:].strip() for line in lines if line.startswith("-") and not line.startswith("---")]
+        return " / ".join(f"deleted: {line}" for line in deleted)
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,14 @@ def _mutant(script, name, status, added="x = 1"):
     return script.Mutant(name, status, f"--- a\n+++ b\n@@ -1 +1 @@\n-x = 0\n+{added}")
 
 
+def test_a_mutant_is_quoted_by_its_added_lines_or_else_by_its_deleted_ones(script):
+    diff = "--- a\n+++ b\n@@ -1,2 +1,2 @@\n-  a = 1\n-  b = 2\n+  a = 3\n+  b = 4"
+    changed = script.Mutant("m", "survived", diff)
+    assert changed.mutated_lines == "a = 3 / b = 4"
+    dropped = script.Mutant("m", "survived", '--- a\n+++ b\n@@ -1,3 +1,2 @@\n f(\n-    mode="x",\n )')
+    assert dropped.mutated_lines == 'deleted: mode="x",'
+
+
 def test_the_report_counts_mypy_as_killed_and_holds_both_targets(script):
     """19 of 20 killed (95%) meets the whole target; a module at 17 of 20 (85%) does not meet its own."""
     group = script.Group(name="g", modules=("ssd_eval/a.py", "ssd_eval/b.py"), tests=("tests/t.py",))
