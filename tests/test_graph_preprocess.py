@@ -107,6 +107,9 @@ def test_the_session_gets_the_configured_threads_providers_and_options(monkeypat
     # onnxruntime takes option values as strings; the appended CPU provider has none.
     assert kwargs["provider_options"] == [{"device_id": "1", "cudnn_conv_algo_search": "DEFAULT"}, {}]
     assert kwargs["sess_options"].intra_op_num_threads == 2
+    # onnxruntime's errors reach stderr, its warnings (they would interleave with the progress bar) do not:
+    # log severity 3 is ERROR (0 verbose, 1 info, 2 warning, 3 error, 4 fatal).
+    assert kwargs["sess_options"].log_severity_level == 3
 
 
 def test_a_session_onnxruntime_cannot_make_is_one_provider_error_with_what_to_do():

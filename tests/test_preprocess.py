@@ -95,3 +95,13 @@ def test_the_onnx_backends_need_onnx(monkeypatch):
             f"preprocess.backend '{backend}' needs the onnx package: pip install onnx"
         )
     assert HostPreprocessor("pillow", (8, 8), NORM).backend == "pillow"
+
+
+def test_an_image_already_the_input_size_is_passed_through_not_copied():
+    """An image of the model's input size (a 1200x1200 photo) skips the resize: the very array comes back."""
+    from ssd_eval.pipeline.preprocess import resize_opencv
+
+    pixels = np.arange(6 * 10 * 3, dtype=np.uint8).reshape(6, 10, 3)
+    assert resize_bilinear(pixels, (6, 10)) is pixels
+    assert resize_opencv(pixels, (6, 10)) is pixels
+    assert resize_bilinear(pixels, (10, 6)).shape == (10, 6, 3)  # the transposed size is resized
