@@ -175,3 +175,34 @@ def test_the_report_refuses_groups_not_run_or_run_at_two_commits(script):
     )
     text, ok = script.report(selection, {"one": run_a, "two": run_b}, {})
     assert not ok and "NOT MET: groups run at different commits: c1, c2" in text
+
+
+def test_only_the_errors_a_mutation_made_reach_mutmut(tmp_path):
+    """mypy's errors in mutmut's copy: outside every copy, or also in the unmutated copy (the same code and
+    message), are the copy's; an error only a mutant has is the mutation's."""
+    spec = importlib.util.spec_from_file_location("mutation_mypy", ROOT / "scripts" / "mutation_mypy.py")
+    assert spec and spec.loader
+    wrapper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wrapper)
+    source = tmp_path / "m.py"
+    source.write_text(
+        "def f(x):\n"  # 1: the trampolined original
+        "    return len(x)\n"
+        "def x_f__mutmut_orig(x):\n"  # 3
+        "    return len(x)\n"
+        "def x_f__mutmut_1(x):\n"  # 5
+        "    return len(x)\n"
+        "def x_f__mutmut_2(x):\n"  # 7
+        "    return len(None) + len(x)\n",
+        encoding="utf-8",
+    )
+    inherited = {"code": "arg-type", "message": 'Argument 1 to "len" has "Any | None"'}
+    own = {"code": "arg-type", "message": 'Argument 1 to "len" has incompatible type "None"'}
+    diagnostics = [
+        {"file": str(source), "line": 2, **inherited},  # the original: not a copy
+        {"file": str(source), "line": 4, **inherited},  # the unmutated copy
+        {"file": str(source), "line": 6, **inherited},  # mutant 1: the copy's error only
+        {"file": str(source), "line": 8, **inherited},  # mutant 2: the copy's error ...
+        {"file": str(source), "line": 8, **own},  # ... and its own
+    ]
+    assert wrapper.mutation_errors(diagnostics) == [{"file": str(source), "line": 8, **own}]
