@@ -140,7 +140,7 @@ def test_stopping_early_cancels_the_items_not_started():
 
     def work(i: int) -> int:
         ran.append(i)
-        time.sleep(0.05 if i else 0.0)
+        time.sleep(0.2 if i else 0.0)
         return i
 
     feed = ordered_map(work, range(100), workers=1, depth=8)
