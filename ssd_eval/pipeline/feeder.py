@@ -56,7 +56,5 @@ def ordered_map(
                 pending.append(executor.submit(fn, item))
                 break
             yield result
-    finally:
-        for future in pending:
-            future.cancel()
+    finally:  # the items not started are cancelled (the pending futures), the running ones finish
         executor.shutdown(wait=True, cancel_futures=True)

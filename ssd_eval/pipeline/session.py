@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -133,6 +133,16 @@ def check_signature(
     )
 
 
+class OrtSession(Protocol):
+    """What ProviderSession uses of an `onnxruntime.InferenceSession`."""
+
+    def run(self, output_names: list[str], input_feed: dict[str, np.ndarray]) -> list[Any]: ...
+    def get_providers(self) -> list[str]: ...
+    def get_provider_options(self) -> dict[str, dict[str, str]]: ...
+    def get_inputs(self) -> list[Any]: ...
+    def get_outputs(self) -> list[Any]: ...
+
+
 class InferenceFailed(ModelError):
     """onnxruntime raised while running the model on one input (the caller names the image)."""
 
@@ -164,7 +174,7 @@ class ProviderSession:
         self.session_config = session
         self._input_name = input_name
         self._output_names = outputs or OutputNames()
-        self._session: Any = None
+        self._session: OrtSession | None = None
         self.signature: ModelSignature | None = None
         self.providers_used: tuple[str, ...] = ()
         self.provider_options_used: tuple[dict[str, Any], ...] = ()
@@ -212,8 +222,9 @@ class ProviderSession:
                 f"cannot create an onnxruntime session for {self.model} on {names[0]}: {text}"
             ) from None
         self.providers_used = tuple(self._session.get_providers())
+        # onnxruntime reports the options of every provider the session uses (CPU's are {}).
         all_options = self._session.get_provider_options()
-        self.provider_options_used = tuple(dict(all_options.get(p, {})) for p in self.providers_used)
+        self.provider_options_used = tuple(dict(all_options[p]) for p in self.providers_used)
         if self.providers_used[0] != names[0] and not self.session_config.allow_cpu_fallback:
             why = self._fallback_cause(ort, options, names, provider_options)
             raise ProviderError(
@@ -234,23 +245,23 @@ class ProviderSession:
         """Why the requested provider did not load: its options, when it loads without them (OpenVINO
         refuses precision FP16 on the CPU device, for one: only FP32 or ACCURACY), else its libraries.
         onnxruntime says which only in its own log, so the provider is tried once more without options."""
-        given = provider_options[0] if provider_options else {}
-        if given:
-            try:
-                bare = ort.InferenceSession(
-                    str(self.model), sess_options=options, providers=[names[0]], provider_options=[{}]
-                )
-                loads_bare = bare.get_providers()[0] == names[0]
-            except Exception:  # onnxruntime's own exception types: the provider does not load at all
-                loads_bare = False
-            if loads_bare:
-                shown = ", ".join(f"{k}={v}" for k, v in given.items())
-                return (
-                    f"the provider loads, but refused its options {shown}: check them against the "
-                    "provider's documentation (OpenVINO on device_type CPU takes precision FP32 or ACCURACY, "
-                    "not FP16)"
-                )
+        given = provider_options[0]
+        if given and self._loads_without_options(ort, options, names[0]):
+            shown = ", ".join(f"{k}={v}" for k, v in given.items())
+            return (
+                f"the provider loads, but refused its options {shown}: check them against the "
+                "provider's documentation (OpenVINO on device_type CPU takes precision FP32 or ACCURACY, "
+                "not FP16)"
+            )
         return "the provider failed to load: check its libraries"
+
+    def _loads_without_options(self, ort: Any, options: Any, provider: str) -> bool:
+        """Whether onnxruntime keeps `provider` first when it is given no provider options."""
+        try:
+            bare = ort.InferenceSession(str(self.model), sess_options=options, providers=[provider])
+        except Exception:  # onnxruntime's own exception types: the provider does not load at all
+            return False
+        return bool(bare.get_providers()[0] == provider)
 
     def deactivate(self) -> None:
         self._session = None
