@@ -222,9 +222,10 @@ class ProviderSession:
                 f"cannot create an onnxruntime session for {self.model} on {names[0]}: {text}"
             ) from None
         self.providers_used = tuple(self._session.get_providers())
-        # onnxruntime reports the options of every provider the session uses (CPU's are {}).
+        # onnxruntime reports the options of every provider this CPU build uses (CPU's are {}); a build that
+        # leaves one out must not end the run on a KeyError: that provider's options read as none.
         all_options = self._session.get_provider_options()
-        self.provider_options_used = tuple(dict(all_options[p]) for p in self.providers_used)
+        self.provider_options_used = tuple(dict(all_options.get(p, {})) for p in self.providers_used)
         if self.providers_used[0] != names[0] and not self.session_config.allow_cpu_fallback:
             why = self._fallback_cause(ort, options, names, provider_options)
             raise ProviderError(
