@@ -248,3 +248,145 @@ def test_integers_checked_against_a_minimum_and_a_set_together():
     from ssd_eval.data.annotation_checks import _ints
 
     assert _ints([0, 1, 2, 3], minimum=1, members={0, 1, 3}).tolist() == [False, True, False, True]
+
+
+MAX_ID = 9007199254740991  # 2**53 - 1
+
+
+def test_ids_and_sides_on_their_upper_and_lower_bounds_are_valid():
+    # All integers (the columnar path): the largest image and annotation ids, the widest image.
+    data = _valid()
+    data["images"][1]["id"] = MAX_ID
+    data["images"][2]["id"] = -MAX_ID
+    data["annotations"][2]["image_id"] = MAX_ID
+    data["annotations"][1]["id"] = MAX_ID
+    data["images"][0]["width"] = 2**31 - 1
+    assert find_offences(data) == []
+    # A JSON true among the widths sends the column down the value-by-value path: same bounds there.
+    data["images"][1]["width"] = True
+    data["images"][2]["width"] = 2**31 - 1
+    assert _paths(data) == ["images[1].width"]
+
+
+@pytest.mark.parametrize("category_id", [2**53, -(2**53)])
+def test_a_category_id_beyond_two_to_the_53_is_refused(category_id):
+    data = _set("categories[3].id", category_id)
+    (offence,) = find_offences(data)
+    assert offence.describe() == f"categories[3].id = {category_id}: a category id must be an integer {EXACT}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (5, 5),
+        ("5", 5),
+        ("-5", -5),
+        ("0", 0),
+        ("-0", 0),
+        ("007", 7),
+        ("0000000000000000005", 5),  # 19 digits of text, a small id
+        (MAX_ID, MAX_ID),
+        (str(MAX_ID), MAX_ID),
+        (-MAX_ID, -MAX_ID),
+        ("-9007199254740991", -MAX_ID),
+        (2**53, None),
+        ("9007199254740992", None),
+        (-(2**53), None),
+        ("-9007199254740992", None),
+        ("", None),
+        ("-", None),
+        ("--5", None),  # once a ValueError from int() instead of None
+        ("5-", None),
+        ("+5", None),
+        (" 5", None),
+        ("5\n", None),
+        ("1_000", None),
+        ("\u0663", None),  # ARABIC-INDIC DIGIT THREE: a digit to str.isdigit, not an ASCII one
+        ("\u00b2", None),  # SUPERSCRIPT TWO
+        ("1" * 20, None),
+        ("1" * 5000, None),  # past Python's 4300-digit limit of int(): still just None
+        (True, None),
+        (5.0, None),
+        (None, None),
+        ([5], None),
+    ],
+)
+def test_exact_id_takes_integers_and_their_decimal_text_within_two_to_the_53(value, expected):
+    from ssd_eval.data.annotation_checks import exact_id
+
+    assert exact_id(value) == expected
+
+
+FOLDER = "give a path relative to the images folder"
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("a\0b.jpg", "holds a NUL character"),
+        ("a\\b.jpg", f"holds a backslash (a Windows path?): {FOLDER}, with /"),
+        ("/data/a.jpg", f"is an absolute path: {FOLDER}"),
+        ("C:", f"names a drive: {FOLDER}"),
+        ("c:a.jpg", f"names a drive: {FOLDER}"),
+        ("Z:/a.jpg", f"names a drive: {FOLDER}"),
+        ("..", "goes up out of the images folder (..): give a path inside it"),
+        ("a/../b.jpg", "goes up out of the images folder (..): give a path inside it"),
+        (".", "names the images folder itself, not an image"),
+        ("./", "names the images folder itself, not an image"),
+        ("././/.", "names the images folder itself, not an image"),
+    ],
+)
+def test_each_file_name_outside_the_images_folder_is_named_for_what_it_is(name, problem):
+    from ssd_eval.data.annotation_checks import file_name_problem
+
+    assert file_name_problem(name) == problem
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a.jpg",
+        "val2017/000000000139.jpg",
+        "a/./b.jpg",
+        "..a.jpg",  # dots in a name, not a step up
+        "a b/.. c.jpg",
+        "X",  # a name of one letter, no extension: still a file
+        "1:a.jpg",  # a digit before the colon: no drive
+        "\u00e9:a.jpg",  # a letter, but not an ASCII one: no drive either
+    ],
+)
+def test_file_names_inside_the_images_folder_are_accepted(name):
+    from ssd_eval.data.annotation_checks import file_name_problem
+
+    assert file_name_problem(name) is None
+
+
+def test_every_bad_file_name_is_an_offence_naming_its_image():
+    data = _valid()
+    data["images"][0]["file_name"] = "../1.jpg"
+    data["images"][2]["file_name"] = "/3.jpg"
+    assert [o.describe() for o in find_offences(data)] == [
+        "images[0].file_name = '../1.jpg': image 1: the file name goes up out of the images folder (..): "
+        "give a path inside it",
+        "images[2].file_name = '/3.jpg': image 3: the file name is an absolute path: give a path relative "
+        "to the images folder",
+    ]
+
+
+def test_two_images_naming_one_file_is_an_offence_naming_both():
+    data = _valid()
+    data["images"].insert(0, "not an image")  # entry 0 is no object: positions and indices differ
+    data["images"][3]["file_name"] = "./1.jpg"  # image 3, the same file as image 1's 1.jpg
+    assert [o.describe() for o in find_offences(data)] == [
+        "images[0] = 'not an image': expected an object",
+        "images[3].file_name = './1.jpg': image 3 names the same file as image 1 (images[1]): one set of "
+        "pixels would be scored against two ground truths",
+    ]
+
+
+def test_one_image_listed_twice_is_the_ids_offence_not_the_file_names():
+    data = _valid()
+    data["images"][2] = dict(data["images"][0])
+    assert [o.describe() for o in find_offences(data)] == [
+        f"images[2].id = 1: listed twice (also images[0].id); {UNIQUE}"
+    ]

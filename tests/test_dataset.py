@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import warnings
@@ -373,3 +374,188 @@ def test_a_non_regular_image_file_is_named_for_what_it_is():
     assert _file_kind(stat.S_IFBLK) == "a block device"
     assert _file_kind(stat.S_IFSOCK) == "a socket"
     assert _file_kind(stat.S_IFLNK) == "not a regular file"
+
+
+# --- dataset.image_ids: every refusal is one whole line ---------------------------------------------
+
+NOT_AN_ID = "is not an image id (a whole number of magnitude at most 9007199254740991, 2**53 - 1)"
+
+
+def _id_list_refusal(path) -> str:
+    from ssd_eval.data.dataset import read_id_list
+
+    with pytest.raises(DatasetError) as info:
+        read_id_list(path)
+    return str(info.value)
+
+
+def test_an_id_list_that_is_not_a_text_file_of_ids_is_refused_in_one_line(tmp_path):
+    folder = tmp_path / "ids"
+    folder.mkdir()
+    assert _id_list_refusal(folder) == (
+        f"dataset.image_ids: {folder} is not a regular file: give a file of image ids"
+    )
+    missing = tmp_path / "gone.txt"
+    assert _id_list_refusal(missing) == (
+        f"dataset.image_ids: {missing} not found: give a file of image ids, one per line"
+    )
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes(b"5\n\xff\n")
+    assert _id_list_refusal(latin1) == (
+        f"dataset.image_ids: {latin1} is not a readable text file: "
+        "'utf-8' codec can't decode byte 0xff in position 2: invalid start byte"
+    )
+    cut = tmp_path / "cut.json"
+    cut.write_text("[1, 2")
+    assert _id_list_refusal(cut) == (
+        f"dataset.image_ids: {cut} is not a JSON list of ids: "
+        "Expecting ',' delimiter: line 1 column 6 (char 5)"
+    )
+    for text in ("# only a comment\n\n   \n", "[]"):
+        empty = tmp_path / "empty.txt"
+        empty.write_text(text)
+        assert _id_list_refusal(empty) == f"dataset.image_ids: {empty} lists no image ids"
+
+
+def test_an_id_list_reads_comments_lines_and_json_items(tmp_path):
+    from ssd_eval.data.dataset import read_id_list
+
+    lines = tmp_path / "ids.txt"
+    lines.write_text("7 # seven # and a second '#'\n  -0  \n\n12\n")
+    assert read_id_list(lines).ids == frozenset({7, 0, 12})
+    items = tmp_path / "ids.json"
+    items.write_text('  ["5", 6, -3]  ')
+    assert read_id_list(items).ids == frozenset({5, 6, -3})
+    twice = tmp_path / "twice.txt"
+    twice.write_text("4\n--4\n")
+    assert _id_list_refusal(twice) == f"dataset.image_ids: {twice} line 2: '--4' {NOT_AN_ID}"
+    for value, shown in (("true", "True"), ("5.0", "5.0"), ("[5]", "[5]"), ('"x"', "'x'")):
+        bad = tmp_path / "bad.json"
+        bad.write_text(f"[1, {value}]")
+        assert _id_list_refusal(bad) == f"dataset.image_ids: {bad} item 1: {shown} {NOT_AN_ID}"
+
+
+def test_an_id_list_shows_a_bad_value_cut_at_forty_characters(tmp_path):
+    path = tmp_path / "ids.txt"
+    path.write_text("x" * 38 + "\n")  # its repr, with the quotes, is 40 characters: shown whole
+    assert _id_list_refusal(path) == f"dataset.image_ids: {path} line 1: '{'x' * 38}' {NOT_AN_ID}"
+    path.write_text("x" * 39 + "\n")  # repr of 41 characters: its first 37, then "..."
+    assert _id_list_refusal(path) == f"dataset.image_ids: {path} line 1: '{'x' * 36}... {NOT_AN_ID}"
+
+
+# --- the annotation file and the choice of images ---------------------------------------------------
+
+
+def test_an_annotation_path_that_is_no_regular_file_or_is_nested_too_deeply(tmp_path):
+    folder = tmp_path / "ann.json"
+    folder.mkdir()
+    with pytest.raises(DatasetError) as info:
+        open_ground_truth(folder, tmp_path)
+    assert str(info.value) == (
+        f"annotation file {folder} is not a regular file: set dataset.annotations to the JSON file"
+    )
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DatasetError) as info:
+        open_ground_truth(deep, tmp_path)
+    assert str(info.value) == f"annotation file {deep} is nested too deeply to be a COCO instances file"
+
+
+def test_a_hand_built_ground_truth_keeps_to_the_file_name_rule(tmp_path):
+    gt, _ = _probe_setup(tmp_path)
+    record = ImageRecord(4, "../a.png", 20, 10)
+    with pytest.raises(DatasetError) as info:
+        gt.image_path(record)
+    assert str(info.value) == (
+        f"annotation file {tmp_path / 'ann.json'}: image 4: the file name '../a.png' goes up out of the "
+        "images folder (..): give a path inside it"
+    )
+
+
+def _six_images(tmp_path):
+    """Images 1..6; 1, 2, 3 and 5 annotated."""
+    return _write_annotations(tmp_path, [_img(i) for i in range(1, 7)], [_ann(i) for i in (1, 2, 3, 5)])
+
+
+def test_an_id_list_and_a_shard_keep_the_whole_listed_selection(tmp_path):
+    from ssd_eval.data.dataset import IdList
+
+    path, images = _six_images(tmp_path)
+    listed = tmp_path / "ids.txt"
+    listed.write_bytes(b"5\n2\n3\n6\n")  # 6 is not annotated: not evaluated under "annotated"
+    gt = open_ground_truth(path, images, shard=Shard(1, 2), id_list=listed)
+    assert gt.image_ids == [3]  # listed and annotated: 2 3 5 -> the second of two shards
+    assert gt.whole_image_ids == (2, 3, 5)
+    assert gt.id_list == IdList(
+        path=listed, ids=frozenset({2, 3, 5, 6}), sha256=hashlib.sha256(b"5\n2\n3\n6\n").hexdigest()
+    )
+    assert (gt.total_images, gt.annotated_images, gt.shard, gt.limit) == (6, 4, Shard(1, 2), None)
+
+
+def test_an_id_list_of_unannotated_images_says_so(tmp_path):
+    path, images = _six_images(tmp_path)
+    listed = tmp_path / "ids.txt"
+    listed.write_text("4\n6\n")
+    with pytest.raises(DatasetError) as info:
+        open_ground_truth(path, images, id_list=listed)
+    assert str(info.value) == (
+        f"annotation file {path}: no images to evaluate (selection 'annotated', the id list's images)"
+    )
+
+
+def test_reselect_chooses_again_from_the_same_parsed_file(tmp_path):
+    from ssd_eval.data.dataset import read_id_list, reselect
+
+    path, images = _six_images(tmp_path)
+    gt = open_ground_truth(path, images, limit=1)
+    assert gt.image_ids == [1]
+    again = reselect(gt, selection="all", limit=4, shard=Shard(0, 2), id_list=None)
+    assert again.image_ids == [1, 3] and again.whole_image_ids == (1, 2, 3, 4)  # all: 1..4, then 1st of 2
+    assert (again.selection, again.limit, again.shard, again.id_list) == ("all", 4, Shard(0, 2), None)
+    assert (again.annotation_file, again.image_dir, again.total_images, again.annotated_images) == (
+        path,
+        images,
+        6,
+        4,
+    )
+    assert again.coco_json is gt.coco_json and again.label_map is gt.label_map  # parsed once
+    listed = tmp_path / "ids.txt"
+    listed.write_text("6\n4\n")
+    ids = read_id_list(listed)
+    only = reselect(gt, selection="all", limit=None, shard=None, id_list=ids)
+    assert only.image_ids == [4, 6] and only.id_list == ids and only.whole_image_ids == (4, 6)
+
+
+# --- opening an image and decoding it ---------------------------------------------------------------
+
+
+def test_images_are_opened_without_blocking(tmp_path):
+    """O_NONBLOCK is added to the flags Python asks for: a FIFO named like an image then fails fast."""
+    import fcntl
+    import os
+
+    from ssd_eval.data.dataset import _open_nonblocking
+
+    path = tmp_path / "a.png"
+    path.write_bytes(b"x")
+    fd = _open_nonblocking(str(path), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        assert flags & os.O_NONBLOCK == os.O_NONBLOCK
+        assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC == fcntl.FD_CLOEXEC
+    finally:
+        os.close(fd)
+
+
+def test_float_gray_is_scaled_in_double_precision():
+    # The float32 nearest 0.5 / 255 is 0.0019607844297, a hair above it: 255 times it is 0.50000003,
+    # one grey level after rounding. In float32 arithmetic the product rounds to 0.5 exactly, then to 0.
+    value = np.float32(0.5 / 255)
+    assert float(value) > 0.5 / 255
+    assert to_rgb(Image.fromarray(np.array([[value]], np.float32)))[0, 0].tolist() == [1, 1, 1]
+
+
+def test_a_palette_image_without_transparency_keeps_its_colours():
+    palette = Image.new("RGB", (2, 1), (200, 100, 50)).convert("P", palette=Image.Palette.ADAPTIVE)
+    assert "transparency" not in palette.info
+    assert to_rgb(palette).tolist() == [[[200, 100, 50], [200, 100, 50]]]

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import math
 import posixpath
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,6 +44,9 @@ ID_RANGE = f"with |id| <= {MAX_ID} (2**53 - 1: exact in float64, as the scorers 
 # Image sides: an int32 count of pixels (Pillow's own limit is 2**31 - 1 pixels a side).
 MAX_SIDE = 2**31 - 1
 _NUMBER = (int, float)
+# An id's decimal text: ASCII digits only (str.isdigit also takes '²' and '٣'); at most 20 of them, which
+# keeps int() far from Python's 4300-digit limit (anything past 16 digits is beyond MAX_ID anyway).
+_DECIMAL = re.compile(r"-?[0-9]{1,20}")
 _SECTIONS = ("images", "annotations", "categories")
 
 
@@ -100,7 +104,7 @@ def _numbers(values: list[Any]) -> np.ndarray:
     """Which values are finite JSON numbers >= 0."""
     if set(map(type, values)) <= {int, float}:
         with contextlib.suppress(OverflowError):
-            array = np.array(values, dtype=np.float64).reshape(-1)
+            array = np.array(values, dtype=np.float64)
             return np.isfinite(array) & (array >= 0)
     return np.array(
         [type(v) in _NUMBER and v >= 0 and math.isfinite(_as_float(v)) for v in values], dtype=bool
@@ -117,10 +121,10 @@ def _file_names(values: list[Any]) -> np.ndarray:
 
 
 def exact_id(value: object) -> int | None:
-    """An id read back from a file ssd_eval wrote (a JSON integer, or its decimal text), if it is one
-    the scorers hold exactly (|id| <= MAX_ID); None otherwise."""
-    if isinstance(value, str) and 0 < len(value) <= 20 and value.lstrip("-").isascii():
-        value = int(value) if value.lstrip("-").isdigit() else None
+    """An id read back from a file (a JSON integer, or its decimal text), if it is one the scorers hold
+    exactly (|id| <= MAX_ID); None otherwise (a bool, a float, any other text)."""
+    if isinstance(value, str):
+        value = int(value) if _DECIMAL.fullmatch(value) else None
     if type(value) is int and -MAX_ID <= value <= MAX_ID:
         return value
     return None
@@ -175,11 +179,12 @@ class _Table:
         self.section = section
         self.items: Sequence[Any] = data[self.name]
         self.out = out
-        objects = [type(item) is dict for item in self.items]
-        for index, ok in enumerate(objects):
-            if not ok:
-                self.add(index, "", self.items[index], "expected an object")
-        self.rows = np.flatnonzero(np.array(objects, dtype=bool)).tolist()
+        self.rows: list[int] = []  # the positions of the entries that are objects
+        for index, item in enumerate(self.items):
+            if type(item) is dict:
+                self.rows.append(index)
+            else:
+                self.add(index, "", item, "expected an object")
         self.all_objects = len(self.rows) == len(self.items)
 
     def add(self, index: int, key: str, value: Any, problem: str) -> None:
@@ -207,11 +212,10 @@ class _Table:
         values = set(valid)
         if len(values) == len(valid):
             return values
-        positions = np.flatnonzero(column.ok).tolist()
         first: dict[Any, int] = {}
         key = column.key
-        for position, value in zip(positions, valid, strict=True):
-            index = self.rows[position]
+        for position in np.flatnonzero(column.ok).tolist():
+            index, value = self.rows[position], column.values[position]
             seen = first.setdefault(value, index)
             if seen != index:
                 self.add(

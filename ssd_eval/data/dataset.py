@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ssd_eval.config.run import PILLOW_MAX_IMAGE_PIXELS
-from ssd_eval.data.annotation_checks import MAX_ID, check_annotation_data, file_name_problem
+from ssd_eval.data.annotation_checks import MAX_ID, check_annotation_data, exact_id, file_name_problem
 from ssd_eval.data.categories import LabelMap, check_categories
 from ssd_eval.errors import DatasetError
 from ssd_eval.files import sha256_bytes
@@ -82,23 +82,21 @@ def read_id_list(path: Path) -> IdList:
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"dataset.image_ids: {path} is not a readable text file: {exc}") from None
     stripped = text.strip()
-    values: list[object]
+    entries: Sequence[tuple[str, object]]  # (where in the file, the value found there)
     if stripped.startswith("["):
         try:
             loaded = json.loads(stripped)
         except (ValueError, RecursionError) as exc:  # ValueError: also a number of over 4300 digits
             raise DatasetError(f"dataset.image_ids: {path} is not a JSON list of ids: {exc}") from None
-        values = list(loaded) if isinstance(loaded, list) else [loaded]
-        where = [f"item {i}" for i in range(len(values))]
+        # JSON text that starts with "[" is an array: a list, whatever it holds.
+        entries = [(f"item {i}", value) for i, value in enumerate(loaded)]
     else:
-        lines = [(n, line.split("#", 1)[0].strip()) for n, line in enumerate(text.splitlines(), start=1)]
-        kept = [(n, line) for n, line in lines if line][:_MAX_ID_LIST_LINES]
-        values = [line for _, line in kept]
-        where = [f"line {n}" for n, _ in kept]
+        lines = ((n, line.partition("#")[0].strip()) for n, line in enumerate(text.splitlines(), start=1))
+        entries = [(f"line {n}", line) for n, line in lines if line][:_MAX_ID_LIST_LINES]
     ids: set[int] = set()
-    for value, at in zip(values, where, strict=True):
-        number = _whole_number(value)
-        if number is None or not -MAX_ID <= number <= MAX_ID:  # the annotation checks' own bound
+    for at, value in entries:
+        number = exact_id(value)  # the annotation checks' own rule and bound
+        if number is None:
             raise DatasetError(
                 f"dataset.image_ids: {path} {at}: {_short_repr(value)} is not an image id (a whole number "
                 f"of magnitude at most {MAX_ID}, 2**53 - 1)"
@@ -112,18 +110,6 @@ def read_id_list(path: Path) -> IdList:
 def _short_repr(value: object, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _whole_number(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        digits = value.removeprefix("-")
-        if digits.isascii() and digits.isdigit() and len(digits) <= 20:
-            return int(value)
-    return None
 
 
 @dataclass(frozen=True)
@@ -256,17 +242,16 @@ def open_ground_truth(
             f"image folder {image_dir} not found: set dataset.root / dataset.images in the config (or --data)"
         )
     listed = read_id_list(id_list) if id_list is not None else None
-    gt = CocoGroundTruth(
-        annotation_file=annotation_file,
-        image_dir=image_dir,
-        coco_json=data,
-        images=(),
-        label_map=label_map,
+    return _choose(
+        annotation_file,
+        image_dir,
+        data,
+        label_map,
         selection=selection,
-        total_images=0,
-        annotated_images=0,
+        limit=limit,
+        shard=shard,
+        id_list=listed,
     )
-    return reselect(gt, selection=selection, limit=limit, shard=shard, id_list=listed)
 
 
 def reselect(
@@ -278,7 +263,30 @@ def reselect(
     id_list: IdList | None,
 ) -> CocoGroundTruth:
     """The same annotation file (parsed once) with another choice of evaluated images."""
-    data = gt.coco_json
+    return _choose(
+        gt.annotation_file,
+        gt.image_dir,
+        gt.coco_json,
+        gt.label_map,
+        selection=selection,
+        limit=limit,
+        shard=shard,
+        id_list=id_list,
+    )
+
+
+def _choose(
+    annotation_file: Path,
+    image_dir: Path,
+    data: Mapping[str, Any],
+    label_map: LabelMap,
+    *,
+    selection: Selection,
+    limit: int | None,
+    shard: Shard | None,
+    id_list: IdList | None,
+) -> CocoGroundTruth:
+    """A parsed (and checked) annotation file with its evaluated images chosen."""
     records = _image_records(data)
     annotated_ids = {int(ann["image_id"]) for ann in data["annotations"]}
     if id_list is not None:
@@ -286,23 +294,23 @@ def reselect(
         if unknown:
             raise DatasetError(
                 f"dataset.image_ids: {id_list.path} lists {len(unknown)} image id(s) that "
-                f"{gt.annotation_file} does not have (first: {unknown[0]}): list ids of that annotation file"
+                f"{annotation_file} does not have (first: {unknown[0]}): list ids of that annotation file"
             )
     only = id_list.ids if id_list is not None else None
     whole = select_images(records, annotated_ids, selection=selection, limit=limit, only=only)
     images = select_images(records, annotated_ids, selection=selection, limit=limit, shard=shard, only=only)
     if not images:
         raise DatasetError(
-            f"annotation file {gt.annotation_file}: no images to evaluate (selection {selection!r}"
+            f"annotation file {annotation_file}: no images to evaluate (selection {selection!r}"
             + (", the id list's images" if id_list is not None else "")
             + ")"
         )
     return CocoGroundTruth(
-        annotation_file=gt.annotation_file,
-        image_dir=gt.image_dir,
+        annotation_file=annotation_file,
+        image_dir=image_dir,
         coco_json=data,
         images=images,
-        label_map=gt.label_map,
+        label_map=label_map,
         selection=selection,
         total_images=len(records),
         annotated_images=len(annotated_ids & {r.image_id for r in records}),
@@ -431,8 +439,9 @@ def to_rgb(image: Image.Image) -> np.ndarray:
         peak = 65535.0 if image.mode.startswith("I") else 1.0
         gray = np.clip(np.rint(values * (255.0 / peak)), 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")  # avoids Pillow's warning; alpha is dropped below
+    if image.mode == "P":
+        # Pillow's own choice, RGBA if the palette has transparency (straight to RGB it warns), else RGB
+        image = image.convert()
     if image.mode != "RGB":
         image = image.convert("RGB")  # drops alpha as the reference evaluation's convert("RGB") does
     return np.asarray(image, dtype=np.uint8)
