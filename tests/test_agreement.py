@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -83,6 +85,14 @@ def test_hand_counted_matching():
     assert summary.score_diff_max == pytest.approx(0.1)
     assert summary.box_diff_px_mean == pytest.approx(1.0)
     assert summary.box_diff_px_max == pytest.approx(2.0)
+    # p99 of two values interpolates 99% of the way from the smaller to the larger (numpy's default):
+    # score differences 0.05 and 0.1 -> 0.0995; box differences 0 and 2 px -> 1.98 px.
+    assert summary.score_diff_p99 == pytest.approx(0.0995)
+    assert summary.box_diff_px_p99 == pytest.approx(1.98)
+    # Without a min_score every detection is visible: the visible counts are the counts above.
+    assert summary.min_score == 0.0
+    assert (summary.visible_reference, summary.visible_run) == (4, 4)
+    assert (summary.visible_matched, summary.visible_extra, summary.visible_images_full) == (2, 2, 0)
     # Raw boxes (normalized corners, 8 values): two differ by 2/100; one reference value is 0 (x1 of r0).
     assert summary.raw_boxes.count == 8
     assert summary.raw_boxes.abs_max == pytest.approx(0.02)
@@ -115,6 +125,9 @@ def test_empty_sides():
     assert a.matched == 0 and a.extra.tolist() == [0] and a.missing.size == 0
     b = match_detections(some, empty)
     assert b.missing.tolist() == [0] and b.extra.size == 0
+    # Nothing matched: every visible count is a count of one side.
+    assert dataclasses.astuple(a.visible(0.5)) == (0, 1, 0, 0, 1)  # reference, run, matched, missing, extra
+    assert dataclasses.astuple(b.visible(0.5)) == (1, 0, 0, 1, 0)
     summary = summarize_agreement(
         [(a, pair_differences(empty, some, a, width=10, height=10))], iou_threshold=0.5
     )
@@ -153,6 +166,14 @@ def test_iou_is_float64_whatever_the_input():
     iou = iou_matrix(a, b)
     assert iou.dtype == np.float64 and iou[0, 0] == 0.5  # 6 / 12
     assert iou_matrix([[0, 0, 3, 3]], [[1, 0, 3, 3]]).dtype == np.float64
+
+
+def test_iou_widens_float32_boxes_before_adding_their_sides():
+    # 2**24 + 1 is not a float32: x + w added in float32 would lose the box's last pixel (IoU 0).
+    a = np.array([[2**24, 0, 1, 1]], np.float32)
+    b = np.array([[2**24, 0, 1, 2]], np.float32)  # the same pixel column, twice as tall
+    assert iou_matrix(a, b).tolist() == [[0.5]]  # 1 / (1 + 2 - 1)
+    assert iou_matrix(b, a).tolist() == [[0.5]]
 
 
 def test_iou_exactly_at_the_threshold_matches():
@@ -227,6 +248,7 @@ def test_summary_of_nothing():
     assert (summary.score_diff_mean, summary.score_diff_max) == (0.0, 0.0)
     assert (summary.box_diff_px_mean, summary.box_diff_px_max) == (0.0, 0.0)
     assert summary.raw_scores.count == 0 and summary.raw_boxes.count == 0
+    assert (summary.score_diff_p99, summary.box_diff_px_p99) == (0.0, 0.0)
 
 
 def test_visible_unmatched_counts_both_sides_from_the_minimum_score():
@@ -240,3 +262,31 @@ def test_visible_unmatched_counts_both_sides_from_the_minimum_score():
     assert visible_unmatched(reference, run, agreement, min_score=0.5) == 1  # 0.5 counts, 0.2 does not
     assert visible_unmatched(reference, run, agreement, min_score=0.2) == 2
     assert visible_unmatched(reference, run, agreement, min_score=0.6) == 0
+
+
+def test_visible_counts_at_the_minimum_score_and_by_reference_index():
+    # r0 (0.5) pairs with the run's second detection u1 (0.5); r1 (0.2) is missing; u0 (0.5) is extra.
+    reference = dets(1, [(0, 0, 10, 10, 1, 0.5), (50, 50, 10, 10, 1, 0.2)])
+    run = dets(1, [(100, 100, 10, 10, 1, 0.5), (0, 0, 10, 10, 1, 0.5)])
+    agreement = match_detections(reference, run)
+    assert agreement.pairs.tolist() == [[0, 1]]
+    # A score equal to min_score is visible on either side; r1 is not. The pair counts by r0, whose
+    # index is 0 (r1, the reference detection with index 1 like u1, is not visible).
+    seen = agreement.visible(0.5)
+    assert dataclasses.astuple(seen) == (1, 2, 1, 0, 1) and not seen.full
+    assert dataclasses.astuple(agreement.visible(0.2)) == (2, 2, 1, 1, 1)
+    nothing = agreement.visible(0.6)
+    assert dataclasses.astuple(nothing) == (0, 0, 0, 0, 0) and nothing.full
+
+
+def test_visible_compares_float32_scores_in_float64():
+    # float32(0.7) is 0.699999988...: below a min_score of 0.7 on both sides, as its value says (compared
+    # in float32, 0.7 would round to the same float32 and count).
+    low = np.float32(0.7)
+    box = np.array([[0, 0, 10, 10]], np.float32)
+    reference = Detections(1, box, np.array([low]), np.array([1]))
+    run = Detections(1, box, np.array([low]), np.array([1]))
+    agreement = match_detections(reference, run)
+    assert agreement.matched == 1
+    assert dataclasses.astuple(agreement.visible(0.7)) == (0, 0, 0, 0, 0)
+    assert dataclasses.astuple(agreement.visible(float(low))) == (1, 1, 1, 0, 0)

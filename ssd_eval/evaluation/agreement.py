@@ -26,18 +26,15 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in `a` [N, 4] with every box in `b` [M, 4], both pixel x, y, w, h."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    ax1, ay1 = a[:, 0:1], a[:, 1:2]
-    ax2, ay2 = ax1 + a[:, 2:3], ay1 + a[:, 3:4]
-    bx1, by1 = b[:, 0], b[:, 1]
-    bx2, by2 = bx1 + b[:, 2], by1 + b[:, 3]
-    inter_w = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0.0, None)
-    inter_h = np.clip(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0.0, None)
+    ax1, ay1, aw, ah = a.T[:, :, None]  # each [N, 1]: `a` down, `b` across
+    bx1, by1, bw, bh = b.T  # each [M]
+    inter_w = np.clip(np.minimum(ax1 + aw, bx1 + bw) - np.maximum(ax1, bx1), 0.0, None)
+    inter_h = np.clip(np.minimum(ay1 + ah, by1 + bh) - np.maximum(ay1, by1), 0.0, None)
     inter = inter_w * inter_h
-    area_a = np.clip(a[:, 2:3], 0, None) * np.clip(a[:, 3:4], 0, None)
-    area_b = np.clip(b[:, 2], 0, None) * np.clip(b[:, 3], 0, None)
-    union = area_a + area_b - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    # A box with a side <= 0 overlaps nothing: inter is 0, and so is its IoU whatever its "area".
+    union = aw * ah + bw * bh - inter
+    # inter is 0 wherever union is not positive (zero-area or flipped boxes): those divide by 1.
+    iou = inter / np.where(union > 0, union, 1.0)
     # Two identical zero-area boxes agree perfectly even though their IoU is 0/0.
     same = np.all(a[:, None, :] == b[None, :, :], axis=2)
     return np.where(same, 1.0, iou)
@@ -74,9 +71,9 @@ class ImageAgreement:
         return VisibleCounts(
             reference=int(ref_seen.sum()),
             run=int(run_seen.sum()),
-            matched=int(ref_seen[self.pairs[:, 0]].sum()) if len(self.pairs) else 0,
-            missing=int(ref_seen[self.missing].sum()) if len(self.missing) else 0,
-            extra=int(run_seen[self.extra].sum()) if len(self.extra) else 0,
+            matched=int(ref_seen[self.pairs[:, 0]].sum()),
+            missing=int(ref_seen[self.missing].sum()),
+            extra=int(run_seen[self.extra].sum()),
         )
 
 
@@ -101,15 +98,15 @@ def match_detections(reference: Detections, run: Detections, *, iou_threshold: f
         raise ValueError(f"cannot match image {reference.image_id} with image {run.image_id}")
     ious = iou_matrix(reference.boxes, run.boxes)
     same_label = reference.category_ids[:, None] == run.category_ids[None, :]
-    candidates = np.where(same_label & (ious >= iou_threshold), ious, -1.0)
+    candidates = same_label & (ious >= iou_threshold)
     taken = np.zeros(len(run), dtype=bool)
     pairs: list[tuple[int, int]] = []
     # Stable sort: equal scores keep their emitted order.
     for ref_index in np.argsort(-reference.scores, kind="stable"):
-        row = np.where(taken, -1.0, candidates[ref_index]) if len(run) else np.zeros(0)
-        if row.size == 0 or row.max() < 0:
+        free = np.flatnonzero(candidates[ref_index] & ~taken)  # ascending run indices
+        if free.size == 0:
             continue
-        run_index = int(np.argmax(row))  # argmax picks the lowest index among ties
+        run_index = int(free[np.argmax(ious[ref_index, free])])  # argmax picks the lowest index among ties
         taken[run_index] = True
         pairs.append((int(ref_index), run_index))
     pairs.sort()
@@ -156,7 +153,7 @@ def pair_differences(
         run_scores=run.scores[run_i],
         ref_corners=ref_px / scale,
         run_corners=run_px / scale,
-        box_px=np.abs(run_px - ref_px).max(axis=1) if len(ref_i) else np.zeros(0),
+        box_px=np.abs(run_px - ref_px).max(axis=1),
     )
 
 
