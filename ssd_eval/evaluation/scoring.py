@@ -164,7 +164,7 @@ def _cocoeval(
         dt = _results(gt, rows, coco_cls)
         if backend == "pycocotools":
             evaluator = eval_cls(gt, dt, iouType="bbox")
-        else:
+        else:  # faster-coco-eval logs through logging unless told to print
             evaluator = eval_cls(gt, dt, iouType="bbox", print_function=print)
         evaluator.params.imgIds = sorted(int(i) for i in image_ids)
         evaluator.evaluate()
