@@ -336,3 +336,196 @@ def test_ties_across_images_keep_image_id_order(hit_image, ap):
     ours = evaluate_bbox(coco, rows, [1, 2])
     assert ours.stats[0] == pytest.approx(ap, abs=1e-12)
     _assert_identical(coco, rows, [1, 2])
+
+
+def test_a_box_of_zero_width_or_height_overlaps_nothing():
+    """maskApi's bbIou: no overlap unless both the width and the height of the intersection are > 0. A
+    flat detection inside a box has IoU 0, also against a crowd box (whose union is the detection's own
+    area, 0 here) and against another flat box on the same line (a union of 0)."""
+    flat = np.array([[5, 5, 0, 10], [5, 5, 10, 0]], dtype=np.float64)  # zero width, zero height
+    gt = np.array([[0, 0, 20, 20], [0, 0, 20, 20], [5, 0, 0, 20], [0, 5, 20, 0]], dtype=np.float64)
+    crowd = np.array([False, True, False, False])
+    ours = box_iou(flat[:, None, :], gt[None, :, :], crowd[None, :])
+    assert ours.tolist() == [[0.0] * 4, [0.0] * 4]
+    theirs = mask_utils.iou(flat.tolist(), gt.tolist(), crowd.astype(np.uint8).tolist())
+    assert np.array_equal(ours, theirs)
+
+
+def test_ground_truth_of_other_images_and_categories_is_skipped_wherever_it_is_listed():
+    """Annotations of an image not evaluated, and of a category the file does not list, come first: the
+    evaluated image's box after them is still the ground truth (a perfect detection: AP 1)."""
+    coco = _one_category({1: [[10, 10, 50, 50]], 2: [[0, 0, 30, 30]]})
+    coco["annotations"] = [
+        coco["annotations"][1],  # image 2, not evaluated
+        {**coco["annotations"][0], "id": 9, "category_id": 7},  # category 7 is not in the file
+        coco["annotations"][0],
+    ]
+    rows = np.array([_box(1, [10, 10, 50, 50], 0.9)])
+    ours = evaluate_bbox(coco, rows, [1])
+    assert (ours.stats[0], ours.stats[8]) == pytest.approx((1.0, 1.0), abs=1e-12)
+    _assert_identical(coco, rows, [1])
+
+
+def test_a_tie_between_two_boxes_goes_to_the_one_listed_last_in_every_image():
+    """Each image: boxes A = [0,0,10,10] and B = [10,0,10,10] (B listed after A), crowd boxes far away
+    between them (1 to 19 of them: ignored, never ground truth), a wide detection [0,0,20,10] (IoU
+    exactly 0.5 with A and with B) scored 0.9 and a copy of A scored 0.8. The wide one takes B, the
+    last of the tie, so the copy of A hits A. The images' annotations are listed last image first.
+
+    Hand count over the 8 images (16 boxes): at IoU 0.50, 16 hits: AP 1. At 0.55 and above the wide
+    detections (8 false positives, ranked first) miss, then 8 hits: precision 8/16 up to recall 1/2,
+    51 of the 101 recall points. AP = (1 + 9 * 0.5 * 51/101) / 10; AR100 = (1 + 9 * 0.5) / 10."""
+    images = list(range(1, 9))
+    anns: list[dict[str, Any]] = []
+    for image in reversed(images):
+        fillers = [[200 + 10 * k, 200, 5, 5] for k in range(1 + (image * 5) % 19)]
+        for box, crowd in [([0, 0, 10, 10], 0), *[(f, 1) for f in fillers], ([10, 0, 10, 10], 0)]:
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": image,
+                    "category_id": 1,
+                    "bbox": box,
+                    "area": 100,
+                    "iscrowd": crowd,
+                }
+            )
+    coco = {
+        "images": [{"id": i, "width": 400, "height": 400} for i in images],
+        "categories": [{"id": 1, "name": "person"}],
+        "annotations": anns,
+    }
+    rows = np.array([r for i in images for r in (_box(i, [0, 0, 20, 10], 0.9), _box(i, [0, 0, 10, 10], 0.8))])
+    ours = evaluate_bbox(coco, rows, images)
+    assert ours.stats[1] == pytest.approx(1.0, abs=1e-12)  # AP50
+    assert ours.stats[0] == pytest.approx((1 + 9 * 0.5 * 51 / 101) / 10, abs=1e-12)
+    assert ours.stats[8] == pytest.approx((1 + 9 * 0.5) / 10, abs=1e-12)
+    _assert_identical(coco, rows, images)
+
+
+def test_a_detection_that_takes_one_box_takes_no_other():
+    """Boxes A = [0,0,100,100], B = [0,0,100,60], C = [0,0,100,55]; detections copy A (0.9), then C
+    (0.8), then B (0.7). The copy of A overlaps B (IoU 0.6) and C (0.55) too but takes A alone; the copy
+    of C then takes C (IoU 1) and the copy of B takes B. A perfect detector: 1 at every threshold.
+    AR1 = 1/3 (one detection per image); no small box (APs, ARs -1)."""
+    coco = _one_category({1: [[0, 0, 100, 100], [0, 0, 100, 60], [0, 0, 100, 55]]})
+    rows = np.array(
+        [_box(1, [0, 0, 100, 100], 0.9), _box(1, [0, 0, 100, 55], 0.8), _box(1, [0, 0, 100, 60], 0.7)]
+    )
+    ours = evaluate_bbox(coco, rows, [1])
+    expected = (1.0, 1.0, 1.0, -1.0, 1.0, 1.0, 1 / 3, 1.0, 1.0, -1.0, 1.0, 1.0)
+    assert ours.stats == pytest.approx(expected, abs=1e-12)
+    _assert_identical(coco, rows, [1])
+
+
+def test_a_hit_in_area_all_only_is_counted():
+    """Boxes of height 100 on one line, x from: X 65-165 and G 130-230 (area 50000: large), S 100-200
+    (area 1024: small and medium). E0 (x 75-175, 0.9) overlaps X 0.82, S 0.6; E1 (= S, 0.8) overlaps
+    S 1, G 0.54; D (x 160-260, 0.7) overlaps G 0.54 and nothing else above 0.5.
+    In area "all" E0 takes X, E1 takes S, D takes G at IoU 0.50 only. In the other areas D matches
+    nothing: S and G are taken there (E0 takes S, a regular box in small and medium; E1 then the ignored
+    G there, and the regular G in large). D's only match, (all, 0.50), still counts.
+    Hand count, area all: at 0.50 three hits (AP 1); at 0.55-0.80 (6 thresholds) E0 and E1 hit, D misses
+    (recall 2/3: 67 of 101 points); at 0.85-0.95 (3) only E1 hits, after E0's miss (precision 1/2 up to
+    recall 1/3: 34 points at 0.5)."""
+    coco = _one_category({1: [[65, 0, 100, 100], [130, 0, 100, 100], [100, 0, 100, 100]]})
+    for ann, area in zip(coco["annotations"], (50000, 50000, 1024), strict=True):
+        ann["area"] = area
+    rows = np.array(
+        [_box(1, [75, 0, 100, 100], 0.9), _box(1, [100, 0, 100, 100], 0.8), _box(1, [160, 0, 100, 100], 0.7)]
+    )
+    ours = evaluate_bbox(coco, rows, [1])
+    assert ours.stats[1] == pytest.approx(1.0, abs=1e-12)  # AP50
+    assert ours.stats[2] == pytest.approx(67 / 101, abs=1e-12)  # AP75
+    assert ours.stats[0] == pytest.approx((1 + 6 * 67 / 101 + 3 * 0.5 * 34 / 101) / 10, abs=1e-12)
+    _assert_identical(coco, rows, [1])
+
+
+def test_a_false_positive_exactly_on_an_area_boundary_counts_in_both_ranges():
+    """An unmatched 32x32 detection (area 1024 = 32**2) ranked first is a false positive in small AND in
+    medium (both ends of a range included). Small box [0,0,10,10] and medium box [100,100,50,100] are
+    found next: per range a false positive then a hit, APs = APm = 1/2; over all, FP, TP, TP: 2/3."""
+    coco = _one_category({1: [[0, 0, 10, 10], [100, 100, 50, 100]]})
+    rows = np.array(
+        [
+            _box(1, [300, 300, 32, 32], 0.95),
+            _box(1, [0, 0, 10, 10], 0.9),
+            _box(1, [100, 100, 50, 100], 0.8),
+        ]
+    )
+    ours = evaluate_bbox(coco, rows, [1])
+    assert ours.stats[:6] == pytest.approx((2 / 3, 2 / 3, 2 / 3, 0.5, 0.5, -1.0), abs=1e-12)
+    _assert_identical(coco, rows, [1])
+
+
+def test_float32_rows_are_read_as_the_float64_numbers_they_hold():
+    """loadRes computes a detection's area w * h in Python floats. w = 32 + 2**-18 and h = 32 - 2**-19
+    are float32 numbers whose product, 1024 + 2**-14 - 2**-37, is above 32**2 (outside small) but rounds
+    to 1024 (inside) in float32. Unmatched and ranked first, that detection is ignored in small, so the
+    small box found next scores APs 1; over all it is a false positive first: AP 1/2."""
+    coco = _one_category({1: [[0, 0, 10, 10]]})
+    rows = np.array(
+        [_box(1, [200, 200, 32 + 2**-18, 32 - 2**-19], 0.95), _box(1, [0, 0, 10, 10], 0.9)], dtype=np.float32
+    )
+    ours = evaluate_bbox(coco, rows, [1])
+    assert (ours.stats[0], ours.stats[3]) == pytest.approx((0.5, 1.0), abs=1e-12)
+    _assert_identical(coco, rows, [1])
+
+
+def test_no_image_or_no_category_leaves_every_stat_undefined():
+    fake = make_fake_set(4, detections_per_image=5, empty_images=0, seed=6)
+    rows = detections_to_rows(fake.detections)
+    ours = evaluate_bbox(fake.coco_json, rows, [])
+    assert ours.stats == (-1.0,) * 12
+    _assert_identical(fake.coco_json, rows, [])
+    no_categories = {**fake.coco_json, "categories": []}
+    ours = evaluate_bbox(no_categories, rows, fake.image_ids)
+    assert ours.stats == (-1.0,) * 12 and ours.cat_ids == ()
+    assert ours.precision.shape == (10, 101, 0, 4, 3)
+    _assert_identical(no_categories, rows, fake.image_ids)
+
+
+def test_a_tie_among_four_boxes_goes_to_the_last_listed_whatever_lies_between():
+    """Each image: the four halves of [0,0,100,100] (IoU exactly 0.5 with the whole square, at most 1/3
+    with each other), listed top, bottom, left, right at random places among 4-19 crowd boxes of 10-45 px
+    in the square's corner (ignored; IoU 0.01-0.2 with the square). A detection of the whole square (0.9)
+    takes the half listed last, the right one; copies of the four halves follow, the copy of the right
+    half scored lowest (0.5), so it is the one false positive at IoU 0.50, ranked after every hit.
+
+    Hand count over 12 images: at IoU 0.50, 48 hits then 12 false positives: AP 1. Above 0.50 the whole
+    square misses (12 false positives first), then 48 hits: precision 48/60 at recall 1, AP 0.8.
+    AP = (1 + 9 * 0.8) / 10; every half is found at every threshold: AR100 = 1."""
+    rng = np.random.default_rng(11)
+    halves = [[0, 0, 100, 50], [0, 50, 100, 50], [0, 0, 50, 100], [50, 0, 50, 100]]
+    images = list(range(1, 13))
+    anns: list[dict[str, Any]] = []
+    rows = []
+    for image in images:
+        sides = rng.choice([10, 20, 30, 40, 45], int(rng.integers(4, 20))).tolist()
+        listed: list[tuple[list[int], int]] = [([100 - s, 100 - s, s, s], 1) for s in sides]
+        for at in sorted(rng.choice(len(listed) + 4, 4, replace=False).tolist()):
+            listed.insert(at, (halves[len([b for b, crowd in listed if not crowd])], 0))
+        for box, crowd in listed:
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": image,
+                    "category_id": 1,
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": crowd,
+                }
+            )
+        rows.append(_box(image, [0, 0, 100, 100], 0.9))
+        rows += [_box(image, half, score) for half, score in zip(halves, (0.8, 0.7, 0.6, 0.5), strict=True)]
+    coco = {
+        "images": [{"id": i, "width": 400, "height": 400} for i in images],
+        "categories": [{"id": 1, "name": "person"}],
+        "annotations": anns,
+    }
+    table = np.array(rows)
+    ours = evaluate_bbox(coco, table, images)
+    assert ours.stats[1] == pytest.approx(1.0, abs=1e-12)  # AP50
+    assert ours.stats[0] == pytest.approx((1 + 9 * 0.8) / 10, abs=1e-12)
+    assert ours.stats[8] == pytest.approx(1.0, abs=1e-12)  # AR100
+    _assert_identical(coco, table, images)

@@ -181,3 +181,35 @@ def test_per_class_ap_counts_up_to_100_detections_per_image():
     result = _score(rows)
     assert _ap(result, "car") == pytest.approx(1 / 11, abs=1e-12)
     assert _ap(result, "person") == ONE
+
+
+def test_precision_is_the_curve_at_area_all_and_100_detections():
+    # The scene of the test above: the car is found only by its 11th detection. COCO's precision array
+    # is [10 IoU thresholds, 101 recall points, 80 categories] at area "all" and maxDets 100: for the car
+    # (category 3, the third of the 80) 1/11 at every threshold and recall point; within 10 detections it
+    # would be 0, and at area "small" (no small box here) -1. Bicycle (no ground truth) is -1 throughout.
+    misses = [(400 + k, 400, 10, 10, 3, 0.9 - 0.01 * k) for k in range(10)]
+    rows = _perfect()
+    rows[1] = [r for r in rows[1] if r[4] != 3] + misses + [(10, 200, 100, 100, 3, 0.5)]
+    precision = _score(rows).precision
+    assert precision is not None and precision.shape == (10, 101, 80)
+    person, bicycle, car = precision[:, :, 0], precision[:, :, 1], precision[:, :, 2]
+    assert np.allclose(person, 1.0, rtol=0, atol=1e-12)
+    assert (bicycle == -1.0).all()
+    assert np.allclose(car, 1 / 11, rtol=0, atol=1e-12)
+
+
+def test_faster_coco_eval_printout_is_kept():
+    # faster-coco-eval prints through logging unless given print_function=print: its summary must reach
+    # the printout the report keeps, as pycocotools' does.
+    pytest.importorskip("faster_coco_eval")
+    result = score(
+        _coco(),
+        _dets(_perfect()),
+        image_ids=[1, 2],
+        label_map=canonical_label_map(),
+        backend="faster-coco-eval",
+    )
+    lines = result.cocoeval_log.splitlines()
+    assert " Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 1.000" in lines
+    assert " Average Recall     (AR) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 1.000" in lines

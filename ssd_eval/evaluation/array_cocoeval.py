@@ -68,7 +68,7 @@ def box_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
     inter = w * h
     union = np.where(crowd, da, da + ga - inter)
     overlap = (w > 0) & (h > 0)
-    out = np.zeros(np.broadcast(dt[..., 0], gt[..., 0]).shape)
+    out = np.zeros(inter.shape)
     np.divide(inter, union, out=out, where=overlap)
     return out
 
@@ -91,8 +91,8 @@ def _ground_truth(
         id_nonzero.append(ann["id"] != 0)
     key = np.array(keys, dtype=np.int64)
     order = np.argsort(key, kind="stable")
-    area = np.array(areas, dtype=np.float64).reshape(-1)[order]
-    is_crowd = np.array(crowd, dtype=bool).reshape(-1)[order]
+    area = np.array(areas, dtype=np.float64)[order]
+    is_crowd = np.array(crowd, dtype=bool)[order]
     lo = np.array([r[0] for r in AREA_RANGES])
     hi = np.array([r[1] for r in AREA_RANGES])
     outside = (area[:, None] < lo) | (area[:, None] > hi)
@@ -101,26 +101,20 @@ def _ground_truth(
         boxes=np.array(boxes, dtype=np.float64).reshape(-1, 4)[order],
         crowd=is_crowd,
         ignored=is_crowd[:, None] | outside,
-        id_nonzero=np.array(id_nonzero, dtype=bool).reshape(-1)[order],
+        id_nonzero=np.array(id_nonzero, dtype=bool)[order],
     )
 
 
 def _index_in(sorted_ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each value's position in `sorted_ids`, and whether it is there at all."""
-    if not len(sorted_ids):
-        return np.zeros(len(values), dtype=np.int64), np.zeros(len(values), dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_ids, values), len(sorted_ids) - 1)
-    return at, sorted_ids[at] == values
+    """Each value's position in `sorted_ids`, and whether it is there at all (the position of a value
+    that is not there means nothing)."""
+    return np.searchsorted(sorted_ids, values), np.isin(values, sorted_ids)
 
 
 def _groups(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unique keys of a sorted array with the start and length of each run."""
-    if not len(sorted_keys):
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-    lengths = np.diff(np.r_[starts, len(sorted_keys)])
-    return sorted_keys[starts], starts, lengths
+    keys, starts, lengths = np.unique(sorted_keys, return_index=True, return_counts=True)
+    return keys, starts, lengths
 
 
 def _bits(flags: np.ndarray) -> np.ndarray:
@@ -169,8 +163,9 @@ def _match(
     ignored_bits = np.zeros(len(dt_boxes), dtype=np.uint64)
     for size in np.unique(gt_counts).tolist():
         in_bucket = np.flatnonzero(gt_counts == size)
-        # Pairs with more detections first: at rank d the pairs still matching are a prefix.
-        in_bucket = in_bucket[np.argsort(-dt_counts[in_bucket], kind="stable")]
+        # Pairs with more detections first: at rank d the pairs still matching are a prefix. Pairs with
+        # as many detections may come in any order: each is matched on its own row.
+        in_bucket = in_bucket[np.argsort(-dt_counts[in_bucket])]
         counts = dt_counts[in_bucket]
         first_dt = dt_starts[in_bucket]
         g = gt_starts[in_bucket][:, None] + np.arange(size)  # [P, G]
@@ -282,8 +277,6 @@ def _true_positive_precision(
     (padded with -1).
     """
     num_thr = len(IOU_THRESHOLDS)
-    if not len(order):
-        return np.zeros((len(areas), num_thr), dtype=np.int64), np.zeros((len(areas), num_thr, 0))
     position[order] = np.arange(len(order))
     inside_so_far = np.cumsum(~outside[order][:, areas], axis=0)  # [nd, areas]
     events = order[touched[order]]  # the detections that matched something, in score order
@@ -296,7 +289,7 @@ def _true_positive_precision(
     area_i, thr = lane // num_thr, lane % num_thr
     tp = (nth + 1).astype(np.float64)
     fp = (inside_so_far[position[events[event]], area_i] - seen[event, area_i, thr]).astype(np.float64)
-    grid = np.full((lanes, int(count.max()) if len(count) else 0), -1.0)
+    grid = np.full((lanes, int(count.max())), -1.0)  # `areas` is never empty: count has >= 10 lanes
     grid[lane, nth] = tp / (fp + tp + eps)
     envelope = np.maximum.accumulate(grid[:, ::-1], axis=1)[:, ::-1]
     return count.reshape(len(areas), num_thr), envelope.reshape(len(areas), num_thr, -1)
@@ -314,11 +307,8 @@ def _summarize(precision: np.ndarray, recall: np.ndarray) -> tuple[tuple[float, 
             if iou_thr is not None:
                 s = s[np.where(iou_thr == IOU_THRESHOLDS)[0]]
             s = s[:, :, :, aind, mind]
-        else:
-            s = recall
-            if iou_thr is not None:
-                s = s[np.where(iou_thr == IOU_THRESHOLDS)[0]]
-            s = s[:, :, aind, mind]
+        else:  # bbox's summarize asks AR over every threshold only
+            s = recall[:, :, aind, mind]
         mean = -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
         iou_text = (
             f"{IOU_THRESHOLDS[0]:0.2f}:{IOU_THRESHOLDS[-1]:0.2f}" if iou_thr is None else f"{iou_thr:0.2f}"
@@ -384,9 +374,10 @@ def evaluate_bbox(
     )
     regular = ~gt.ignored  # [G, A]
     regular_gt = np.zeros((num_cats, len(AREA_RANGES)), dtype=np.int64)
-    np.add.at(regular_gt, gt.key % num_cats if num_cats else gt.key, regular.astype(np.int64))
+    # Without categories there is no ground truth and no detection: `% 0` of empty keys is empty.
+    np.add.at(regular_gt, gt.key % num_cats, regular)
     precision, recall = _accumulate(
-        num_cats, key % num_cats if num_cats else key, rank, scores, hit, to_ignored, dt_outside, regular_gt
+        num_cats, key % num_cats, rank, scores, hit, to_ignored, dt_outside, regular_gt
     )
     stats, printout = _summarize(precision, recall)
     return ArrayEvaluation(

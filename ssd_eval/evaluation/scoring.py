@@ -116,12 +116,9 @@ def result_records(rows: np.ndarray) -> list[dict[str, Any]]:
 def _results(gt: Any, rows: np.ndarray, coco_cls: Any) -> Any:
     if len(rows):
         return gt.loadRes(result_records(rows))
+    # No detections: an empty results tree (loadRes crashes on an empty list). COCOeval asks it only
+    # for the annotations of the evaluated images, so it needs no images or categories.
     empty = coco_cls()
-    empty.dataset = {
-        "images": list(gt.dataset["images"]),
-        "categories": list(gt.dataset["categories"]),
-        "annotations": [],
-    }
     empty.createIndex()
     return empty
 
@@ -142,8 +139,8 @@ def score(
         values, text = list(evaluation.stats), evaluation.printout
     else:
         precision, cat_ids, values, text = _cocoeval(coco_json, rows, image_ids, backend)
-    # faster-coco-eval appends extra stats after the standard 12.
-    stats = {name: float(value) for name, value in zip(STAT_NAMES, values[:12], strict=True)}
+    # Every backend gives exactly the 12 (faster-coco-eval keeps its extra stats in `all_stats`).
+    stats = {name: float(value) for name, value in zip(STAT_NAMES, values, strict=True)}
     per_category = _per_category(precision, cat_ids, coco_json, rows, label_map, set(image_ids))
     log.debug("%s:\n%s", backend, text)
     return Scores(
@@ -167,7 +164,7 @@ def _cocoeval(
         dt = _results(gt, rows, coco_cls)
         if backend == "pycocotools":
             evaluator = eval_cls(gt, dt, iouType="bbox")
-        else:
+        else:  # faster-coco-eval logs through logging unless told to print
             evaluator = eval_cls(gt, dt, iouType="bbox", print_function=print)
         evaluator.params.imgIds = sorted(int(i) for i in image_ids)
         evaluator.evaluate()
@@ -190,7 +187,7 @@ def _per_category(
     gt_counts = Counter(
         int(ann["category_id"])
         for ann in coco_json["annotations"]
-        if ann["image_id"] in image_ids and not ann.get("iscrowd", 0)
+        if ann["image_id"] in image_ids and not ann.get("iscrowd")
     )
     scores = []
     for k, cat_id in enumerate(cat_ids):
