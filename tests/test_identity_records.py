@@ -441,8 +441,8 @@ def test_what_an_import_does_not_know_is_said():
 
 
 def test_a_model_not_known_is_no_model_not_even_another_unknown_one():
-    # Two imports of detections from models nobody named: not the same model. Their preprocessing, not
-    # known either, is not a difference (what a comparison varies is the model, not the unknowns).
+    # Two imports of detections from models nobody named: not the same model. Only the model: their
+    # preprocessing, not known either, is no difference.
     assert IMPORTED.differences(IMPORTED) == (Difference("model sha256", "model", NOT_KNOWN, NOT_KNOWN),)
     named = replace(IMPORTED, model_sha256=MODEL)
     assert named.differences(named) == ()
