@@ -131,6 +131,46 @@ def test_differences_name_each_fact_in_words(coco):
     assert other.differences(whole, ("model", "images")) == ()
 
 
+def test_the_whole_of_a_shard_is_the_run_without_the_shard(coco, tmp_path):
+    listed = tmp_path / "ids.txt"
+    listed.write_text("13\n5\n7\n9\n11\n")
+    whole = _identity(coco, id_list=listed, limit=4)
+    assert whole.images.image_ids == (5, 7, 9, 11)  # the list's ids, ascending, the first 4
+    assert whole.images.limit == 4
+    assert whole.images.id_list_sha256 == hashlib.sha256(listed.read_bytes()).hexdigest()
+    part = _identity(coco, id_list=listed, limit=4, shard=Shard(1, 2))
+    assert part.images.image_ids == (7, 11)  # shard 2/2, round robin
+    # What `merge` makes of its shards: the ids in any order.
+    assert part.whole([11, 5, 9, 7]) == whole
+
+
+def test_run_identity_records_the_settings_it_is_given(coco):
+    gt = open_ground_truth(_annotations(coco), coco / "val2017")
+    identity = run_identity(
+        gt,
+        model_sha256="AB" * 32,
+        model_name="m.onnx",
+        provider="cpu",
+        preprocess=PreprocessConfig(backend="opencv", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        input_size=(300, 400),
+        decode=DecodeConfig(score_threshold=0.05, clip_boxes=True),
+        scorer="array",
+        rules={"expected.value": 0.2},
+        annotation_sha256="f" * 64,
+    )
+    assert (identity.preprocess, identity.input_size, identity.mean, identity.std) == (
+        "opencv",
+        (300, 400),
+        (0.5, 0.5, 0.5),
+        (0.25, 0.25, 0.25),
+    )
+    assert (identity.score_threshold, identity.clip_boxes, identity.scorer) == (0.05, True, "array")
+    assert identity.ground_truth.annotation_sha256 == "f" * 64  # the sha256 the caller already has
+    # Without it, the annotation file's bytes are read.
+    file_sha256 = hashlib.sha256(_annotations(coco).read_bytes()).hexdigest()
+    assert _identity(coco).ground_truth.annotation_sha256 == file_sha256
+
+
 def test_with_ground_truth_is_the_run_scored_elsewhere(coco, tmp_path):
     whole = _identity(coco)
     fewer = tmp_path / "fewer"
@@ -158,7 +198,7 @@ def test_identity_json_round_trip_and_damage(coco):
         ("schema", "other/1", "not a run identity"),
         ("model_sha256", "xyz", "model_sha256: not a sha256"),
         ("input_size", [1200], r"input_size: expected \[height, width\]"),
-        ("clip_boxes", "no", "clip_boxes: missing or not a bool"),
+        ("clip_boxes", "no", "clip_boxes: missing or not true or false"),
         ("mean", [0.5, 0.5], "mean: expected 3 numbers"),
     ):
         with pytest.raises(IdentityFormatError, match=message):

@@ -77,7 +77,7 @@ def ground_truth_digest(coco_json: Mapping[str, Any], image_ids: Iterable[int]) 
             int(a["category_id"]),
             [float(v) for v in a["bbox"]],
             float(a.get("area", 0.0)),
-            int(bool(a.get("iscrowd", 0))),
+            int(bool(a.get("iscrowd"))),  # absent: not a crowd
         )
         for a in coco_json["annotations"]
         if a["image_id"] in wanted
@@ -138,7 +138,8 @@ class DetectionSource:
     partial: bool  # the file covers only some images of the selection: the run is scored on those
 
     def describe(self) -> str:
-        """One line: "mlperf log mlperf_log_accuracy.json (sha256 0123456789ab…) from TensorRT 8.6"."""
+        """One line, e.g. "MLPerf accuracy log mlperf_log_accuracy.json (sha256 0123456789ab…) from TensorRT
+        8.6, image order annotated (2 repeated entries ignored)"."""
         kind = "MLPerf accuracy log" if self.format == "mlperf" else "COCO results file"
         made = f" from {self.producer}" if self.producer else ""
         order = f", image order {self.image_order}" if self.image_order else ""
@@ -339,9 +340,9 @@ def gate_rules(
 ) -> dict[str, Any]:
     """The rules a run is gated by, flat, with the baseline named by its content (its path differs
     from machine to machine). `gate.required` is left out: it decides the exit code, not the verdict."""
-    tree: dict[str, Any] = {"expected": config_to_dict(expected) if expected is not None else None}
+    tree: dict[str, Any] = {"expected": config_to_dict(expected)}  # None stays None
     gate_tree = dict(config_to_dict(gate))
-    gate_tree.pop("required", None)
+    del gate_tree["required"]
     gate_tree["baseline"] = baseline_sha256
     tree["gate"] = gate_tree
     return flat_rules(tree)
@@ -416,17 +417,34 @@ class IdentityFormatError(ValueError):
     """identity.json is not one this ssd_eval can read (the message names the key)."""
 
 
-def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+# What a key of identity.json must hold, in JSON's words (the refusal names it).
+_KINDS: dict[type | tuple[type, ...], str] = {
+    str: "a string",
+    int: "a whole number",
+    (int, float): "a number",
+    bool: "true or false",
+    dict: "an object",
+    list: "a list",
+}
+
+
+def _get(
+    data: Mapping[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    where: str = "",
+    *,
+    optional: bool = False,
+) -> Any:
+    """data[key] if it is of `kind` (true and false are no numbers), or None for an optional key that is
+    absent or null."""
     value = data.get(key)
-    numeric = kind in (int, float) or kind == (int, float)
-    if not isinstance(value, kind) or (numeric and isinstance(value, bool)):
-        name = "number" if isinstance(kind, tuple) else kind.__name__
-        raise IdentityFormatError(f"{where}{key}: missing or not a {name}")
+    if optional and value is None:
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        wanted = f"not {_KINDS[kind]} or null" if optional else f"missing or not {_KINDS[kind]}"
+        raise IdentityFormatError(f"{where}{key}: {wanted}")
     return value
-
-
-def _optional(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
-    return None if data.get(key) is None else _get(data, key, kind, where)
 
 
 def _sha(value: object, key: str) -> str:
@@ -471,13 +489,13 @@ def identity_from_json(data: object) -> RunIdentity:
     rules = _get(data, "rules", dict)
     images = ImageSelection(
         selection=_get(im, "selection", str, "images."),
-        limit=_optional(im, "limit", int, "images."),
+        limit=_get(im, "limit", int, "images.", optional=True),
         id_list_sha256=(
             None if im.get("id_list_sha256") is None else _sha(im["id_list_sha256"], "images.id_list_sha256")
         ),
         whole_count=_get(im, "whole_count", int, "images."),
         whole_digest=_sha(_get(im, "whole_digest", str, "images."), "images.whole_digest"),
-        shard=_optional(im, "shard", str, "images."),
+        shard=_get(im, "shard", str, "images.", optional=True),
         count=_get(im, "count", int, "images."),
         digest=_sha(_get(im, "digest", str, "images."), "images.digest"),
         image_ids=tuple(sorted(ids)),
@@ -522,8 +540,8 @@ def _source(value: object) -> DetectionSource | None:
         format=_get(value, "format", str, where),
         file_name=_get(value, "file_name", str, where),
         file_sha256=_sha(_get(value, "file_sha256", str, where), "source.file_sha256"),
-        producer=_optional(value, "producer", str, where),
-        image_order=_optional(value, "image_order", str, where),
+        producer=_get(value, "producer", str, where, optional=True),
+        image_order=_get(value, "image_order", str, where, optional=True),
         ignore_extra=_get(value, "ignore_extra", bool, where),
         extra_ignored=_get(value, "extra_ignored", int, where),
         repeats_ignored=_get(value, "repeats_ignored", int, where),
