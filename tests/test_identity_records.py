@@ -270,6 +270,8 @@ NOT_SHA = "not a sha256 (64 hexadecimal digits)"
         (("images", "limit"), "4", "images.limit: not a whole number or null"),
         (("images", "limit"), True, "images.limit: not a whole number or null"),
         (("images", "id_list_sha256"), ID_LIST[:-1], f"images.id_list_sha256: {NOT_SHA}"),
+        # A JSON number of 64 digits is no sha256, though its decimal text has the length and digits of one.
+        (("images", "id_list_sha256"), 10**63, f"images.id_list_sha256: {NOT_SHA}"),
         (("images", "whole_count"), MISSING, "images.whole_count: missing or not a whole number"),
         (("images", "whole_digest"), MISSING, "images.whole_digest: missing or not a string"),
         (("images", "whole_digest"), "z" * 64, f"images.whole_digest: {NOT_SHA}"),
@@ -364,7 +366,7 @@ def test_an_imported_source_in_one_line():
         "COCO results file results.json (sha256 0123456789ab…) (0 records of other images ignored)"
     )
     assert replace(bare, format="mlperf", repeats_ignored=1).describe() == (
-        "MLPerf accuracy log results.json (sha256 0123456789ab…) (1 repeated entries ignored)"
+        "MLPerf accuracy log results.json (sha256 0123456789ab…) (1 repeated entry ignored)"
     )
     assert replace(bare, partial=True).describe() == (
         "COCO results file results.json (sha256 0123456789ab…) (covers part of the selection: scored on the "

@@ -143,8 +143,10 @@ class DetectionSource:
         kind = "MLPerf accuracy log" if self.format == "mlperf" else "COCO results file"
         made = f" from {self.producer}" if self.producer else ""
         order = f", image order {self.image_order}" if self.image_order else ""
-        notes = [f"{self.extra_ignored} records of other images ignored"] if self.ignore_extra else []
-        notes += [f"{self.repeats_ignored} repeated entries ignored"] if self.repeats_ignored else []
+        notes = (
+            [f"{_count(self.extra_ignored, 'record')} of other images ignored"] if self.ignore_extra else []
+        )
+        notes += [f"{_count(self.repeats_ignored, 'repeated entry')} ignored"] if self.repeats_ignored else []
         notes += ["covers part of the selection: scored on the images it covers"] if self.partial else []
         tail = f" ({'; '.join(notes)})" if notes else ""
         return f"{kind} {self.file_name} (sha256 {self.file_sha256[:12]}…){made}{order}{tail}"
@@ -447,11 +449,22 @@ def _get(
     return value
 
 
+def _count(n: int, thing: str) -> str:
+    """`1 record`, `2 records`, `1 repeated entry`, `0 repeated entries`."""
+    if n == 1:
+        return f"1 {thing}"
+    return f"{n} {thing[:-1]}ies" if thing.endswith("y") else f"{n} {thing}s"
+
+
 def _sha(value: object, key: str) -> str:
-    text = str(value)
-    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text.lower()):
+    """A sha256 as JSON text (a number of 64 digits is not one), in lower case."""
+    if (
+        not isinstance(value, str)
+        or len(value) != 64
+        or any(c not in "0123456789abcdef" for c in value.lower())
+    ):
         raise IdentityFormatError(f"{key}: not a sha256 (64 hexadecimal digits)")
-    return text.lower()
+    return value.lower()
 
 
 def _model_sha(value: str) -> str:
