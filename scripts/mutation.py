@@ -10,6 +10,8 @@ with the whole suite selected, a surviving mutant of a function every run passes
     python scripts/mutation.py scoring data     # these groups, from scratch, then the report
     python scripts/mutation.py --report         # only the report, from the groups already run
     python scripts/mutation.py --list           # the groups, their modules and test files
+    python scripts/mutation.py --check-equivalents   # after a code change: is every listed equivalent still
+                                                     # generated as listed? (seconds: no tests run)
 
 The report (printed, and written to .mutation/report.md) counts per module: killed (by a test, by
 mypy, which .ci/run also runs, or by a timeout), survived, and the survivors listed as equivalent in
@@ -327,11 +329,66 @@ def report(
     return "\n".join(lines) + "\n", not problems
 
 
+def generated_mutants(module_path: str, wanted: set[str]) -> dict[str, Mutant | None]:
+    """The mutants mutmut makes now (no test run) of the functions `wanted` are mutants of, each with its
+    diff, and None for a wanted one not made any more: to check the equivalents lists after a code change
+    in a minute or two rather than a run."""
+    import difflib
+
+    import libcst as cst
+    from mutmut.mutation.diff_apply import read_mutant_function, read_original_function
+    from mutmut.mutation.file_mutation import mutate_file_contents
+
+    mutated = mutate_file_contents(module_path, (ROOT / module_path).read_text(encoding="utf-8"))
+    prefix = module_path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+    made = {f"{prefix}.{short}" for short in mutated.mutant_names}
+    tree = cst.parse_module(mutated.code)
+    families = {name.rsplit("__mutmut_", 1)[0] for name in wanted}
+    found: dict[str, Mutant | None] = {name: None for name in wanted}
+    for name in sorted(made):
+        if name.rsplit("__mutmut_", 1)[0] not in families:
+            continue
+        original, mutant = (
+            cst.Module([function]).code.strip().split("\n")
+            for function in (read_original_function(tree, name), read_mutant_function(tree, name))
+        )
+        diff = "\n".join(difflib.unified_diff(original, mutant, module_path, module_path, lineterm=""))
+        found[name] = Mutant(name, "not run", diff)
+    return found
+
+
+def stale_equivalents(selection: Selection, equivalents: dict[str, tuple[str, str]]) -> list[str]:
+    """Each listed equivalent that the code no longer makes, or makes as another mutation."""
+    os.chdir(ROOT)  # mutmut reads its settings (do_not_mutate_patterns) from ./pyproject.toml
+    problems = []
+    for group in selection.groups:
+        for path in group.modules:
+            module = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+            wanted = {name for name in equivalents if module_of(name) == module}
+            if not wanted:
+                continue
+            made = generated_mutants(path, wanted)
+            for name in sorted(wanted):
+                line, mutant = equivalents[name][0], made[name]
+                if mutant is not None and mutant.mutated_lines == line:
+                    continue
+                now = [m.name for m in made.values() if m is not None and m.mutated_lines == line]
+                where = f"; that mutation is now {', '.join(now)}" if now else ""
+                what = "not generated any more" if mutant is None else f"is `{mutant.mutated_lines}`"
+                problems.append(f"{name}: listed as `{line}`, {what}{where}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help="groups to run (default: all)")
     parser.add_argument("--report", action="store_true", help="report on the groups already run")
     parser.add_argument("--list", action="store_true", help="list the groups")
+    parser.add_argument(
+        "--check-equivalents",
+        action="store_true",
+        help="check the equivalents lists against the mutants the code makes now (seconds, no tests run)",
+    )
     args = parser.parse_args(argv)
     selection = load_selection()
     by_name = {g.name: g for g in selection.groups}
@@ -342,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         for g in selection.groups:
             print(f"{g.name}: {' '.join(g.modules)}\n    tests: {' '.join(g.tests)}")
         return 0
+    if args.check_equivalents:
+        problems = stale_equivalents(selection, load_equivalents())
+        print("\n".join(problems) if problems else "every listed equivalent is still generated as listed")
+        return 1 if problems else 0
     if not args.report:
         children = int(os.environ.get("MUTMUT_CHILDREN", os.cpu_count() or 2))
         names = args.groups or list(by_name)
