@@ -206,3 +206,26 @@ def test_only_the_errors_a_mutation_made_reach_mutmut(tmp_path):
         {"file": str(source), "line": 8, **own},  # ... and its own
     ]
     assert wrapper.mutation_errors(diagnostics) == [{"file": str(source), "line": 8, **own}]
+
+
+def test_a_stale_equivalent_is_named_with_where_its_mutation_went(script, monkeypatch):
+    """--check-equivalents: listed mutants compared with those the code makes now (here a stand-in for
+    mutmut's generation: the real one needs the dev extra)."""
+    group = script.Group(name="g", modules=("ssd_eval/a.py",), tests=("tests/t.py",))
+    selection = script.Selection(groups=(group,), left_out={})
+    made = {
+        "ssd_eval.a.x_f__mutmut_1": _mutant(script, "ssd_eval.a.x_f__mutmut_1", "not run", added="x = 2"),
+        "ssd_eval.a.x_f__mutmut_2": _mutant(script, "ssd_eval.a.x_f__mutmut_2", "not run", added="x = 3"),
+        "ssd_eval.a.x_f__mutmut_3": None,  # listed, not made any more
+    }
+    monkeypatch.setattr(script, "generated_mutants", lambda path, wanted: made)
+    listed = {
+        "ssd_eval.a.x_f__mutmut_1": ("x = 2", "why"),  # as listed
+        "ssd_eval.a.x_f__mutmut_2": ("x = 2", "why"),  # renumbered: x = 2 is mutant 1 now
+        "ssd_eval.a.x_f__mutmut_3": ("x = 4", "why"),
+    }
+    assert script.stale_equivalents(selection, listed) == [
+        "ssd_eval.a.x_f__mutmut_2: listed as `x = 2`, is `x = 3`; "
+        "that mutation is now ssd_eval.a.x_f__mutmut_1",
+        "ssd_eval.a.x_f__mutmut_3: listed as `x = 4`, not generated any more",
+    ]
