@@ -169,12 +169,6 @@ def _sync_folder(folder: Path) -> None:
             os.close(fd)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `path` so that a reader (or a crash) never sees half a file (see `atomic_writer`)."""
-    with atomic_writer(path) as handle:
-        handle.write(data)
-
-
 def write_text_atomic(path: Path, text: str) -> None:
     """Write `path` as UTF-8 so that a reader (or a crash) never sees half a file (see `atomic_writer`)."""
     with atomic_writer(path, text=True) as handle:

@@ -551,3 +551,116 @@ def test_a_failing_fsync_on_close_is_an_error_naming_the_images_kept(tmp_path, m
         det_log.append(_dets(2, 0))
         monkeypatch.setattr(detection_log.os, "fsync", fsync)
     assert not store_path(path).exists()  # no store for a log that may not be on disk
+
+
+# Each refusal of a log line, whole (a hand-written or damaged log; docs/checks.md).
+
+ID_RULE = "image_id must be an integer with |id| <= 9007199254740991 (2**53 - 1), got "
+NUMBERS = "boxes and scores must be lists of numbers (four a box)"
+CATEGORIES = "category_ids must be a list of integers with |id| <= 9007199254740991"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("[]", "expected an object"),
+        ('"image_id"', "expected an object"),
+        ('{"boxes":[],"scores":[],"category_ids":[]}', ID_RULE + "None"),
+        ('{"image_id":7.0,"boxes":[],"scores":[],"category_ids":[]}', ID_RULE + "7.0"),
+        (
+            '{"image_id":9007199254740992,"boxes":[],"scores":[],"category_ids":[]}',
+            ID_RULE + "9007199254740992",
+        ),
+        # the value shown is cut to 40 characters of its repr: the quote and 39 x
+        (
+            '{"image_id":"' + "x" * 60 + '","boxes":[],"scores":[],"category_ids":[]}',
+            ID_RULE + "'" + "x" * 39,
+        ),
+        ('{"image_id":1,"boxes":[1,2,3],"scores":[],"category_ids":[]}', NUMBERS),
+        ('{"image_id":1,"scores":[],"category_ids":[]}', NUMBERS),
+        ('{"image_id":1,"boxes":"abcd","scores":[0.5],"category_ids":[1]}', NUMBERS),
+        ('{"image_id":1,"boxes":[true,0,1,1],"scores":[0.5],"category_ids":[1]}', NUMBERS),
+        ('{"image_id":1,"boxes":[0,0,1,1],"scores":["0.5"],"category_ids":[1]}', NUMBERS),
+        ('{"image_id":1,"boxes":[0,0,1,1],"scores":0.5,"category_ids":[1]}', NUMBERS),
+        ('{"image_id":1,"boxes":[0,0,1,1],"scores":[0.5],"category_ids":[1.0]}', CATEGORIES),
+        ('{"image_id":1,"boxes":[0,0,1,1],"scores":[0.5],"category_ids":[9007199254740992]}', CATEGORIES),
+        ('{"image_id":1,"boxes":[0,0,1,1],"scores":[0.5],"category_ids":[-9007199254740992]}', CATEGORIES),
+        ('{"image_id":1,"boxes":[0,0,1,1],"scores":[0.5]}', CATEGORIES),
+    ],
+)
+def test_a_line_that_is_not_a_record_is_refused_saying_why(line, message):
+    with pytest.raises(ValueError) as info:
+        detections_from_line(line)
+    assert str(info.value) == message
+
+
+def test_ids_at_the_limit_read_back_exactly():
+    dets = detections_from_line(
+        '{"image_id":-9007199254740991,"boxes":[0,0,1,1,2,2,3,3],"scores":[0.5,0.25],'
+        '"category_ids":[9007199254740991,-9007199254740991]}'
+    )
+    assert dets.image_id == -(2**53 - 1)
+    assert dets.category_ids.tolist() == [2**53 - 1, -(2**53 - 1)]
+    assert dets.boxes.tolist() == [[0, 0, 1, 1], [2, 2, 3, 3]]
+
+
+def test_a_non_finite_output_is_logged_and_read_back_as_it_came(tmp_path):
+    odd = Detections(
+        4,
+        np.array([[np.inf, 1.0, 2.0, 3.0]]),
+        np.array([np.nan]),
+        np.array([1], dtype=np.int64),
+    )
+    line = detections_to_line(odd)
+    assert line == '{"image_id":4,"boxes":[Infinity,1.0,2.0,3.0],"scores":[NaN],"category_ids":[1]}'
+    back = detections_from_line(line)
+    assert back.boxes.tolist()[0][0] == np.inf and np.isnan(back.scores[0])
+    path = tmp_path / "detections.jsonl"
+    _write(path, odd, C)
+    store_path(path).unlink()
+    found = read_detection_log(path)  # parsed from the log
+    assert sorted(found) == [4, 12] and np.isnan(found[4].scores[0])
+
+
+def test_a_damaged_line_is_named_with_its_problem_in_one_line(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    path.write_text(
+        detections_to_line(C)
+        + "\n"
+        + '{"image_id":1,"boxes":[1,2,3],"scores":[],"category_ids":[]}\n'
+        + detections_to_line(A)
+        + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(OutputError) as info:
+        read_detection_log(path)
+    assert str(info.value) == (
+        f"{path}: line 2 is not a detections record (boxes and scores must be lists of numbers (four a "
+        "box)); the file is damaged: restore it from a copy, or delete the run folder and run again"
+    )
+
+
+def test_truncate_torn_tail_names_a_log_it_cannot_open(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "detections.jsonl"
+    path.write_bytes(b'{"a":1}\n{"b":')
+
+    def denied(path, flags):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(detection_log, "open_own_file", denied)
+    with pytest.raises(OutputError) as info:
+        truncate_torn_tail(path)
+    assert str(info.value) == f"cannot write {path}: Permission denied"
+    assert path.read_bytes() == b'{"a":1}\n{"b":'
+
+
+def test_truncate_torn_tail_never_cuts_through_a_link(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b'{"a":1}\n{"b":')
+    path = tmp_path / "detections.jsonl"
+    path.symlink_to(target)
+    with pytest.raises(OutputError, match=r"detections\.jsonl is a symbolic link: ssd-eval writes only"):
+        truncate_torn_tail(path)
+    assert target.read_bytes() == b'{"a":1}\n{"b":'

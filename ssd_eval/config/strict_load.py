@@ -18,6 +18,7 @@ YAML is restricted to what a config needs, plain mappings, lists and scalars:
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,6 @@ class _Refused(Exception):
     def __init__(self, line: int, message: str) -> None:
         super().__init__(message)
         self.line = line
-        self.message = message
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -92,14 +92,15 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_object(node, deep=deep)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
+        seen: dict[Hashable, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # a list or a mapping as a key: SafeLoader refuses it ("found unhashable key")
             line = key_node.start_mark.line + 1
-            if isinstance(key, (str, int, float, bool)) and key in seen:
+            if key in seen:
                 raise _Refused(line, f"duplicate key {key!r} (first given on line {seen[key]}); keep one")
-            if isinstance(key, (str, int, float, bool)):
-                seen[key] = line
+            seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
 
@@ -132,16 +133,15 @@ def load_yaml_file(path: Path, *, advice: str = "") -> object:
     try:
         return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
     except _Refused as exc:
-        raise ConfigError(f"{path}: line {exc.line}: {exc.message}{then}") from None
+        raise ConfigError(f"{path}: line {exc.line}: {exc}{then}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = _one_line(exc.problem or exc.context or "a syntax error")
         raise ConfigError(f"{path}:{where} invalid YAML: {problem}{then}") from None
-    except yaml.reader.ReaderError as exc:  # a control character, at a position
-        character = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    except yaml.reader.ReaderError as exc:  # a control character (its code point), at a position
         raise ConfigError(
-            f"{path}: invalid YAML: unacceptable character #x{ord(character):04x} at character "
+            f"{path}: invalid YAML: unacceptable character #x{exc.character:04x} at character "
             f"{exc.position + 1} (control characters are not allowed){then}"
         ) from None
     except yaml.YAMLError as exc:

@@ -18,7 +18,6 @@ a run's detections; it picks the store or the log.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
@@ -356,7 +355,7 @@ class DetectionLog:
             while rest:
                 written = os.write(self._handle.fileno(), rest)
                 if not written:
-                    raise OSError(errno.EIO, "the write made no progress")
+                    raise OSError("the write made no progress")  # read by its text alone (_write_error)
                 rest = rest[written:]
         except BaseException as exc:
             # A part of the line may be in the file: cut it so the log ends on a whole line.
