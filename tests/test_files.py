@@ -283,7 +283,8 @@ def test_the_file_and_then_its_folder_are_synced(tmp_path, monkeypatch):
     before = _open_fds()
     write_text_atomic(tmp_path / "metrics.json", "{}\n")
     assert len(synced) == 2
-    assert re.fullmatch(r"metrics\.json\.[0-9a-f]{8}\.tmp", Path(synced[0][0]).name) and not synced[0][1]
+    assert re.fullmatch(r"metrics\.json\.[0-9a-f]{8}\.tmp", Path(synced[0][0]).name)
+    assert synced[0][1:] == (False, False)  # the temporary file, opened close-on-exec
     assert synced[1] == (str(tmp_path), True, False)  # the folder, opened close-on-exec
     assert _open_fds() == before
 

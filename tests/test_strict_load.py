@@ -108,6 +108,15 @@ def test_depth_counts_nesting_not_the_number_of_values(tmp_path):
     assert isinstance(value, dict) and len(value) == 101 and value["list"] == list(range(100))
 
 
+def test_depth_is_counted_again_after_a_value_ends(tmp_path):
+    """A scalar three levels deep, then a sibling list with 63 more levels: 65 levels, refused. (A count
+    that lost its place after the scalar would let it pass.)"""
+    path = _yaml(tmp_path, "[[0, " + "[" * 63 + "]" * 63 + "]]")
+    assert _refusal(path) == f"{path}: line 1: nested more than 64 levels deep; fix it"
+    value = load_yaml_file(_yaml(tmp_path, "[[0, " + "[" * 62 + "]" * 62 + "]]"))  # 64 levels: read
+    assert isinstance(value, list) and value[0][0] == 0
+
+
 @pytest.mark.parametrize(
     ("text", "line", "key", "first"),
     [
@@ -129,6 +138,8 @@ def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path, text, line, ke
 def test_a_list_as_a_key_is_invalid_yaml_not_a_crash(tmp_path):
     path = _yaml(tmp_path, "a: 1\n[1]: b\n")
     assert _refusal(path) == f"{path}: line 2 invalid YAML: found unhashable key; fix it"
+    path = _yaml(tmp_path, "[1]: a\nb: 1\nb: 2\n")  # the keys after it are still checked
+    assert _refusal(path) == f"{path}: line 3: duplicate key 'b' (first given on line 2); keep one; fix it"
 
 
 @pytest.mark.parametrize(
@@ -217,6 +228,33 @@ def test_bounded_text_reads_up_to_its_limit(tmp_path):
     with pytest.raises(ConfigError) as info:
         read_bounded_text(path, limit=10, advice="do this")
     assert str(info.value) == f"{path}: larger than 10 bytes, which no ssd_eval file is; do this"
+
+
+def test_bounded_text_reads_no_more_than_it_needs_to_decide(tmp_path, monkeypatch):
+    """A file of gigabytes given by mistake is never read whole: one read of limit + 1 bytes tells."""
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"x" * 100)
+    sizes: list[object] = []
+    real_open = Path.open
+
+    class Spy:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def read(self, size=-1):
+            sizes.append(size)
+            return self.handle.read(size)
+
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: Spy(real_open(self, *a, **k)))
+    with pytest.raises(ConfigError, match="larger than 10 bytes"):
+        read_bounded_text(path, limit=10, advice="a")
+    assert sizes == [11]
 
 
 def test_bounded_text_refuses_a_folder_and_a_missing_file(tmp_path):

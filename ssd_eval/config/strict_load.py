@@ -69,7 +69,7 @@ class _StrictLoader(yaml.SafeLoader):
             raise _Refused(
                 line, f"alias *{event.anchor} refused: write the value out (no anchors or aliases)"
             )
-        anchor = getattr(event, "anchor", None)
+        anchor = event.anchor  # every event composed into a node has one (yaml.NodeEvent)
         if anchor is not None:
             raise _Refused(line, f"anchor &{anchor} refused: write the value out (no anchors or aliases)")
         self._depth += 1
