@@ -185,7 +185,7 @@ class LogState:
         digest = hashlib.sha256()
         size = 0
         with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
+            while chunk := handle.read(1 << 20):
                 digest.update(chunk)
                 size += len(chunk)
         return cls(size, digest.digest())
