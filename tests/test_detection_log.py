@@ -860,59 +860,6 @@ def test_the_log_state_reads_in_blocks_of_one_mib(tmp_path, monkeypatch):
     assert sizes == [1 << 20] * 4
 
 
-def test_short_reads_of_the_log_are_continued(tmp_path, monkeypatch):
-    """pread may return fewer bytes than asked: the log is read on from where the last read ended."""
-    path = tmp_path / "detections.jsonl"
-    _write(path, A, B)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write('{"image_id":12,"bo')
-    real = os.pread
-    asked: list[int] = []
-
-    def pread(fd, size, offset):
-        asked.append(size)
-        return real(fd, min(size, 7), offset)
-
-    monkeypatch.setattr(detection_log.os, "pread", pread)
-    whole = detections_to_line(A) + "\n" + detections_to_line(B) + "\n"
-    _write(path, C)
-    assert path.read_text(encoding="utf-8") == whole + detections_to_line(C) + "\n"
-    assert asked[0] == len(whole) + 18  # the whole file asked for at once: less than 16 MiB
-    with np.load(store_path(path)) as data:
-        assert data["image_ids"].tolist() == [7, 3, 12]
-
-
-def test_a_log_read_in_blocks_of_16_mib(tmp_path, monkeypatch):
-    path = tmp_path / "detections.jsonl"
-    path.write_bytes(b"x" * ((1 << 24) + 5) + b"\n" + b'{"c":')
-    asked: list[tuple[int, int]] = []
-    real = os.pread
-
-    def pread(fd, size, offset):
-        asked.append((size, offset))
-        return real(fd, size, offset)
-
-    monkeypatch.setattr(detection_log.os, "pread", pread)
-    truncate_torn_tail(path)
-    assert asked == [(1 << 24, 0), (11, 1 << 24)]
-    assert path.stat().st_size == (1 << 24) + 6
-
-
-def test_a_log_cut_while_it_is_read_ends_where_it_ends(tmp_path, monkeypatch):
-    """The size told by fstat may be more than is left (another process cut the file): the read stops."""
-    path = tmp_path / "detections.jsonl"
-    path.write_bytes(b'{"a":1}\n{"b":')
-    real = os.fstat
-
-    def fstat(fd):
-        info = real(fd)
-        return os.stat_result((*info[:6], info.st_size + 100, *info[7:10]))
-
-    monkeypatch.setattr(detection_log.os, "fstat", fstat)
-    truncate_torn_tail(path)
-    assert path.read_bytes() == b'{"a":1}\n'
-
-
 def test_a_damaged_log_refuses_the_writer_and_closes_the_file(tmp_path):
     path = tmp_path / "detections.jsonl"
     path.write_text("garbage\n" + detections_to_line(C) + "\n", encoding="utf-8")

@@ -396,16 +396,9 @@ def _concatenate(first: DetectionColumns, second: DetectionColumns) -> Detection
 def _cut_torn_tail(fd: int) -> bytes:
     """Cut a partial last line of the open log `fd` (so that appending continues on a clean line);
     return the bytes it keeps."""
-    size = os.fstat(fd).st_size
-    chunks = []
-    offset = 0
-    while offset < size:
-        chunk = os.pread(fd, min(1 << 24, size - offset), offset)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        offset += len(chunk)
-    data = b"".join(chunks)
+    with open(fd, "rb", closefd=False) as handle:  # the log's own descriptor, kept open
+        handle.seek(0)
+        data = handle.read()  # to the end, however many reads that takes
     end = data.rfind(b"\n") + 1
     if end != len(data):
         os.ftruncate(fd, end)
