@@ -204,6 +204,16 @@ def test_an_interrupted_writer_leaves_no_store_and_the_log_is_read(tmp_path):
     _check(read_detection_log(path), A, C)
 
 
+def test_resuming_takes_the_earlier_records_from_an_up_to_date_store(tmp_path):
+    """A resumed run does not parse the log again when its store mirrors it: the store says C."""
+    path = tmp_path / "detections.jsonl"
+    _write(path, A, B)
+    _store_says_c(path)
+    _write(path, B)
+    with np.load(store_path(path)) as data:
+        assert data["image_ids"].tolist() == [12, 3]  # C from the store, then the B appended
+
+
 def test_resuming_a_log_extends_its_store(tmp_path):
     path = tmp_path / "detections.jsonl"
     _write(path, A)
