@@ -328,7 +328,7 @@ def test_the_folder_is_opened_as_a_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(files.os, "open", open_)
     write_text_atomic(tmp_path / "metrics.json", "{}\n")
     folder_flags = flags_seen[-1]
-    assert folder_flags & os.O_DIRECTORY and folder_flags & os.O_CLOEXEC
+    assert folder_flags & os.O_DIRECTORY
     assert folder_flags & (os.O_WRONLY | os.O_RDWR) == 0
 
 
