@@ -90,7 +90,7 @@ def file_sha256(path: Path) -> str:
     """The sha256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
+        while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -109,7 +109,7 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
     which would make a run folder's files unreadable to the colleagues it is shared with; here the
     file gets the usual umask permissions, as a plain `open` would give it.
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW  # os.open adds O_CLOEXEC itself (PEP 446)
     for _ in range(100):
         tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
         try:
@@ -162,17 +162,11 @@ def _atomic_writer(path: Path, *, text: bool) -> Iterator[IO[Any]]:
 def _sync_folder(folder: Path) -> None:
     """Make a rename in `folder` durable (best effort: not every file system can sync a folder)."""
     with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `path` so that a reader (or a crash) never sees half a file (see `atomic_writer`)."""
-    with atomic_writer(path) as handle:
-        handle.write(data)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -195,7 +189,7 @@ def open_own_file(path: Path, flags: int) -> int:
         raise ValueError("open_own_file: O_TRUNC would cut whatever file the name stands for")
     try:
         # O_NONBLOCK: a FIFO planted under the name must not hang the open (it is refused below).
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _refused(path, "is a symbolic link") from None

@@ -204,6 +204,16 @@ def test_an_interrupted_writer_leaves_no_store_and_the_log_is_read(tmp_path):
     _check(read_detection_log(path), A, C)
 
 
+def test_resuming_takes_the_earlier_records_from_an_up_to_date_store(tmp_path):
+    """A resumed run does not parse the log again when its store mirrors it: the store says C."""
+    path = tmp_path / "detections.jsonl"
+    _write(path, A, B)
+    _store_says_c(path)
+    _write(path, B)
+    with np.load(store_path(path)) as data:
+        assert data["image_ids"].tolist() == [12, 3]  # C from the store, then the B appended
+
+
 def test_resuming_a_log_extends_its_store(tmp_path):
     path = tmp_path / "detections.jsonl"
     _write(path, A)
@@ -551,3 +561,410 @@ def test_a_failing_fsync_on_close_is_an_error_naming_the_images_kept(tmp_path, m
         det_log.append(_dets(2, 0))
         monkeypatch.setattr(detection_log.os, "fsync", fsync)
     assert not store_path(path).exists()  # no store for a log that may not be on disk
+
+
+# Each refusal of a log line, whole (a hand-written or damaged log; docs/checks.md).
+
+ID_RULE = "image_id must be an integer with |id| <= 9007199254740991 (2**53 - 1), got "
+NUMBERS = "boxes and scores must be lists of numbers (four a box)"
+CATEGORIES = "category_ids must be a list of integers with |id| <= 9007199254740991"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("[]", "expected an object"),
+        ('"image_id"', "expected an object"),
+        ('{"boxes":[],"scores":[],"category_ids":[]}', ID_RULE + "None"),
+        ('{"image_id":7.0,"boxes":[],"scores":[],"category_ids":[]}', ID_RULE + "7.0"),
+        (
+            '{"image_id":9007199254740992,"boxes":[],"scores":[],"category_ids":[]}',
+            ID_RULE + "9007199254740992",
+        ),
+        # the value shown is cut to 40 characters of its repr: the quote and 39 x
+        (
+            '{"image_id":"' + "x" * 60 + '","boxes":[],"scores":[],"category_ids":[]}',
+            ID_RULE + "'" + "x" * 39,
+        ),
+        ('{"image_id":1,"boxes":[1,2,3],"scores":[],"category_ids":[]}', NUMBERS),
+        ('{"image_id":1,"scores":[],"category_ids":[]}', NUMBERS),
+        ('{"image_id":1,"boxes":"abcd","scores":[0.5],"category_ids":[1]}', NUMBERS),
+        ('{"image_id":1,"boxes":[true,0,1,1],"scores":[0.5],"category_ids":[1]}', NUMBERS),
+        ('{"image_id":1,"boxes":[0,0,1,1],"scores":["0.5"],"category_ids":[1]}', NUMBERS),
+        ('{"image_id":1,"boxes":[0,0,1,1],"scores":0.5,"category_ids":[1]}', NUMBERS),
+        ('{"image_id":1,"boxes":[0,0,1,1],"scores":[0.5],"category_ids":[1.0]}', CATEGORIES),
+        ('{"image_id":1,"boxes":[0,0,1,1],"scores":[0.5],"category_ids":[9007199254740992]}', CATEGORIES),
+        ('{"image_id":1,"boxes":[0,0,1,1],"scores":[0.5],"category_ids":[-9007199254740992]}', CATEGORIES),
+        ('{"image_id":1,"boxes":[0,0,1,1],"scores":[0.5]}', CATEGORIES),
+    ],
+)
+def test_a_line_that_is_not_a_record_is_refused_saying_why(line, message):
+    with pytest.raises(ValueError) as info:
+        detections_from_line(line)
+    assert str(info.value) == message
+
+
+def test_ids_at_the_limit_read_back_exactly():
+    dets = detections_from_line(
+        '{"image_id":-9007199254740991,"boxes":[0,0,1,1,2,2,3,3],"scores":[0.5,0.25],'
+        '"category_ids":[9007199254740991,-9007199254740991]}'
+    )
+    assert dets.image_id == -(2**53 - 1)
+    assert dets.category_ids.tolist() == [2**53 - 1, -(2**53 - 1)]
+    assert dets.boxes.tolist() == [[0, 0, 1, 1], [2, 2, 3, 3]]
+
+
+def test_a_non_finite_output_is_logged_and_read_back_as_it_came(tmp_path):
+    odd = Detections(
+        4,
+        np.array([[np.inf, 1.0, 2.0, 3.0]]),
+        np.array([np.nan]),
+        np.array([1], dtype=np.int64),
+    )
+    line = detections_to_line(odd)
+    assert line == '{"image_id":4,"boxes":[Infinity,1.0,2.0,3.0],"scores":[NaN],"category_ids":[1]}'
+    back = detections_from_line(line)
+    assert back.boxes.tolist()[0][0] == np.inf and np.isnan(back.scores[0])
+    path = tmp_path / "detections.jsonl"
+    _write(path, odd, C)
+    store_path(path).unlink()
+    found = read_detection_log(path)  # parsed from the log
+    assert sorted(found) == [4, 12] and np.isnan(found[4].scores[0])
+
+
+def test_a_damaged_line_is_named_with_its_problem_in_one_line(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    path.write_text(
+        detections_to_line(C)
+        + "\n"
+        + '{"image_id":1,"boxes":[1,2,3],"scores":[],"category_ids":[]}\n'
+        + detections_to_line(A)
+        + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(OutputError) as info:
+        read_detection_log(path)
+    assert str(info.value) == (
+        f"{path}: line 2 is not a detections record (boxes and scores must be lists of numbers (four a "
+        "box)); the file is damaged: restore it from a copy, or delete the run folder and run again"
+    )
+
+
+def test_truncate_torn_tail_names_a_log_it_cannot_open(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "detections.jsonl"
+    path.write_bytes(b'{"a":1}\n{"b":')
+
+    def denied(path, flags):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(detection_log, "open_own_file", denied)
+    with pytest.raises(OutputError) as info:
+        truncate_torn_tail(path)
+    assert str(info.value) == f"cannot write {path}: Permission denied"
+    assert path.read_bytes() == b'{"a":1}\n{"b":'
+
+
+def test_truncate_torn_tail_never_cuts_through_a_link(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b'{"a":1}\n{"b":')
+    path = tmp_path / "detections.jsonl"
+    path.symlink_to(target)
+    with pytest.raises(OutputError, match=r"detections\.jsonl is a symbolic link: ssd-eval writes only"):
+        truncate_torn_tail(path)
+    assert target.read_bytes() == b'{"a":1}\n{"b":'
+
+
+def test_a_store_is_never_unpickled(tmp_path, caplog):
+    """A store planted on shared storage must not run code when read: object arrays are refused."""
+    path = tmp_path / "detections.jsonl"
+    _write(path, A, C)
+    with np.load(store_path(path)) as data:
+        arrays = {name: data[name].copy() for name in data.files}
+    marker = tmp_path / "code-ran"
+
+    class Planted:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    arrays["log_size"] = np.array([Planted()], dtype=object)
+    with store_path(path).open("wb") as handle:
+        np.savez(handle, **arrays)
+    with caplog.at_level(logging.INFO):
+        _check(read_detection_log(path), A, C)
+    assert not marker.exists()
+    assert caplog.records[0].getMessage() == (
+        f"{store_path(path)} is damaged (Object arrays cannot be loaded when allow_pickle=False); "
+        "rebuilding it from the log"
+    )
+
+
+def _messages(caplog) -> list[tuple[str, str]]:
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == detection_log.log.name]
+
+
+def test_why_a_store_is_rebuilt_is_logged_in_one_line(tmp_path, caplog):
+    path = tmp_path / "detections.jsonl"
+    store = store_path(path)
+    _write(path, A, C)
+    with np.load(store) as data:
+        arrays = {name: data[name].copy() for name in data.files}
+    older = {name: value for name, value in arrays.items() if name not in ("log_size", "log_sha256")}
+    with store.open("wb") as handle:
+        np.savez(handle, **older)
+    with caplog.at_level(logging.INFO):
+        _check(read_detection_log(path), A, C)
+    assert _messages(caplog) == [
+        ("INFO", f"{store} was written by an older ssd_eval; rebuilding it from the log")
+    ]
+
+    caplog.clear()
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(detections_to_line(B) + "\n")
+    with caplog.at_level(logging.INFO):
+        _check(read_detection_log(path), A, B, C)
+    assert _messages(caplog) == [
+        ("INFO", f"{store} does not mirror its log (the log changed); rebuilding it")
+    ]
+
+    caplog.clear()
+    with np.errstate(over="ignore"):  # A's 1e300 is inf in float32
+        arrays = {**arrays, "boxes": arrays["boxes"].astype(np.float32)}
+    with np.load(store) as data:  # the current state, float32 boxes
+        arrays["log_size"], arrays["log_sha256"] = data["log_size"].copy(), data["log_sha256"].copy()
+    with store.open("wb") as handle:
+        np.savez(handle, **{**arrays, "image_ids": np.array([7, 3, 12]), "counts": np.array([2, 0, 1])})
+    with caplog.at_level(logging.INFO):
+        _check(read_detection_log(path), A, B, C)
+    assert _messages(caplog) == [
+        (
+            "WARNING",
+            f"{store} is damaged (detection columns of dtypes int64, int64, float32, float64, int64; "
+            "expected int64, int64, float64, float64, int64 (image_ids, counts, boxes, scores, "
+            "category_ids)); rebuilding it from the log",
+        )
+    ]
+
+    caplog.clear()
+    store.write_bytes(b"")
+    with caplog.at_level(logging.INFO):
+        _check(read_detection_log(path), A, B, C)
+    assert _messages(caplog) == [
+        ("WARNING", f"{store} is damaged (No data left in file); rebuilding it from the log")
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        _check(read_detection_log(path), A, B, C)  # up to date again: nothing to say
+    assert _messages(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (OSError(30, "Read-only file system"), "Read-only file system"),
+        (OSError("quota exceeded"), "quota exceeded"),
+    ],
+)
+def test_a_store_that_cannot_be_written_is_no_error(tmp_path, monkeypatch, caplog, error, shown):
+    path = tmp_path / "detections.jsonl"
+    _write(path, A, C)
+    store_path(path).unlink()
+
+    def refuse(path, **kwargs):
+        raise error
+
+    monkeypatch.setattr(detection_log, "atomic_writer", refuse)
+    with caplog.at_level(logging.INFO):
+        _check(read_detection_log(path), A, C)
+    assert _messages(caplog) == [
+        ("INFO", f"cannot write {store_path(path)} ({shown}): the log is parsed again next time")
+    ]
+    assert not store_path(path).exists()
+
+
+def test_a_torn_last_line_is_logged_in_one_line(tmp_path, caplog):
+    path = tmp_path / "detections.jsonl"
+    path.write_text(detections_to_line(C) + '\n{"image_id":3,"bo', encoding="utf-8")
+    with caplog.at_level(logging.INFO):
+        _check(read_detection_log(path), C)
+    assert _messages(caplog)[0] == (
+        "WARNING",
+        f"{path}: dropping a torn last line (the run was interrupted mid-write)",
+    )
+
+
+def test_a_whole_last_line_that_is_not_a_record_is_damage_not_a_torn_line(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    path.write_text(
+        detections_to_line(C) + '\n{"image_id":1.5,"boxes":[],"scores":[],"category_ids":[]}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(OutputError) as info:
+        read_detection_log(path)
+    assert str(info.value) == (
+        f"{path}: line 2 is not a detections record ({ID_RULE}1.5); the file is damaged: restore it from a "
+        "copy, or delete the run folder and run again"
+    )
+
+
+def test_a_damaged_lines_problem_is_cut_to_120_characters(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    path.write_text(
+        '{"image_id":'
+        + "1" * 5000
+        + ',"boxes":[],"scores":[],"category_ids":[]}\n'
+        + detections_to_line(C)
+        + "\n",
+        encoding="utf-8",
+    )
+    problem = (
+        "Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits; use "
+        "sys.set_int_max_str_digits() to increase the limit"
+    )[:120]
+    with pytest.raises(OutputError) as info:
+        read_detection_log(path)
+    assert str(info.value) == (
+        f"{path}: line 1 is not a detections record ({problem}); the file is damaged: restore it from a "
+        "copy, or delete the run folder and run again"
+    )
+
+
+def test_a_log_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    path.write_bytes(
+        b'{"image_id":3,"boxes":[],"scores":[],"category_ids":[]}\n\xff\n'
+    )  # byte 56: 55 + newline
+    with pytest.raises(OutputError) as info:
+        read_detection_log(path)
+    assert str(info.value) == (
+        f"{path} is not UTF-8 text (byte 56); it is written by `ssd-eval run`: restore it from a copy, or "
+        "delete the run folder and run again"
+    )
+
+
+def test_the_log_state_reads_in_blocks_of_one_mib(tmp_path, monkeypatch):
+    data = bytes(range(256)) * (10 * 1024 + 1)  # 2.5 MiB and 256 bytes
+    path = tmp_path / "detections.jsonl"
+    path.write_bytes(data)
+    sizes: list[object] = []
+    real_open = Path.open
+
+    class Spy:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def read(self, size=-1):
+            sizes.append(size)
+            return self.handle.read(size)
+
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: Spy(real_open(self, *a, **k)))
+    state = detection_log.LogState.of_file(path)
+    assert state == detection_log.LogState(len(data), hashlib.sha256(data).digest())
+    assert sizes == [1 << 20] * 4
+
+
+def test_a_damaged_log_refuses_the_writer_and_closes_the_file(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    path.write_text("garbage\n" + detections_to_line(C) + "\n", encoding="utf-8")
+    before = set(os.listdir("/proc/self/fd"))
+    det_log = DetectionLog(path)
+    with pytest.raises(OutputError, match=r"detections\.jsonl: line 1 is not a detections record"):
+        det_log.__enter__()
+    assert set(os.listdir("/proc/self/fd")) == before
+    with pytest.raises(RuntimeError, match=r"^DetectionLog.append outside its `with` block$"):
+        det_log.append(C)
+    det_log.__exit__(None, None, None)  # nothing to close: no error
+    assert not store_path(path).exists()
+
+
+def test_a_failing_fsync_while_a_run_is_interrupted_keeps_the_interrupt(tmp_path, monkeypatch):
+    import errno
+
+    def fsync(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    path = tmp_path / "d.jsonl"
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(KeyboardInterrupt), DetectionLog(path) as det_log:
+        det_log.append(_dets(1, 1))
+        monkeypatch.setattr(detection_log.os, "fsync", fsync)
+        raise KeyboardInterrupt
+    assert set(os.listdir("/proc/self/fd")) == before  # the log is closed all the same
+    assert not store_path(path).exists()
+
+
+def test_an_interrupt_mid_write_cuts_the_half_line_and_is_raised(tmp_path, monkeypatch):
+    path = tmp_path / "d.jsonl"
+    real_write = os.write
+    calls = [0]
+
+    def write(fd, data):
+        calls[0] += 1
+        if calls[0] == 2:
+            real_write(fd, bytes(data[:10]))
+            raise KeyboardInterrupt
+        return real_write(fd, data)
+
+    monkeypatch.setattr(detection_log.os, "write", write)
+    with pytest.raises(KeyboardInterrupt), DetectionLog(path) as det_log:
+        det_log.append(_dets(1, 1))
+        det_log.append(_dets(2, 2))
+    assert path.read_text(encoding="utf-8") == detections_to_line(_dets(1, 1)) + "\n"
+
+
+def test_when_cutting_the_half_line_fails_too_the_write_error_is_raised(tmp_path, monkeypatch):
+    """A file system that fails twice: the write, then the cut; the write's error is the one told."""
+    import errno
+
+    path = tmp_path / "d.jsonl"
+    _write(path, _dets(1, 1), _dets(2, 0))  # two images before this run
+
+    def write(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def ftruncate(fd, size):
+        raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(OutputError) as info, DetectionLog(path) as det_log:
+        det_log.append(_dets(3, 1))
+        monkeypatch.setattr(detection_log.os, "write", write)
+        monkeypatch.setattr(detection_log.os, "ftruncate", ftruncate)
+        det_log.append(_dets(4, 1))
+    assert str(info.value) == (
+        f"cannot write {path}: No space left on device (the 3 images before are kept); "
+        f"free some space, then continue with --resume {tmp_path}"
+    )
+
+
+def test_a_log_reopened_without_appending_keeps_its_store(tmp_path):
+    path = tmp_path / "detections.jsonl"
+    _write(path, A, C)
+    _write(path)  # resumed, nothing left to do
+    with np.load(store_path(path)) as data:
+        assert data["image_ids"].tolist() == [7, 12] and data["counts"].tolist() == [2, 1]
+    _write(tmp_path / "empty.jsonl")
+    with np.load(tmp_path / "empty.npz") as data:
+        assert data["image_ids"].tolist() == [] and data["boxes"].shape == (0, 4)
+        assert int(data["log_size"]) == 0
+
+
+def test_inconsistent_columns_are_told_with_every_shape():
+    with pytest.raises(ValueError) as info:
+        DetectionColumns(
+            image_ids=np.array([1, 2]),
+            counts=np.array([1, 1]),
+            boxes=np.zeros((3, 4)),
+            scores=np.zeros(3),
+            category_ids=np.zeros(2, dtype=np.int64),
+        )
+    assert str(info.value) == (
+        "inconsistent detection columns: 2 records, counts (2,) summing to 2, boxes (3, 4), scores (3,), "
+        "category_ids (2,)"
+    )

@@ -18,8 +18,9 @@ YAML is restricted to what a config needs, plain mappings, lists and scalars:
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -52,7 +53,6 @@ class _Refused(Exception):
     def __init__(self, line: int, message: str) -> None:
         super().__init__(message)
         self.line = line
-        self.message = message
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -69,7 +69,7 @@ class _StrictLoader(yaml.SafeLoader):
             raise _Refused(
                 line, f"alias *{event.anchor} refused: write the value out (no anchors or aliases)"
             )
-        anchor = getattr(event, "anchor", None)
+        anchor = event.anchor  # every event composed into a node has one (yaml.NodeEvent)
         if anchor is not None:
             raise _Refused(line, f"anchor &{anchor} refused: write the value out (no anchors or aliases)")
         self._depth += 1
@@ -81,26 +81,44 @@ class _StrictLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        if node.tag == _TIMESTAMP_TAG and isinstance(node, yaml.ScalarNode):
-            return node.value  # a date stays the text it was written as
-        if node.tag not in _PLAIN_TAGS:
-            raise _Refused(
-                node.start_mark.line + 1,
-                f"tag {node.tag!r} refused: only plain mappings, lists, strings, numbers, booleans and null",
-            )
-        return super().construct_object(node, deep=deep)
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise _Refused(line, f"duplicate key {key!r} (first given on line {seen[key]}); keep one")
-            if isinstance(key, (str, int, float, bool)):
-                seen[key] = line
-        return super().construct_mapping(node, deep=deep)
+def _tag_refused(node: yaml.Node) -> _Refused:
+    return _Refused(
+        node.start_mark.line + 1,
+        f"tag {node.tag!r} refused: only plain mappings, lists, strings, numbers, booleans and null",
+    )
+
+
+def _refuse_tag(loader: _StrictLoader, node: yaml.Node) -> NoReturn:
+    raise _tag_refused(node)
+
+
+def _date_as_text(loader: _StrictLoader, node: yaml.Node) -> str:
+    """A date stays the text it was written as (PyYAML would make a datetime)."""
+    if not isinstance(node, yaml.ScalarNode):
+        raise _tag_refused(node)
+    return node.value
+
+
+def _mapping_of_unique_keys(loader: _StrictLoader, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
+    """SafeLoader's mapping, refusing a key given twice (it would keep the last silently)."""
+    seen: dict[Hashable, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if not isinstance(key, Hashable):
+            continue  # a list or a mapping as a key: SafeLoader refuses it ("found unhashable key")
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise _Refused(line, f"duplicate key {key!r} (first given on line {seen[key]}); keep one")
+        seen[key] = line
+    yield from loader.construct_yaml_map(node)
+
+
+# Every tag SafeLoader constructs beyond the plain ones, and any other (None), is refused; dates stay text.
+for _tag in set(yaml.SafeLoader.yaml_constructors) - _PLAIN_TAGS:
+    _StrictLoader.add_constructor(_tag, _refuse_tag)
+_StrictLoader.add_constructor(_TIMESTAMP_TAG, _date_as_text)
+_StrictLoader.add_constructor("tag:yaml.org,2002:map", _mapping_of_unique_keys)
 
 
 def _one_line(text: object) -> str:
@@ -132,16 +150,15 @@ def load_yaml_file(path: Path, *, advice: str = "") -> object:
     try:
         return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
     except _Refused as exc:
-        raise ConfigError(f"{path}: line {exc.line}: {exc.message}{then}") from None
+        raise ConfigError(f"{path}: line {exc.line}: {exc}{then}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = _one_line(exc.problem or exc.context or "a syntax error")
         raise ConfigError(f"{path}:{where} invalid YAML: {problem}{then}") from None
-    except yaml.reader.ReaderError as exc:  # a control character, at a position
-        character = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    except yaml.reader.ReaderError as exc:  # a control character (its code point), at a position
         raise ConfigError(
-            f"{path}: invalid YAML: unacceptable character #x{ord(character):04x} at character "
+            f"{path}: invalid YAML: unacceptable character #x{exc.character:04x} at character "
             f"{exc.position + 1} (control characters are not allowed){then}"
         ) from None
     except yaml.YAMLError as exc:

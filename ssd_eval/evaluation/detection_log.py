@@ -18,7 +18,6 @@ a run's detections; it picks the store or the log.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
@@ -29,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, TypeGuard
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -186,7 +185,7 @@ class LogState:
         digest = hashlib.sha256()
         size = 0
         with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
+            while chunk := handle.read(1 << 20):
                 digest.update(chunk)
                 size += len(chunk)
         return cls(size, digest.digest())
@@ -292,19 +291,22 @@ def read_detection_log(path: Path) -> dict[int, Detections]:
 class DetectionLog:
     """Appends one line per image to a JSON-lines file; writes the store when closed.
 
-    Each line goes to the file in one unbuffered write: a line is either whole in the file or, when
-    the write fails (a full disk) or is interrupted, cut away again, so the log stays a clean prefix
-    of the run and `--resume` continues from it once the cause is fixed.
+    Each line goes to the file descriptor in one write (no buffer between): a line is either whole in
+    the file or, when the write fails (a full disk) or is interrupted, cut away again, so the log stays
+    a clean prefix of the run and `--resume` continues from it once the cause is fixed.
     """
+
+    # Set by __enter__: the log's bytes so far and their digest (what the store records), the records
+    # it held when opened and those appended since (what the store holds), the time of the last fsync.
+    _size: int
+    _digest: hashlib._Hash
+    _earlier: DetectionColumns
+    _appended: list[Detections]
+    _last_sync: float
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._handle: IO[bytes] | None = None
-        self._size = 0
-        self._digest = hashlib.sha256()  # of every byte of the log, for the store
-        self._last_sync = time.monotonic()
-        self._earlier = DetectionColumns.of([])
-        self._appended: list[Detections] = []
+        self._fd: int | None = None  # the open log, between __enter__ and __exit__
 
     def __enter__(self) -> DetectionLog:
         try:
@@ -312,34 +314,34 @@ class DetectionLog:
             fd = open_own_file(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
-        self._handle = os.fdopen(fd, "ab", buffering=0)
         try:
             data = _cut_torn_tail(fd)  # appending always continues on a clean line
             state = LogState.of(data)
             stored = _load_store(store_path(self.path), state)
             self._earlier = stored if stored is not None else _parse_log(self.path, data)
         except BaseException:
-            handle, self._handle = self._handle, None
-            handle.close()
+            os.close(fd)
             raise
+        self._fd = fd
         self._digest = hashlib.sha256(data)
         self._size = len(data)
         self._appended = []
+        self._last_sync = time.monotonic()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._handle is None:
+        if self._fd is None:
             return
-        handle, self._handle = self._handle, None
+        fd, self._fd = self._fd, None
         try:
-            os.fsync(handle.fileno())
+            os.fsync(fd)
         except OSError as error:
             if exc_type is None:
                 raise self._write_error(error) from None
         finally:
-            handle.close()
+            os.close(fd)
         if exc_type is None:
             # Interrupted runs skip this: the next reader rebuilds the store from the log.
             appended = DetectionColumns.of(self._appended)
@@ -348,20 +350,20 @@ class DetectionLog:
         self._appended = []
 
     def append(self, detections: Detections) -> None:
-        if self._handle is None:
+        if self._fd is None:
             raise RuntimeError("DetectionLog.append outside its `with` block")
         line = (detections_to_line(detections) + "\n").encode("utf-8")
         rest = memoryview(line)
         try:
             while rest:
-                written = os.write(self._handle.fileno(), rest)
+                written = os.write(self._fd, rest)
                 if not written:
-                    raise OSError(errno.EIO, "the write made no progress")
+                    raise OSError("the write made no progress")  # read by its text alone (_write_error)
                 rest = rest[written:]
         except BaseException as exc:
             # A part of the line may be in the file: cut it so the log ends on a whole line.
             with contextlib.suppress(OSError):
-                os.ftruncate(self._handle.fileno(), self._size)
+                os.ftruncate(self._fd, self._size)
             if isinstance(exc, OSError):
                 raise self._write_error(exc) from None
             raise
@@ -369,7 +371,7 @@ class DetectionLog:
         self._digest.update(line)
         self._appended.append(detections)
         if time.monotonic() - self._last_sync > _FSYNC_EVERY_SECONDS:
-            os.fsync(self._handle.fileno())
+            os.fsync(self._fd)
             self._last_sync = time.monotonic()
 
     def _write_error(self, exc: OSError) -> OutputError:
@@ -397,16 +399,9 @@ def _concatenate(first: DetectionColumns, second: DetectionColumns) -> Detection
 def _cut_torn_tail(fd: int) -> bytes:
     """Cut a partial last line of the open log `fd` (so that appending continues on a clean line);
     return the bytes it keeps."""
-    size = os.fstat(fd).st_size
-    chunks = []
-    offset = 0
-    while offset < size:
-        chunk = os.pread(fd, min(1 << 24, size - offset), offset)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        offset += len(chunk)
-    data = b"".join(chunks)
+    with open(fd, "rb", closefd=False) as handle:  # the log's own descriptor, kept open
+        handle.seek(0)
+        data = handle.read()  # to the end, however many reads that takes
     end = data.rfind(b"\n") + 1
     if end != len(data):
         os.ftruncate(fd, end)
