@@ -271,3 +271,33 @@ def test_diagnose_run_only_against_a_baseline_of_the_same_model():
     assert diagnose_run(_run(labels_like), _baseline(sha256="b" * 64)) is None
     # A baseline that does not name its model (a published card without the file's hash) is trusted.
     assert _cause(diagnose_run(_run(labels_like), _baseline(sha256=""))) == "labels"
+
+
+# --- another selection of as many images: the same images ---
+
+
+def test_as_many_images_under_another_selection_are_the_same_images():
+    # `all` on a file whose every image is annotated chose what `annotated` chose: the images are not
+    # what changed the figures (it was called "images without annotations add only false positives").
+    d = diagnose({**PUBLISHED, "AP": 0.19}, replace(PROTOCOL, selection="all"), REFERENCE)
+    assert d is not None and d.to_json() == {
+        "cause": "images",
+        "line": "4952 images scored (all), the reference scored 4952 (annotated): the same images under "
+        "another selection (as many, so every one is annotated); AP 0.190 vs 0.196 does not come from the "
+        "images",
+        "evidence": {"AP": 0.19, "num_images": 4952, "reference_num_images": 4952},
+    }
+    back = Reference("measured-all", PUBLISHED, replace(PROTOCOL, selection="all"))
+    d = diagnose({**PUBLISHED, "AP": 0.19}, PROTOCOL, back)
+    assert d is not None and d.line.startswith(
+        "4952 images scored (annotated), the reference scored 4952 (all): the same images under another "
+        "selection"
+    )
+
+
+def test_as_many_images_under_another_selection_leave_the_signatures_to_be_read():
+    # The same images explain nothing, so the stats are read: unmapped labels are still named.
+    d = diagnose({**PUBLISHED, "AP": 0.002}, replace(PROTOCOL, selection="all"), REFERENCE)
+    assert _cause(d) == "labels"
+    # The same selection and count: nothing about the images to say.
+    assert diagnose(PUBLISHED, PROTOCOL, REFERENCE) is None

@@ -180,13 +180,24 @@ def _score_cut(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -
     )
 
 
-def _images(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> Diagnosis | None:
+def _scored(run: ProtocolFacts, ref: Reference) -> str:
     want = ref.protocol
-    if run.selection == want.selection and run.num_images == want.num_images:
-        return None
-    scored = f"{run.num_images} images scored ({run.selection}), "
-    scored += f"the reference scored {want.num_images} ({want.selection}): "
-    evidence = {"AP": stats["AP"], "num_images": run.num_images, "reference_num_images": want.num_images}
+    return (
+        f"{run.num_images} images scored ({run.selection}), "
+        f"the reference scored {want.num_images} ({want.selection}): "
+    )
+
+
+def _image_evidence(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> dict[str, float]:
+    return {"AP": stats["AP"], "num_images": run.num_images, "reference_num_images": ref.protocol.num_images}
+
+
+def _images(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> Diagnosis | None:
+    """Another number of images than the reference's. As many under the other selection are the same
+    images (`_same_images`): not a difference that explains a miss, so the stats are read first."""
+    want = ref.protocol
+    scored = _scored(run, ref)
+    evidence = _image_evidence(stats, run, ref)
     if run.num_images < want.num_images:
         # Not a mistake of the list: another (smaller) image set, whose figures differ by chance.
         return Diagnosis(
@@ -195,6 +206,8 @@ def _images(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> D
             "the reference's figures hold for its own images only",
             evidence,
         )
+    if run.num_images == want.num_images:
+        return None
     recall = ""
     if "AR100" in ref.stats:
         want_recall = ref.stats["AR100"]
@@ -205,6 +218,20 @@ def _images(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> D
         f"{scored}AP {stats['AP']:.3f} vs {ref.stats['AP']:.3f}{recall}; images without annotations add "
         "only false positives (MLPerf #385: 19.98 instead of 20.0 over all 5000)",
         evidence,
+    )
+
+
+def _same_images(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> Diagnosis | None:
+    """`all` against `annotated` (or back) with as many images: every image is annotated, so both
+    selections chose the same images. Said when nothing else explains the figures: the images do not."""
+    want = ref.protocol
+    if run.selection == want.selection or run.num_images != want.num_images:
+        return None
+    return Diagnosis(
+        "images",
+        f"{_scored(run, ref)}the same images under another selection (as many, so every one is "
+        f"annotated); AP {stats['AP']:.3f} vs {ref.stats['AP']:.3f} does not come from the images",
+        _image_evidence(stats, run, ref),
     )
 
 
@@ -231,7 +258,11 @@ def diagnose(stats: Mapping[str, float], run: ProtocolFacts, reference: Referenc
     """
     if _known(stats, "AP") is None or _known(reference.stats, "AP") is None:
         return None  # no ground truth on one side (AP -1): there is no miss to explain
-    return _recorded_difference(stats, run, reference) or _signature(stats, run, reference)
+    return (
+        _recorded_difference(stats, run, reference)
+        or _signature(stats, run, reference)
+        or _same_images(stats, run, reference)
+    )
 
 
 def _recorded_difference(stats: Mapping[str, float], run: ProtocolFacts, ref: Reference) -> Diagnosis | None:
