@@ -379,6 +379,41 @@ def test_model_mismatch_names_both_models():
     )
 
 
+def test_model_mismatch_with_a_model_that_is_not_known():
+    """Imported detections that do not name their model: a figure tied to a model does not apply to
+    them, nor does a figure made from such a run apply to any model (docs/import.md)."""
+    imported = _facts(model_sha256="not known")
+    advice = "name it with `ssd-eval import --model FILE` or `--model-sha256 SHA256`"
+    assert model_mismatch(imported, "cd" * 32, "theirs.onnx") == (
+        "the figure is for theirs.onnx (sha256 cdcdcdcdcdcd…) and this run's model is not known (imported "
+        f"detections): {advice}"
+    )
+    ssd10 = "80013dd940efc1462c616143b461ef35885bcc1706e0670b66623293b4b52c59"
+    assert model_mismatch(imported, ssd10) == (
+        "the figure is for ssd-10.onnx (sha256 80013dd940ef…) and this run's model is not known (imported "
+        f"detections): {advice}"
+    )
+    assert model_mismatch(imported, "cd" * 32) == (
+        "the figure is for a model (sha256 cdcdcdcdcdcd…) and this run's model is not known (imported "
+        f"detections): {advice}"
+    )
+    run = _facts(model_sha256="ab" * 32)
+    remake = "it holds no model's runs; remake it from an import that names its model (--model-sha256)"
+    assert model_mismatch(run, "not known", "b.json") == (
+        f"the figure was measured on detections of a model that is not known (b.json): {remake}"
+    )
+    assert model_mismatch(run, "not known") == (
+        f"the figure was measured on detections of a model that is not known (imported): {remake}"
+    )
+
+
+def test_partial_reason_of_a_subset_that_does_not_say_how():
+    assert partial_reason(_facts()) == (
+        "the figure is for the whole image selection, this run evaluated 5 images (a subset); gate a "
+        "subset against a baseline made from a reference run of the same images (`ssd-eval baseline RUN_DIR`)"
+    )
+
+
 def test_class_drops_whole_messages():
     ref = [cat(k, f"c{k}", 0.9) for k in range(1, 8)]
     run = [cat(1, "c1", None)] + [cat(k, f"c{k}", 0.9 - 0.1 * k) for k in range(2, 8)]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_GT
-from helpers import save_table_detector, write_compare_config, write_config
+from helpers import make_identity, save_table_detector, write_compare_config, write_config
 
 import ssd_eval.engine.runner as runner_module
 from ssd_eval import __version__
@@ -370,3 +370,39 @@ def test_a_library_call_is_recorded_as_the_docs_show_it():
     assert not called.flags
     mixed = Invocation.of_call("ssd_eval.compare", [Path("results/cpu"), "results/ov"], config={"gate": {}})
     assert mixed.command == ("python", "ssd_eval.compare", "results/cpu,results/ov", "config=<mapping>")
+
+
+def test_an_evaluation_and_a_comparison_are_truthy_only_when_they_pass(tmp_path):
+    """The records the library returns (docs/api.md): `if ssd_eval.evaluate(...)` means PASS; a
+    comparison still waiting for its runs has no gate: NO VERDICT, exit 0, falsy."""
+    from ssd_eval.reports.gate import GateReport, check_min, skipped_check
+    from ssd_eval.reports.results import ModelInfo, RunResult
+    from ssd_eval.reports.verdict import Comparison, Evaluation
+
+    result = RunResult(
+        run_dir=str(tmp_path),
+        stats={"AP": 0.25},
+        per_category=(),
+        identity=make_identity(range(1, 6)),
+        model=ModelInfo("m.onnx", "a" * 64, 1, None),
+        providers_requested=(),
+        providers_used=(),
+        provider_options=(),
+        num_detections=0,
+        timings={},
+        wall_s=0.0,
+        images_per_s=0.0,
+    )
+    passed = GateReport((check_min({"AP": 0.25}, metric="AP", floor=0.25),))
+    failed = GateReport((check_min({"AP": 0.25}, metric="AP", floor=0.5),))
+    no_verdict = GateReport((skipped_check("r", "why"),), required=True)
+    assert [bool(Evaluation(result, gate)) for gate in (passed, failed, no_verdict)] == [True, False, False]
+    assert [Evaluation(result, gate).exit_code for gate in (passed, failed, no_verdict)] == [0, 1, 1]
+    waiting = Comparison(tmp_path, None, None, waiting=("gpu",))
+    assert (bool(waiting), waiting.verdict, waiting.exit_code) == (False, "NO VERDICT", 0)
+    assert [bool(Comparison(tmp_path, None, gate)) for gate in (passed, failed, no_verdict)] == [
+        True,
+        False,
+        False,
+    ]
+    assert [Comparison(tmp_path, None, gate).exit_code for gate in (passed, failed, no_verdict)] == [0, 1, 1]
