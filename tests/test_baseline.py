@@ -258,3 +258,128 @@ def test_baseline_show_lines_of_a_measured_baseline_by_hand():
         "providers  CPUExecutionProvider, CUDAExecutionProvider",
         "versions   onnxruntime 1.32.0, required true",
     ]
+
+
+def _utc_window(monkeypatch):
+    """Run in a time zone 9 hours from UTC (Asia/Tokyo, no daylight saving) to tell UTC from local time."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    return time
+
+
+def test_a_measured_baseline_holds_what_the_run_recorded_by_hand(monkeypatch):
+    from datetime import datetime, timezone
+
+    from ssd_eval.evaluation.scoring import CategoryScore
+    from ssd_eval.reports.baseline import Baseline
+
+    metrics = _metrics(preprocess="pillow", clip_boxes=True, score_threshold=0.05)
+    metrics["versions"] = {"onnxruntime": "1.32.0"}
+    clock = _utc_window(monkeypatch)
+    try:
+        before = int(clock.time())
+        baseline = baseline_from_metrics(metrics, name="m", source="runs/x")
+        after = clock.time()
+    finally:
+        monkeypatch.undo()
+        clock.tzset()
+    created = datetime.strptime(baseline.created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    assert len(baseline.created) == 20 and before <= created.timestamp() <= after  # UTC, to the second
+    assert baseline == Baseline(
+        name="m",
+        kind="measured",
+        source="runs/x",
+        stats=dict.fromkeys(PUBLISHED_STATS, 0.5),
+        protocol={
+            "selection": "annotated",
+            "num_images": 5,
+            "input_size": [32, 32],
+            "preprocess": "pillow",
+            "clip_boxes": True,
+            "score_threshold": 0.05,
+        },
+        model={"name": "m.onnx", "sha256": "abc", "size_bytes": 10},
+        per_category=(CategoryScore(1, "person", 0.4, 0.6, 3, 9),),
+        created=baseline.created,
+        note="",
+        extra={"providers_used": ["CPUExecutionProvider"], "versions": {"onnxruntime": "1.32.0"}},
+    )
+
+
+def test_a_measured_baseline_from_a_metrics_json_without_the_optional_keys():
+    metrics = _metrics()
+    for key in ("per_category", "providers_used"):
+        del metrics[key]
+    del metrics["model"]["size_bytes"]
+    baseline = baseline_from_metrics(metrics, name="m", source="runs/x", note="first")
+    assert baseline.per_category == () and baseline.note == "first"
+    assert baseline.extra == {"providers_used": [], "versions": {}}
+    assert baseline.model == {"name": "m.onnx", "sha256": "abc", "size_bytes": None}
+    assert baseline.protocol["preprocess"] is None and baseline.protocol["clip_boxes"] is None
+    assert (
+        baseline_from_metrics(
+            {**metrics, "protocol": {**metrics["protocol"], "input_size": None}}, name="m", source="x"
+        ).protocol["input_size"]
+        is None
+    )
+
+
+def test_a_metrics_json_that_cannot_make_a_baseline_is_one_line():
+    damaged = _metrics()
+    del damaged["model"]
+    with pytest.raises(ConfigError) as caught:
+        baseline_from_metrics(damaged, name="m", source="runs/x")
+    assert str(caught.value) == (
+        "runs/x: metrics.json lacks or mistypes 'model' (damaged?); score the run again with "
+        "`ssd-eval score RUN_DIR`"
+    )
+    with pytest.raises(ConfigError) as caught:
+        baseline_from_metrics(_metrics(shard="1/2"), name="m", source="runs/x")
+    assert str(caught.value) == (
+        "runs/x: the run is shard 1/2, a part of a whole: merge the shards with `ssd-eval merge` and make "
+        "the baseline from the merged folder"
+    )
+    with pytest.raises(ConfigError) as caught:
+        baseline_from_metrics(_metrics(limit=2), name="m", source="runs/x")
+    assert str(caught.value) == (
+        "runs/x: the run evaluated a subset (limit 2) and was written by an older ssd_eval, which did not "
+        "record its identity: re-score it with `ssd-eval score` first"
+    )
+    with pytest.raises(ConfigError) as caught:
+        baseline_from_metrics({**_metrics(), "identity": {"schema": "other"}}, name="m", source="runs/x")
+    assert str(caught.value) == (
+        'runs/x: metrics.json identity: not a run identity (expected "schema": "ssd_eval.identity/1"); '
+        "re-score the run with `ssd-eval score`"
+    )
+
+
+def test_baseline_show_lines_of_a_measured_baseline_with_an_identity():
+    from helpers import make_identity
+
+    from ssd_eval.evaluation.scoring import CategoryScore
+    from ssd_eval.reports.baseline import Baseline, baseline_lines
+
+    baseline = Baseline(
+        name="tiny",
+        kind="measured",
+        source="results/first",
+        stats={"AP": 0.5},
+        protocol={},
+        model={"sha256": SSD10_SHA256},
+        per_category=(CategoryScore(1, "person", 0.5, 0.5, 3, 3), CategoryScore(18, "dog", 0.5, 0.5, 2, 2)),
+        extra={"model": {"sha256": SSD10_SHA256, "input_size": [1200, 1200]}},
+        identity=make_identity(range(1, 6)),
+    )
+    # The ids' digest: sha256 of "1,2,3,4,5" (the identity's rule: ascending, comma-separated).
+    assert baseline_lines(baseline) == [
+        "tiny (measured): AP 0.5000",
+        "protocol   ",
+        "model      unnamed, sha256 80013dd940ef…",
+        "images     5 (annotated, ids sha256 b726eed184ce…); holds any later run of these images and ground "
+        "truth",
+        "source     results/first",
+        "per-class  AP of 2 categories",
+        "model      sha256 80013dd940ef…, input_size 1200x1200",
+    ]
