@@ -332,6 +332,12 @@ def test_tiny_tolerances_and_deltas_in_scientific_notation():
     )
     # 5e-5 itself is shown in 4 decimals.
     assert expected_rule(ExpectedConfig(metric="AP", value=0.5, tolerance=5e-5)) == "AP = 0.5000 ± 0.0001"
+    # A tolerance of exactly 0 is 0.0000, not 0.0e+00.
+    exact = ExpectedConfig(metric="AP", value=0.5, tolerance=0.0)
+    assert expected_rule(exact) == "AP = 0.5000 ± 0.0000"
+    assert check_expected({"AP": 0.5}, exact).message == (
+        "AP 0.5000 is within 0.0000 of the reference 0.5000 (delta 0.0000)"
+    )
 
 
 def test_skipped_and_not_comparable_name_the_subject():
