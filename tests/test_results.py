@@ -304,9 +304,9 @@ def test_combined_timings_add_totals_and_weigh_median_and_p90_by_count():
         "read": StageTiming(0.1, 100.0, 90.0, 110.0, 1),
     }
     assert list(combined) == ["infer", "read"]  # a stage that timed nothing is left out
-    # Rounding: 1.23456 s over 3 images.
-    odd = combine_timings([{"infer": StageTiming(1.23456, 411.52, 1.2344, 2.3456, 3)}])
-    assert odd == {"infer": StageTiming(1.2346, 411.52, 1.234, 2.346, 3)}
+    # Rounding: 1.23457 s over 3 images is 411.52333... ms.
+    odd = combine_timings([{"infer": StageTiming(1.23457, 411.52, 1.2344, 2.3456, 3)}])
+    assert odd == {"infer": StageTiming(1.2346, 411.523, 1.234, 2.346, 3)}
 
 
 def test_run_times_add_up_the_parts_that_inferred():
@@ -314,7 +314,7 @@ def test_run_times_add_up_the_parts_that_inferred():
         _entry(
             "run",
             images_inferred=4,
-            wall_s=2.0004,
+            wall_s=2.1234,
             timings={"infer": StageTiming(1.0, 250.0, 250.0, 250.0, 4)},
         ),
         _entry("score", images_inferred=9, wall_s=5.0),  # re-scoring infers nothing
@@ -325,10 +325,12 @@ def test_run_times_add_up_the_parts_that_inferred():
             timings={"infer": StageTiming(0.5, 250.0, 250.0, 250.0, 2)},
         ),
     ]
-    # 6 images in 3.0004 s: 1.99973... images/s.
+    # 6 images in 3.1234 s: 1.92098... images/s.
     assert RunTimes.of(history) == RunTimes(
-        timings={"infer": StageTiming(1.5, 250.0, 250.0, 250.0, 6)}, wall_s=3.0, images_per_s=1.9997
+        timings={"infer": StageTiming(1.5, 250.0, 250.0, 250.0, 6)}, wall_s=3.123, images_per_s=1.921
     )
+    # Under a second: 2 images in 0.5 s.
+    assert RunTimes.of([_entry("run", images_inferred=2, wall_s=0.5)]) == RunTimes({}, 0.5, 4.0)
     assert RunTimes.of([_entry("score", wall_s=3.0)]) == RunTimes({}, 0.0, 0.0)
     assert RunTimes.of([]) == RunTimes({}, 0.0, 0.0)
 

@@ -56,7 +56,7 @@ class StageTiming:
     def from_samples(cls, seconds: Sequence[float]) -> StageTiming:
         if not seconds:
             return cls(0.0, 0.0, 0.0, 0.0, 0)
-        values = np.asarray(seconds, dtype=np.float64)
+        values = np.asarray(seconds)  # perf_counter differences: float64
         return cls(
             total_s=round(float(values.sum()), 4),
             mean_ms=round(float(values.mean() * 1e3), 3),
