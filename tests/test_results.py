@@ -9,6 +9,7 @@ written out, and what a stand-in for the environment (package metadata, platform
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -253,6 +254,10 @@ def test_protocol_of_a_shard_of_a_non_square_run():
         id_list_sha256=None,
     )
     assert Protocol.of(identity).input_text == "300x400"
+    listed = dataclasses.replace(
+        identity, images=dataclasses.replace(identity.images, id_list_sha256="ab" * 32)
+    )
+    assert Protocol.of(listed).id_list_sha256 == "ab" * 32 and not Protocol.of(listed).complete
     assert Protocol.of(make_identity(range(1, 3), input_size=None)).input_text == "not known"
 
 
@@ -493,6 +498,22 @@ def test_source_commit_is_none_without_git(tmp_path, monkeypatch):
     (repo / ".git").mkdir(parents=True)
     _package_in(repo, monkeypatch)
     monkeypatch.setenv("PATH", str(tmp_path / "no-programs-here"))
+    assert source_commit() is None
+
+
+def test_source_commit_does_not_wait_for_a_git_that_hangs(tmp_path, monkeypatch):
+    # A stand-in for a git that never answers (a network file system, a lock): it gives up only when
+    # asked to give up after some time, as subprocess.run does with a timeout.
+    repo = tmp_path / "checkout"
+    (repo / ".git").mkdir(parents=True)
+    _package_in(repo, monkeypatch)
+
+    def hung_git(args, **options):
+        if options.get("timeout") is None:
+            raise AssertionError("would wait for git forever")
+        raise subprocess.TimeoutExpired(args, options["timeout"])
+
+    monkeypatch.setattr(results.subprocess, "run", hung_git)
     assert source_commit() is None
 
 

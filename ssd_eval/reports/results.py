@@ -156,7 +156,6 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data["per_category"] = [asdict(c) for c in self.per_category]
         data["identity"] = self.identity.to_json(with_ids=False)
         data["protocol"] = asdict(self.protocol)
         data["provenance"] = self.provenance
