@@ -482,6 +482,19 @@ def test_source_commit_is_the_checkouts_head(tmp_path, monkeypatch):
     assert source_commit() == _git("rev-parse", "HEAD", cwd=repo)
 
 
+def test_source_commit_of_a_checkout_of_sha256_objects(tmp_path, monkeypatch):
+    # git init --object-format=sha256: commits are named by 64 hex digits (was: None, for not being 40).
+    repo = tmp_path / "checkout"
+    (repo / "ssd_eval" / "reports").mkdir(parents=True)
+    (repo / "README.md").write_text("x\n")
+    _git("init", "-q", "--object-format=sha256", cwd=repo)
+    _git("add", "README.md", cwd=repo)
+    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one", cwd=repo)
+    _package_in(repo, monkeypatch)
+    head = _git("rev-parse", "HEAD", cwd=repo)
+    assert len(head) == 64 and source_commit() == head
+
+
 def test_source_commit_is_none_outside_a_checkout_or_without_a_commit(tmp_path, monkeypatch):
     installed = tmp_path / "site-packages"
     _package_in(installed, monkeypatch)

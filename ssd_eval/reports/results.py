@@ -332,8 +332,9 @@ def source_commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and len(commit) == 40 else None
+    # The whole object name: 40 hex digits, or 64 in a checkout of SHA-256 objects (git init
+    # --object-format=sha256). A failing rev-parse (no commit yet) prints "HEAD": not a commit.
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def provenance(
