@@ -383,3 +383,153 @@ def test_baseline_show_lines_of_a_measured_baseline_with_an_identity():
         "per-class  AP of 2 categories",
         "model      sha256 80013dd940ef…, input_size 1200x1200",
     ]
+
+
+# --- reading a baseline file: every refusal one whole line naming the file and the key ---
+
+ADVICE = "make it again with `ssd-eval baseline RUN_DIR --output FILE`"
+
+
+def _refusal(tmp_path: Path, content: object) -> str:
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ConfigError) as caught:
+        read_baseline(path)
+    return str(caught.value).replace(str(path), "B")
+
+
+def _published_json() -> dict:
+    return json.loads(PUBLISHED.read_text())
+
+
+def test_a_baseline_file_that_is_not_there_or_not_text(tmp_path):
+    missing = tmp_path / "none.json"
+    with pytest.raises(ConfigError) as caught:
+        read_baseline(missing)
+    assert str(caught.value) == (
+        f"baseline file {missing} not found: set gate.baseline to a file made with "
+        "`ssd-eval baseline RUN_DIR --output FILE` (committed ones are in results/baselines/)"
+    )
+    binary = tmp_path / "b.json"
+    binary.write_bytes(b"\xff")
+    with pytest.raises(ConfigError) as caught:
+        read_baseline(binary)
+    assert str(caught.value) == f"{binary}: not UTF-8 text (byte 0); {ADVICE}"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"schema": None}, 'B: not an ssd_eval baseline (expected "schema": "ssd_eval.baseline/1")'),
+        ({"name": 1}, "B: name: missing or not a str"),
+        ({"protocol": []}, "B: protocol: missing or not a dict"),
+        ({"stats": {"AP": "0.2"}}, "B: stats.AP: expected a COCO stat name with a number"),
+        ({"stats": {"AP": True}}, "B: stats.AP: expected a COCO stat name with a number"),
+        ({"stats": {"AP": 1.5}}, "B: stats.AP: expected a value in [0, 1] (-1: no data), got 1.5"),
+        ({"stats": {"AP": -1.5}}, "B: stats.AP: expected a value in [0, 1] (-1: no data), got -1.5"),
+        (
+            {"per_category": [{"category_id": 1}]},
+            "B: per_category: CategoryScore.__init__() missing 5 required positional arguments: 'name', "
+            "'ap', 'ap50', 'num_gt', and 'num_det'",
+        ),
+        ({"model": "ssd-10.onnx"}, "B: model: expected a mapping"),
+        ({"decimals": [3]}, "B: decimals: expected a mapping of stat name to a number of decimals"),
+    ],
+)
+def test_a_damaged_baseline_file_is_one_line(tmp_path, change, message):
+    assert _refusal(tmp_path, {**_published_json(), **change}) == message
+
+
+@pytest.mark.parametrize("places", [-1, 13, 2.5, True, "3"])
+def test_decimals_are_whole_numbers_from_0_to_12(tmp_path, places):
+    content = {**_published_json(), "decimals": {"AP": places}}
+    assert _refusal(tmp_path, content) == (
+        "B: decimals.AP: expected a stat of `stats` with a whole number of decimals (0-12)"
+    )
+
+
+def test_decimals_only_for_the_stats_given(tmp_path):
+    content = {**_published_json(), "stats": {"AP": 0.195}, "decimals": {"AP": 3, "AR1": 3}}
+    assert _refusal(tmp_path, content) == (
+        "B: decimals.AR1: expected a stat of `stats` with a whole number of decimals (0-12)"
+    )
+
+
+def test_the_edges_of_what_a_baseline_file_may_hold(tmp_path):
+    path = tmp_path / "b.json"
+    # -1 (no data) and 1 are stats; 0 and 12 decimals are numbers of decimals.
+    stats = {"AP": 1.0, "APs": -1.0, "AR1": 0.0}
+    content = {**_published_json(), "stats": stats, "decimals": {"AP": 0, "AR1": 12}}
+    path.write_text(json.dumps(content))
+    baseline = read_baseline(path)
+    assert (baseline.stats, baseline.decimals) == (stats, {"AP": 0, "AR1": 12})
+    # model and decimals are optional: none recorded.
+    bare = {k: v for k, v in content.items() if k not in ("model", "decimals")}
+    path.write_text(json.dumps(bare))
+    assert (read_baseline(path).model, read_baseline(path).decimals) == ({}, {})
+
+
+def _identity_without_ids():
+    """The identity of a run of images 1..5 as a baseline records it: the ids' digest, not the ids."""
+    from dataclasses import replace
+
+    from helpers import make_identity
+
+    identity = make_identity(range(1, 6))
+    return replace(identity, images=replace(identity.images, image_ids=()))
+
+
+def test_a_measured_baseline_with_an_identity_is_written_and_read_back(tmp_path):
+    identity = _identity_without_ids()
+    baseline = baseline_from_metrics(
+        {**_metrics(), "identity": identity.to_json(with_ids=False)}, name="m", source="runs/x"
+    )
+    assert baseline.identity == identity
+    data = baseline.to_json()
+    # The ids stay in the run's identity.json: a baseline records their digest, sha256("1,2,3,4,5").
+    assert data["identity"]["images"]["image_ids"] == []
+    assert data["identity"]["images"]["digest"] == (
+        "b726eed184cea30d5a57fb645f77527e4232bec085e24e8d29a6e3b2c84c2db1"
+    )
+    path = tmp_path / "m.json"
+    write_baseline(path, baseline)
+    assert read_baseline(path) == baseline and read_baseline(path).identity == identity
+    # A baseline made in Python from a run's whole identity records the digest only, too.
+    from dataclasses import replace
+
+    from helpers import make_identity
+
+    whole = replace(baseline, identity=make_identity(range(1, 6)))
+    assert whole.to_json()["identity"] == data["identity"]
+
+
+def test_a_baseline_is_written_into_new_folders_and_refuses_what_it_cannot_write(tmp_path):
+    baseline = read_baseline(PUBLISHED)
+    nested = tmp_path / "results" / "baselines" / "copy.json"
+    write_baseline(nested, baseline)
+    assert read_baseline(nested) == baseline
+    with pytest.raises(OutputError) as caught:
+        write_baseline(nested, baseline)
+    assert str(caught.value) == (
+        f"baseline file {nested} already exists: choose another --output or pass --overwrite"
+    )
+    (tmp_path / "plain").write_text("a file, not a folder")
+    inside = tmp_path / "plain" / "b.json"
+    with pytest.raises(OutputError) as caught:
+        write_baseline(inside, baseline)
+    assert str(caught.value) == f"cannot write baseline file {inside}: File exists"
+
+
+def test_the_digest_of_a_baseline_is_the_sha256_of_its_canonical_json():
+    import hashlib
+
+    from ssd_eval.reports.baseline import Baseline, baseline_digest
+
+    baseline = Baseline(name="b", kind="published", source="s", stats={"AP": 0.5}, protocol={}, model={})
+    # Sorted keys, no spaces: written out by hand.
+    canonical = (
+        '{"created":"","decimals":{},"extra":{},"identity":null,"kind":"published","model":{},"name":"b",'
+        '"note":"","per_category":[],"protocol":{},"schema":"ssd_eval.baseline/1","source":"s",'
+        '"stats":{"AP":0.5}}'
+    )
+    assert baseline_digest(baseline) == hashlib.sha256(canonical.encode("ascii")).hexdigest()
