@@ -533,3 +533,49 @@ def test_the_digest_of_a_baseline_is_the_sha256_of_its_canonical_json():
         '"stats":{"AP":0.5}}'
     )
     assert baseline_digest(baseline) == hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+# --- the baseline a gate section names, checked against its rules before any model loads ---
+
+
+def _measured_file(tmp_path: Path, name: str = "measured", **changes: object) -> Path:
+    path = tmp_path / f"{name}.json"
+    data = baseline_from_metrics(_metrics(), name="m", source="x").to_json()
+    path.write_text(json.dumps({**data, **changes}))
+    return path
+
+
+def _gate_refusal(gate: GateConfig, key: str = "gate") -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_gate_baseline(gate, where="c.yaml", key=key)
+    return str(caught.value)
+
+
+def test_a_per_class_rule_needs_a_baseline_with_per_category_ap(tmp_path):
+    assert _gate_refusal(GateConfig(baseline=PUBLISHED, max_class_baseline_drop=0.01)) == (
+        f"c.yaml: gate.max_class_baseline_drop: baseline {PUBLISHED} has no per-category AP (published "
+        "figures); use a measured baseline (`ssd-eval baseline RUN_DIR`) or remove the rule"
+    )
+    # Without the rule, the published figures serve; a measured baseline serves the rule.
+    assert load_gate_baseline(GateConfig(baseline=PUBLISHED), where="c.yaml") == read_baseline(PUBLISHED)
+    measured = _measured_file(tmp_path)
+    gate = GateConfig(baseline=measured, max_class_baseline_drop=0.01)
+    assert load_gate_baseline(gate, where="c.yaml") == read_baseline(measured)
+    assert load_gate_baseline(GateConfig(), where="c.yaml") is None
+
+
+def test_a_drop_rule_needs_the_metric_in_the_baseline(tmp_path):
+    few = _measured_file(tmp_path, "few", stats={"AP": 0.5, "AR100": 0.6})
+    gate = GateConfig(baseline=few, metric="AP50", max_baseline_drop=0.01)
+    assert _gate_refusal(gate, key="compare.gate") == (
+        f"c.yaml: compare.gate.metric: baseline {few} has no AP50 (it has AP, AR100)"
+    )
+    none = _measured_file(tmp_path, "none", stats={})
+    assert _gate_refusal(GateConfig(baseline=none, max_baseline_drop=0.01)) == (
+        f"c.yaml: gate.metric: baseline {none} has no AP (it has no stats)"
+    )
+    # No drop rule: the metric is not read from the baseline.
+    assert load_gate_baseline(GateConfig(baseline=few, metric="AP50", min_ap=0.1), where="c.yaml") is not None
+    assert _gate_refusal(GateConfig(baseline=none, baseline_stats=("AP",))) == (
+        f"c.yaml: gate.baseline_stats[0]: baseline {none} has no AP (it has no stats)"
+    )
