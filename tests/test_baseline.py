@@ -258,3 +258,324 @@ def test_baseline_show_lines_of_a_measured_baseline_by_hand():
         "providers  CPUExecutionProvider, CUDAExecutionProvider",
         "versions   onnxruntime 1.32.0, required true",
     ]
+
+
+def _utc_window(monkeypatch):
+    """Run in a time zone 9 hours from UTC (Asia/Tokyo, no daylight saving) to tell UTC from local time."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    return time
+
+
+def test_a_measured_baseline_holds_what_the_run_recorded_by_hand(monkeypatch):
+    from datetime import datetime, timezone
+
+    from ssd_eval.evaluation.scoring import CategoryScore
+    from ssd_eval.reports.baseline import Baseline
+
+    metrics = _metrics(preprocess="pillow", clip_boxes=True, score_threshold=0.05)
+    metrics["versions"] = {"onnxruntime": "1.32.0"}
+    clock = _utc_window(monkeypatch)
+    try:
+        before = int(clock.time())
+        baseline = baseline_from_metrics(metrics, name="m", source="runs/x")
+        after = clock.time()
+    finally:
+        monkeypatch.undo()
+        clock.tzset()
+    created = datetime.strptime(baseline.created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    assert len(baseline.created) == 20 and before <= created.timestamp() <= after  # UTC, to the second
+    assert baseline == Baseline(
+        name="m",
+        kind="measured",
+        source="runs/x",
+        stats=dict.fromkeys(PUBLISHED_STATS, 0.5),
+        protocol={
+            "selection": "annotated",
+            "num_images": 5,
+            "input_size": [32, 32],
+            "preprocess": "pillow",
+            "clip_boxes": True,
+            "score_threshold": 0.05,
+        },
+        model={"name": "m.onnx", "sha256": "abc", "size_bytes": 10},
+        per_category=(CategoryScore(1, "person", 0.4, 0.6, 3, 9),),
+        created=baseline.created,
+        note="",
+        extra={"providers_used": ["CPUExecutionProvider"], "versions": {"onnxruntime": "1.32.0"}},
+    )
+
+
+def test_a_measured_baseline_from_a_metrics_json_without_the_optional_keys():
+    metrics = _metrics()
+    for key in ("per_category", "providers_used"):
+        del metrics[key]
+    del metrics["model"]["size_bytes"]
+    baseline = baseline_from_metrics(metrics, name="m", source="runs/x", note="first")
+    assert baseline.per_category == () and baseline.note == "first"
+    assert baseline.extra == {"providers_used": [], "versions": {}}
+    assert baseline.model == {"name": "m.onnx", "sha256": "abc", "size_bytes": None}
+    assert baseline.protocol["preprocess"] is None and baseline.protocol["clip_boxes"] is None
+    assert (
+        baseline_from_metrics(
+            {**metrics, "protocol": {**metrics["protocol"], "input_size": None}}, name="m", source="x"
+        ).protocol["input_size"]
+        is None
+    )
+
+
+def test_a_metrics_json_that_cannot_make_a_baseline_is_one_line():
+    damaged = _metrics()
+    del damaged["model"]
+    with pytest.raises(ConfigError) as caught:
+        baseline_from_metrics(damaged, name="m", source="runs/x")
+    assert str(caught.value) == (
+        "runs/x: metrics.json lacks or mistypes 'model' (damaged?); score the run again with "
+        "`ssd-eval score RUN_DIR`"
+    )
+    with pytest.raises(ConfigError) as caught:
+        baseline_from_metrics(_metrics(shard="1/2"), name="m", source="runs/x")
+    assert str(caught.value) == (
+        "runs/x: the run is shard 1/2, a part of a whole: merge the shards with `ssd-eval merge` and make "
+        "the baseline from the merged folder"
+    )
+    with pytest.raises(ConfigError) as caught:
+        baseline_from_metrics(_metrics(limit=2), name="m", source="runs/x")
+    assert str(caught.value) == (
+        "runs/x: the run evaluated a subset (limit 2) and was written by an older ssd_eval, which did not "
+        "record its identity: re-score it with `ssd-eval score` first"
+    )
+    with pytest.raises(ConfigError) as caught:
+        baseline_from_metrics({**_metrics(), "identity": {"schema": "other"}}, name="m", source="runs/x")
+    assert str(caught.value) == (
+        'runs/x: metrics.json identity: not a run identity (expected "schema": "ssd_eval.identity/1"); '
+        "re-score the run with `ssd-eval score`"
+    )
+
+
+def test_baseline_show_lines_of_a_measured_baseline_with_an_identity():
+    from helpers import make_identity
+
+    from ssd_eval.evaluation.scoring import CategoryScore
+    from ssd_eval.reports.baseline import Baseline, baseline_lines
+
+    baseline = Baseline(
+        name="tiny",
+        kind="measured",
+        source="results/first",
+        stats={"AP": 0.5},
+        protocol={},
+        model={"sha256": SSD10_SHA256},
+        per_category=(CategoryScore(1, "person", 0.5, 0.5, 3, 3), CategoryScore(18, "dog", 0.5, 0.5, 2, 2)),
+        extra={"model": {"sha256": SSD10_SHA256, "input_size": [1200, 1200]}},
+        identity=make_identity(range(1, 6)),
+    )
+    # The ids' digest: sha256 of "1,2,3,4,5" (the identity's rule: ascending, comma-separated).
+    assert baseline_lines(baseline) == [
+        "tiny (measured): AP 0.5000",
+        "protocol   ",
+        "model      unnamed, sha256 80013dd940ef…",
+        "images     5 (annotated, ids sha256 b726eed184ce…); holds any later run of these images and ground "
+        "truth",
+        "source     results/first",
+        "per-class  AP of 2 categories",
+        "model      sha256 80013dd940ef…, input_size 1200x1200",
+    ]
+
+
+# --- reading a baseline file: every refusal one whole line naming the file and the key ---
+
+ADVICE = "make it again with `ssd-eval baseline RUN_DIR --output FILE`"
+
+
+def _refusal(tmp_path: Path, content: object) -> str:
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ConfigError) as caught:
+        read_baseline(path)
+    return str(caught.value).replace(str(path), "B")
+
+
+def _published_json() -> dict:
+    return json.loads(PUBLISHED.read_text())
+
+
+def test_a_baseline_file_that_is_not_there_or_not_text(tmp_path):
+    missing = tmp_path / "none.json"
+    with pytest.raises(ConfigError) as caught:
+        read_baseline(missing)
+    assert str(caught.value) == (
+        f"baseline file {missing} not found: set gate.baseline to a file made with "
+        "`ssd-eval baseline RUN_DIR --output FILE` (committed ones are in results/baselines/)"
+    )
+    binary = tmp_path / "b.json"
+    binary.write_bytes(b"\xff")
+    with pytest.raises(ConfigError) as caught:
+        read_baseline(binary)
+    assert str(caught.value) == f"{binary}: not UTF-8 text (byte 0); {ADVICE}"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"schema": None}, 'B: not an ssd_eval baseline (expected "schema": "ssd_eval.baseline/1")'),
+        ({"name": 1}, "B: name: missing or not a str"),
+        ({"protocol": []}, "B: protocol: missing or not a dict"),
+        ({"stats": {"AP": "0.2"}}, "B: stats.AP: expected a COCO stat name with a number"),
+        ({"stats": {"AP": True}}, "B: stats.AP: expected a COCO stat name with a number"),
+        ({"stats": {"AP": 1.5}}, "B: stats.AP: expected a value in [0, 1] (-1: no data), got 1.5"),
+        ({"stats": {"AP": -1.5}}, "B: stats.AP: expected a value in [0, 1] (-1: no data), got -1.5"),
+        (
+            {"per_category": [{"category_id": 1}]},
+            "B: per_category: CategoryScore.__init__() missing 5 required positional arguments: 'name', "
+            "'ap', 'ap50', 'num_gt', and 'num_det'",
+        ),
+        ({"model": "ssd-10.onnx"}, "B: model: expected a mapping"),
+        ({"decimals": [3]}, "B: decimals: expected a mapping of stat name to a number of decimals"),
+    ],
+)
+def test_a_damaged_baseline_file_is_one_line(tmp_path, change, message):
+    assert _refusal(tmp_path, {**_published_json(), **change}) == message
+
+
+@pytest.mark.parametrize("places", [-1, 13, 2.5, True, "3"])
+def test_decimals_are_whole_numbers_from_0_to_12(tmp_path, places):
+    content = {**_published_json(), "decimals": {"AP": places}}
+    assert _refusal(tmp_path, content) == (
+        "B: decimals.AP: expected a stat of `stats` with a whole number of decimals (0-12)"
+    )
+
+
+def test_decimals_only_for_the_stats_given(tmp_path):
+    content = {**_published_json(), "stats": {"AP": 0.195}, "decimals": {"AP": 3, "AR1": 3}}
+    assert _refusal(tmp_path, content) == (
+        "B: decimals.AR1: expected a stat of `stats` with a whole number of decimals (0-12)"
+    )
+
+
+def test_the_edges_of_what_a_baseline_file_may_hold(tmp_path):
+    path = tmp_path / "b.json"
+    # -1 (no data) and 1 are stats; 0 and 12 decimals are numbers of decimals.
+    stats = {"AP": 1.0, "APs": -1.0, "AR1": 0.0}
+    content = {**_published_json(), "stats": stats, "decimals": {"AP": 0, "AR1": 12}}
+    path.write_text(json.dumps(content))
+    baseline = read_baseline(path)
+    assert (baseline.stats, baseline.decimals) == (stats, {"AP": 0, "AR1": 12})
+    # model and decimals are optional: none recorded.
+    bare = {k: v for k, v in content.items() if k not in ("model", "decimals")}
+    path.write_text(json.dumps(bare))
+    assert (read_baseline(path).model, read_baseline(path).decimals) == ({}, {})
+
+
+def _identity_without_ids():
+    """The identity of a run of images 1..5 as a baseline records it: the ids' digest, not the ids."""
+    from dataclasses import replace
+
+    from helpers import make_identity
+
+    identity = make_identity(range(1, 6))
+    return replace(identity, images=replace(identity.images, image_ids=()))
+
+
+def test_a_measured_baseline_with_an_identity_is_written_and_read_back(tmp_path):
+    identity = _identity_without_ids()
+    baseline = baseline_from_metrics(
+        {**_metrics(), "identity": identity.to_json(with_ids=False)}, name="m", source="runs/x"
+    )
+    assert baseline.identity == identity
+    data = baseline.to_json()
+    # The ids stay in the run's identity.json: a baseline records their digest, sha256("1,2,3,4,5").
+    assert data["identity"]["images"]["image_ids"] == []
+    assert data["identity"]["images"]["digest"] == (
+        "b726eed184cea30d5a57fb645f77527e4232bec085e24e8d29a6e3b2c84c2db1"
+    )
+    path = tmp_path / "m.json"
+    write_baseline(path, baseline)
+    assert read_baseline(path) == baseline and read_baseline(path).identity == identity
+    # A baseline made in Python from a run's whole identity records the digest only, too.
+    from dataclasses import replace
+
+    from helpers import make_identity
+
+    whole = replace(baseline, identity=make_identity(range(1, 6)))
+    assert whole.to_json()["identity"] == data["identity"]
+
+
+def test_a_baseline_is_written_into_new_folders_and_refuses_what_it_cannot_write(tmp_path):
+    baseline = read_baseline(PUBLISHED)
+    nested = tmp_path / "results" / "baselines" / "copy.json"
+    write_baseline(nested, baseline)
+    assert read_baseline(nested) == baseline
+    with pytest.raises(OutputError) as caught:
+        write_baseline(nested, baseline)
+    assert str(caught.value) == (
+        f"baseline file {nested} already exists: choose another --output or pass --overwrite"
+    )
+    (tmp_path / "plain").write_text("a file, not a folder")
+    inside = tmp_path / "plain" / "b.json"
+    with pytest.raises(OutputError) as caught:
+        write_baseline(inside, baseline)
+    assert str(caught.value) == f"cannot write baseline file {inside}: File exists"
+
+
+def test_the_digest_of_a_baseline_is_the_sha256_of_its_canonical_json():
+    import hashlib
+
+    from ssd_eval.reports.baseline import Baseline, baseline_digest
+
+    baseline = Baseline(name="b", kind="published", source="s", stats={"AP": 0.5}, protocol={}, model={})
+    # Sorted keys, no spaces: written out by hand.
+    canonical = (
+        '{"created":"","decimals":{},"extra":{},"identity":null,"kind":"published","model":{},"name":"b",'
+        '"note":"","per_category":[],"protocol":{},"schema":"ssd_eval.baseline/1","source":"s",'
+        '"stats":{"AP":0.5}}'
+    )
+    assert baseline_digest(baseline) == hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+# --- the baseline a gate section names, checked against its rules before any model loads ---
+
+
+def _measured_file(tmp_path: Path, name: str = "measured", **changes: object) -> Path:
+    path = tmp_path / f"{name}.json"
+    data = baseline_from_metrics(_metrics(), name="m", source="x").to_json()
+    path.write_text(json.dumps({**data, **changes}))
+    return path
+
+
+def _gate_refusal(gate: GateConfig, key: str = "gate") -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_gate_baseline(gate, where="c.yaml", key=key)
+    return str(caught.value)
+
+
+def test_a_per_class_rule_needs_a_baseline_with_per_category_ap(tmp_path):
+    assert _gate_refusal(GateConfig(baseline=PUBLISHED, max_class_baseline_drop=0.01)) == (
+        f"c.yaml: gate.max_class_baseline_drop: baseline {PUBLISHED} has no per-category AP (published "
+        "figures); use a measured baseline (`ssd-eval baseline RUN_DIR`) or remove the rule"
+    )
+    # Without the rule, the published figures serve; a measured baseline serves the rule.
+    assert load_gate_baseline(GateConfig(baseline=PUBLISHED), where="c.yaml") == read_baseline(PUBLISHED)
+    measured = _measured_file(tmp_path)
+    gate = GateConfig(baseline=measured, max_class_baseline_drop=0.01)
+    assert load_gate_baseline(gate, where="c.yaml") == read_baseline(measured)
+    assert load_gate_baseline(GateConfig(), where="c.yaml") is None
+
+
+def test_a_drop_rule_needs_the_metric_in_the_baseline(tmp_path):
+    few = _measured_file(tmp_path, "few", stats={"AP": 0.5, "AR100": 0.6})
+    gate = GateConfig(baseline=few, metric="AP50", max_baseline_drop=0.01)
+    assert _gate_refusal(gate, key="compare.gate") == (
+        f"c.yaml: compare.gate.metric: baseline {few} has no AP50 (it has AP, AR100)"
+    )
+    none = _measured_file(tmp_path, "none", stats={})
+    assert _gate_refusal(GateConfig(baseline=none, max_baseline_drop=0.01)) == (
+        f"c.yaml: gate.metric: baseline {none} has no AP (it has no stats)"
+    )
+    # No drop rule: the metric is not read from the baseline.
+    assert load_gate_baseline(GateConfig(baseline=few, metric="AP50", min_ap=0.1), where="c.yaml") is not None
+    assert _gate_refusal(GateConfig(baseline=none, baseline_stats=("AP",))) == (
+        f"c.yaml: gate.baseline_stats[0]: baseline {none} has no AP (it has no stats)"
+    )

@@ -271,3 +271,77 @@ def test_diagnose_run_only_against_a_baseline_of_the_same_model():
     assert diagnose_run(_run(labels_like), _baseline(sha256="b" * 64)) is None
     # A baseline that does not name its model (a published card without the file's hash) is trusted.
     assert _cause(diagnose_run(_run(labels_like), _baseline(sha256=""))) == "labels"
+
+
+# --- another selection of as many images: the same images ---
+
+
+def test_as_many_images_under_another_selection_are_the_same_images():
+    # `all` on a file whose every image is annotated chose what `annotated` chose: the images are not
+    # what changed the figures (it was called "images without annotations add only false positives").
+    d = diagnose({**PUBLISHED, "AP": 0.19}, replace(PROTOCOL, selection="all"), REFERENCE)
+    assert d is not None and d.to_json() == {
+        "cause": "images",
+        "line": "4952 images scored (all), the reference scored 4952 (annotated): the same images under "
+        "another selection (as many, so every one is annotated); AP 0.190 vs 0.196 does not come from the "
+        "images",
+        "evidence": {"AP": 0.19, "num_images": 4952, "reference_num_images": 4952},
+    }
+    back = Reference("measured-all", PUBLISHED, replace(PROTOCOL, selection="all"))
+    d = diagnose({**PUBLISHED, "AP": 0.19}, PROTOCOL, back)
+    assert d is not None and d.line.startswith(
+        "4952 images scored (annotated), the reference scored 4952 (all): the same images under another "
+        "selection"
+    )
+
+
+def test_as_many_images_under_another_selection_leave_the_signatures_to_be_read():
+    # The same images explain nothing, so the stats are read: unmapped labels are still named.
+    d = diagnose({**PUBLISHED, "AP": 0.002}, replace(PROTOCOL, selection="all"), REFERENCE)
+    assert _cause(d) == "labels"
+    # The same selection and count: nothing about the images to say.
+    assert diagnose(PUBLISHED, PROTOCOL, REFERENCE) is None
+
+
+# --- the recall of all the images against the annotated ones, to the published precision ---
+
+ALL_IMAGES = replace(PROTOCOL, selection="all", num_images=5000)
+FALSE_POSITIVES = (
+    "images without annotations add only false positives (MLPerf #385: 19.98 instead of 20.0 over all 5000)"
+)
+
+
+def _recall_shown(ar100: float, reference: Reference = REFERENCE) -> str:
+    d = diagnose({**PUBLISHED, "AP": 0.195, "AR100": ar100}, ALL_IMAGES, reference)
+    assert d is not None and d.cause == "images"
+    prefix = "5000 images scored (all), the reference scored 4952 (annotated): AP 0.195 vs 0.196, "
+    assert d.line.startswith(prefix) and d.line.endswith(f"; {FALSE_POSITIVES}")
+    return d.line[len(prefix) : -len(FALSE_POSITIVES) - 2]
+
+
+def test_all_images_recall_within_half_a_unit_of_the_published_figure_is_unchanged():
+    # 0.341 is published to 3 decimals: 0.3405 and 0.3415 print as it would (half a unit either side).
+    assert _recall_shown(0.341) == "AR100 0.341 unchanged"
+    assert _recall_shown(0.3405) == "AR100 0.341 unchanged"  # was "AR100 0.341 vs 0.341" (float noise)
+    assert _recall_shown(0.3415) == "AR100 0.342 unchanged"
+    assert _recall_shown(0.3404) == "AR100 0.340 vs 0.341"
+    assert _recall_shown(0.3) == "AR100 0.300 vs 0.341"
+
+
+def test_all_images_recall_at_exactly_the_allowance_is_unchanged():
+    # Against a recall of 0: the allowance (half a unit of 0.001, plus the gate's 1e-12 of float noise)
+    # is reached exactly, and passed by 1e-12.
+    nothing = replace(REFERENCE, stats={**PUBLISHED, "AR100": 0.0})
+    assert _recall_shown(0.0005 + 1e-12, nothing) == "AR100 0.001 unchanged"
+    assert _recall_shown(0.0005 + 2e-12, nothing) == "AR100 0.001 vs 0.000"
+
+
+def test_boxes_not_clipped_against_a_clipped_reference_record():
+    reference = replace(REFERENCE, protocol=replace(PROTOCOL, clip_boxes=True))
+    d = diagnose({**PUBLISHED, "AP": 0.1955, "APl": 0.2261}, PROTOCOL, reference)
+    assert d is not None and d.to_json() == {
+        "cause": "clipped-boxes",
+        "line": "boxes not clipped (decode.clip_boxes: false), the reference's were clipped: AP 0.1955 vs "
+        "0.1960, APl 0.2261 vs 0.2280",
+        "evidence": {"AP": 0.1955, "reference_AP": 0.196},
+    }

@@ -332,6 +332,12 @@ def test_tiny_tolerances_and_deltas_in_scientific_notation():
     )
     # 5e-5 itself is shown in 4 decimals.
     assert expected_rule(ExpectedConfig(metric="AP", value=0.5, tolerance=5e-5)) == "AP = 0.5000 ± 0.0001"
+    # A tolerance of exactly 0 is 0.0000, not 0.0e+00.
+    exact = ExpectedConfig(metric="AP", value=0.5, tolerance=0.0)
+    assert expected_rule(exact) == "AP = 0.5000 ± 0.0000"
+    assert check_expected({"AP": 0.5}, exact).message == (
+        "AP 0.5000 is within 0.0000 of the reference 0.5000 (delta 0.0000)"
+    )
 
 
 def test_skipped_and_not_comparable_name_the_subject():
@@ -376,6 +382,41 @@ def test_model_mismatch_names_both_models():
     assert model_mismatch(_facts(model_sha256="ab" * 32), "cd" * 32, "theirs.onnx") == (
         "the model is not theirs.onnx: the figure is for theirs.onnx (sha256 cdcdcdcdcdcd…), "
         "this run's model has sha256 abababababab…"
+    )
+
+
+def test_model_mismatch_with_a_model_that_is_not_known():
+    """Imported detections that do not name their model: a figure tied to a model does not apply to
+    them, nor does a figure made from such a run apply to any model (docs/import.md)."""
+    imported = _facts(model_sha256="not known")
+    advice = "name it with `ssd-eval import --model FILE` or `--model-sha256 SHA256`"
+    assert model_mismatch(imported, "cd" * 32, "theirs.onnx") == (
+        "the figure is for theirs.onnx (sha256 cdcdcdcdcdcd…) and this run's model is not known (imported "
+        f"detections): {advice}"
+    )
+    ssd10 = "80013dd940efc1462c616143b461ef35885bcc1706e0670b66623293b4b52c59"
+    assert model_mismatch(imported, ssd10) == (
+        "the figure is for ssd-10.onnx (sha256 80013dd940ef…) and this run's model is not known (imported "
+        f"detections): {advice}"
+    )
+    assert model_mismatch(imported, "cd" * 32) == (
+        "the figure is for a model (sha256 cdcdcdcdcdcd…) and this run's model is not known (imported "
+        f"detections): {advice}"
+    )
+    run = _facts(model_sha256="ab" * 32)
+    remake = "it holds no model's runs; remake it from an import that names its model (--model-sha256)"
+    assert model_mismatch(run, "not known", "b.json") == (
+        f"the figure was measured on detections of a model that is not known (b.json): {remake}"
+    )
+    assert model_mismatch(run, "not known") == (
+        f"the figure was measured on detections of a model that is not known (imported): {remake}"
+    )
+
+
+def test_partial_reason_of_a_subset_that_does_not_say_how():
+    assert partial_reason(_facts()) == (
+        "the figure is for the whole image selection, this run evaluated 5 images (a subset); gate a "
+        "subset against a baseline made from a reference run of the same images (`ssd-eval baseline RUN_DIR`)"
     )
 
 

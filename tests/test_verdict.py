@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_GT
-from helpers import save_table_detector, write_compare_config, write_config
+from helpers import make_identity, save_table_detector, write_compare_config, write_config
 
 import ssd_eval.engine.runner as runner_module
 from ssd_eval import __version__
@@ -370,3 +370,120 @@ def test_a_library_call_is_recorded_as_the_docs_show_it():
     assert not called.flags
     mixed = Invocation.of_call("ssd_eval.compare", [Path("results/cpu"), "results/ov"], config={"gate": {}})
     assert mixed.command == ("python", "ssd_eval.compare", "results/cpu,results/ov", "config=<mapping>")
+
+
+def test_an_evaluation_and_a_comparison_are_truthy_only_when_they_pass(tmp_path):
+    """The records the library returns (docs/api.md): `if ssd_eval.evaluate(...)` means PASS; a
+    comparison still waiting for its runs has no gate: NO VERDICT, exit 0, falsy."""
+    from ssd_eval.reports.gate import GateReport, check_min, skipped_check
+    from ssd_eval.reports.results import ModelInfo, RunResult
+    from ssd_eval.reports.verdict import Comparison, Evaluation
+
+    result = RunResult(
+        run_dir=str(tmp_path),
+        stats={"AP": 0.25},
+        per_category=(),
+        identity=make_identity(range(1, 6)),
+        model=ModelInfo("m.onnx", "a" * 64, 1, None),
+        providers_requested=(),
+        providers_used=(),
+        provider_options=(),
+        num_detections=0,
+        timings={},
+        wall_s=0.0,
+        images_per_s=0.0,
+    )
+    passed = GateReport((check_min({"AP": 0.25}, metric="AP", floor=0.25),))
+    failed = GateReport((check_min({"AP": 0.25}, metric="AP", floor=0.5),))
+    no_verdict = GateReport((skipped_check("r", "why"),), required=True)
+    assert [bool(Evaluation(result, gate)) for gate in (passed, failed, no_verdict)] == [True, False, False]
+    assert [Evaluation(result, gate).exit_code for gate in (passed, failed, no_verdict)] == [0, 1, 1]
+    waiting = Comparison(tmp_path, None, None, waiting=("gpu",))
+    assert (bool(waiting), waiting.verdict, waiting.exit_code) == (False, "NO VERDICT", 0)
+    assert [bool(Comparison(tmp_path, None, gate)) for gate in (passed, failed, no_verdict)] == [
+        True,
+        False,
+        False,
+    ]
+    assert [Comparison(tmp_path, None, gate).exit_code for gate in (passed, failed, no_verdict)] == [0, 1, 1]
+
+
+def _scored_run(folder: Path, ap: float):
+    """A scored run of 5 images at 300x400 (clipped boxes, scores cut at 0.05) whose stats are all `ap`."""
+    from ssd_eval.coco_stats import STAT_NAMES
+    from ssd_eval.reports.results import ModelInfo, RunResult
+
+    changes = {
+        "input_size": (300, 400),
+        "clip_boxes": True,
+        "score_threshold": 0.05,
+        "model_sha256": "a" * 64,
+    }
+    return RunResult(
+        run_dir=str(folder),
+        stats=dict.fromkeys(STAT_NAMES, ap),
+        per_category=(),
+        identity=make_identity(range(1, 6), **changes),
+        model=ModelInfo("m.onnx", "a" * 64, 1, None),
+        providers_requested=("cpu",),
+        providers_used=("CPUExecutionProvider",),
+        provider_options=({},),
+        num_detections=0,
+        timings={},
+        wall_s=0.0,
+        images_per_s=0.0,
+    )
+
+
+def _tiny_baseline():
+    from ssd_eval.reports.baseline import Baseline
+
+    protocol = {
+        "selection": "annotated",
+        "num_images": 5,
+        "input_size": [300, 400],
+        "preprocess": "pillow",
+        "clip_boxes": True,
+        "score_threshold": 0.05,
+    }
+    return Baseline(
+        name="tiny",
+        kind="measured",
+        source="results/first",
+        stats={"AP": 0.5, "AR100": 0.5},
+        protocol=protocol,
+        model={"name": "m.onnx", "sha256": "a" * 64},
+    )
+
+
+def test_gate_run_records_the_diagnosis_of_a_run_that_fails(tmp_path):
+    from ssd_eval.config.run import GateConfig, RunConfig
+    from ssd_eval.reports.verdict import gate_run
+
+    config = RunConfig(gate=GateConfig(baseline=tmp_path / "b.json", max_baseline_drop=0.01))
+    # AP 0.01 against the baseline's 0.5: 2% of it, the unmapped-labels signature (at most a quarter).
+    evaluation = gate_run(_scored_run(tmp_path, 0.01), config, _tiny_baseline(), verb="score")
+    diagnosis = {
+        "cause": "labels",
+        "line": "AP 0.010 with reference AP 0.500 (2%): labels look not mapped to COCO category ids "
+        "(or off by one), which gives AP ~0.002 (onnx/models #165)",
+        "evidence": {"AP": 0.01, "reference_AP": 0.5},
+    }
+    assert evaluation.verdict == "FAIL" and evaluation.diagnosis is not None
+    assert evaluation.diagnosis.to_json() == diagnosis and evaluation.result.diagnosis == diagnosis
+    metrics = assert_verdict(tmp_path, "FAIL", 1, by="score")
+    assert metrics["diagnosis"] == diagnosis
+    assert f"**Likely cause:** {diagnosis['line']}" in (tmp_path / "summary.md").read_text()
+
+
+def test_gate_run_diagnoses_nothing_when_the_run_passes(tmp_path):
+    from ssd_eval.config.run import GateConfig, RunConfig
+    from ssd_eval.reports.verdict import gate_run
+
+    # min_ap passes at 0.01; the baseline is named but holds no rule: a PASS has no miss to explain,
+    # though its AP would read as unmapped labels against the baseline's.
+    config = RunConfig(gate=GateConfig(min_ap=0.01, baseline=tmp_path / "b.json"))
+    evaluation = gate_run(_scored_run(tmp_path, 0.01), config, _tiny_baseline(), verb="run")
+    assert (evaluation.verdict, evaluation.diagnosis, evaluation.result.diagnosis) == ("PASS", None, None)
+    assert assert_verdict(tmp_path, "PASS", 0, by="run")["diagnosis"] is None
+    assert "Likely cause" not in (tmp_path / "summary.md").read_text()

@@ -55,7 +55,6 @@ class Baseline:
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"schema": SCHEMA, **asdict(self)}
-        data["per_category"] = [asdict(c) for c in self.per_category]
         data["identity"] = self.identity.to_json(with_ids=False) if self.identity is not None else None
         return data
 
@@ -129,8 +128,10 @@ def baseline_from_json(data: object, *, where: str) -> Baseline:
 def baseline_digest(baseline: Baseline) -> str:
     """The sha256 of a baseline's content (not its bytes: the copy a run folder keeps is the same
     baseline); what a run identity records of the baseline it is gated against."""
-    text = json.dumps(baseline.to_json(), sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return sha256_bytes(text.encode("utf-8"))
+    # Read from a file that refuses NaN and Infinity (strict_load), a baseline's numbers are finite;
+    # json.dumps escapes every non-ASCII character, so the text is ASCII.
+    text = json.dumps(baseline.to_json(), sort_keys=True, separators=(",", ":"))
+    return sha256_bytes(text.encode())
 
 
 def published_slack(baseline: Baseline, stat: str) -> float:

@@ -56,7 +56,7 @@ class StageTiming:
     def from_samples(cls, seconds: Sequence[float]) -> StageTiming:
         if not seconds:
             return cls(0.0, 0.0, 0.0, 0.0, 0)
-        values = np.asarray(seconds, dtype=np.float64)
+        values = np.asarray(seconds)  # perf_counter differences: float64
         return cls(
             total_s=round(float(values.sum()), 4),
             mean_ms=round(float(values.mean() * 1e3), 3),
@@ -156,7 +156,6 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data["per_category"] = [asdict(c) for c in self.per_category]
         data["identity"] = self.identity.to_json(with_ids=False)
         data["protocol"] = asdict(self.protocol)
         data["provenance"] = self.provenance
@@ -333,8 +332,9 @@ def source_commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and len(commit) == 40 else None
+    # The whole object name: 40 hex digits, or 64 in a checkout of SHA-256 objects (git init
+    # --object-format=sha256). A failing rev-parse (no commit yet) prints "HEAD": not a commit.
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def provenance(
