@@ -205,6 +205,9 @@ TYPE_REFUSED = [
     ({"model": {"input": None}}, "model.input: expected a string, got null None"),
     ({"model": {"input": 0.5}}, "model.input: expected a string, got a number 0.5"),
     ({"model": {"input": {"a": 1}}}, "model.input: expected a string, got a mapping {'a': 1}"),
+    # from Python (ssd_eval.evaluate(config={...})) a value can be of a type YAML never makes
+    ({"decode": {"clip_boxes": b"yes"}}, "decode.clip_boxes: expected true or false, got bytes b'yes'"),
+    ({"dataset": {"limit": {1, 2}}}, "dataset.limit: expected an integer, got set {1, 2}"),
 ]
 
 

@@ -211,6 +211,10 @@ REFUSED = [
         {"expected": {"value": 0.2, "model_sha256": SHA[:63] + "g"}},
         "expected.model_sha256: must be 64 hexadecimal digits (a sha256) or null",
     ),
+    (
+        {"expected": {"value": 0.2, "model_sha256": "X" + SHA[1:]}},
+        "expected.model_sha256: must be 64 hexadecimal digits (a sha256) or null",
+    ),
     # gate
     ({"gate": {"metric": "ap"}}, f"gate.metric: must be one of {STATS}, got 'ap'"),
     ({"gate": {"min_ap": 1.5}}, "gate.min_ap: must be in [0, 1] or null, got 1.5"),
