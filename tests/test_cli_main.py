@@ -163,6 +163,12 @@ def test_a_command_line_error_is_a_usage_error_naming_the_program():
             "(see ssd-eval run --help)",
         ),
         (
+            # the flag is matched without its value
+            ["run", "--confg=/a/much/longer/path/to/the/config.yaml"],
+            "ssd-eval: error: unrecognized arguments: --confg=/a/much/longer/path/to/the/config.yaml; "
+            "did you mean --config? (see ssd-eval run --help)",
+        ),
+        (
             ["--config", "c.yaml", "--zzzzzz"],
             "ssd-eval: error: unrecognized arguments: --zzzzzz (see ssd-eval run --help)",
         ),

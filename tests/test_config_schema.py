@@ -260,6 +260,23 @@ class _Odd:
     either: int | str = 0
 
 
+@dataclass(frozen=True)
+class _Pair:
+    pair: tuple[int, str] = (0, "")
+
+
+def test_a_fixed_tuple_of_two_is_two_values_of_their_own_types(tmp_path):
+    assert parse_section({"pair": [1, "a"]}, _Pair, base_dir=tmp_path, where="w") == _Pair((1, "a"))
+    for value, line in (
+        ([1, 2], "w: pair[1]: expected a string, got an integer 2"),
+        ([1], "w: pair: expected a list of 2 values, got 1"),
+        ([1, "a", "b"], "w: pair: expected a list of 2 values, got 3"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse_section({"pair": value}, _Pair, base_dir=tmp_path, where="w")
+        assert str(info.value) == line
+
+
 def test_parse_section_names_the_place_and_the_key_given(tmp_path):
     leaf = parse_section(
         {"count": 2, "tags": ["x", "y"], "extra": [1, {"k": 2}]}, _Leaf, base_dir=tmp_path, where="w"

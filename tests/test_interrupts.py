@@ -5,6 +5,7 @@ process."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import threading
@@ -147,6 +148,21 @@ def test_report_prints_the_line_once(capsys):
     assert interrupts.report() == 130  # an interrupt seen before any handler
     assert interrupts.report() == 130
     assert capsys.readouterr().err == f"ssd-eval: interrupted; {GENERIC}\n"
+
+
+def test_report_flushes_its_line(monkeypatch):
+    """A second signal ends the process with os._exit, which flushes nothing: the line must be out."""
+
+    class Stream(io.StringIO):
+        flushed = ""
+
+        def flush(self) -> None:
+            Stream.flushed = self.getvalue()
+
+    stream = Stream()
+    monkeypatch.setattr(module.sys, "stderr", stream)
+    Interrupts().report()
+    assert Stream.flushed == f"ssd-eval: interrupted; {GENERIC}\n"
 
 
 def test_report_after_sigterm(capsys):
