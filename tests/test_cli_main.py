@@ -61,6 +61,38 @@ def test_the_parser_has_every_subcommand_in_order():
     assert modules == [f"ssd_eval.cli.{name}" for name in COMMANDS[:-1]] + ["ssd_eval.cli.import_detections"]
 
 
+def test_the_usage_names_the_command_slot():
+    assert build_parser().format_usage() == "usage: ssd-eval [-h] [--version] COMMAND ...\n"
+
+
+def test_every_subcommand_has_the_common_flags():
+    parser = build_parser()
+    for name in COMMANDS:
+        sub = cli._subparser(parser, name)
+        assert sub is not None
+        flags = {option for action in sub._actions for option in action.option_strings}
+        assert {"--debug", "--quiet"} <= flags, name
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_is_the_whole_tools_not_runs(capsys, flag):
+    with pytest.raises(SystemExit) as info:
+        main([flag])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith(
+        "usage: ssd-eval [-h] [--version] COMMAND ...\n\nCOCO box mAP of the ONNX Model Zoo SSD-ResNet34 "
+        "detector on onnxruntime.\n"
+    )
+
+
+def test_no_arguments_is_run_without_a_config(capsys):
+    assert main([]) == 2
+    assert _err_lines(capsys) == [
+        "ssd-eval: error: no config given: use --config configs/coco_val.yaml (or a bundled name such as "
+        "smoke.yaml), or --resume RUN_DIR"
+    ]
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])
