@@ -528,8 +528,10 @@ class _BrokenPipe(io.StringIO):
     def __init__(self, fd: int | Exception) -> None:
         super().__init__()
         self.fd = fd
+        self.writes = 0
 
     def write(self, text: str) -> int:
+        self.writes += 1
         raise BrokenPipeError(errno.EPIPE, "Broken pipe")
 
     def flush(self) -> None:
@@ -560,13 +562,15 @@ def test_a_writable_stdout_gets_everything():
 def test_a_reader_gone_ends_the_output_and_points_the_descriptor_at_devnull(first):
     read_end, write_end = os.pipe()
     try:
-        out = _Stdout(_BrokenPipe(write_end), discard=False)
+        stream = _BrokenPipe(write_end)
+        out = _Stdout(stream, discard=False)
         if first == "write":
             assert out.write("lost") == 4
         else:
             out.flush()
         assert out.write("more") == 4  # not written again: no second BrokenPipeError
         out.flush()
+        assert stream.writes == (1 if first == "write" else 0)
         # The descriptor now goes to /dev/null: the pipe's write end is closed, so its reader sees the end.
         assert os.write(write_end, b"buffered") == 8
         assert os.read(read_end, 100) == b""
@@ -580,9 +584,11 @@ def test_a_reader_gone_ends_the_output_and_points_the_descriptor_at_devnull(firs
     [AttributeError("fileno"), ValueError("I/O operation on closed file"), OSError(errno.EBADF, "bad")],
 )
 def test_a_reader_gone_from_a_stream_without_a_descriptor_is_quiet(no_descriptor):
-    out = _Stdout(_BrokenPipe(no_descriptor), discard=False)
+    stream = _BrokenPipe(no_descriptor)
+    out = _Stdout(stream, discard=False)
     assert out.write("x") == 1
     assert out.write("y") == 1
+    assert stream.writes == 1
 
 
 def test_a_reader_gone_opens_no_descriptor_that_stays_open():
