@@ -194,8 +194,8 @@ def _main(args_list: list[str], interrupts: Interrupts) -> int:
         print(usage_line(exc, parser, args_list[0], implied), file=sys.stderr)
         return exc.exit_code
     args.command_line = command_line
-    debug = getattr(args, "debug", False)
-    quiet = getattr(args, "quiet", False) and not debug
+    debug = args.debug  # every subcommand has the common flags (add_common_arguments)
+    quiet = args.quiet and not debug
     logging.basicConfig(
         level=logging.DEBUG if debug else (logging.ERROR if quiet else logging.INFO),
         format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",

@@ -236,6 +236,7 @@ def check_compare_gate_values(gate: CompareGateConfig, key: str = "gate") -> lis
         problems.append(
             (f"{key}.max_score_diff", f"must be in [0, 1] (scores are), got {gate.max_score_diff}")
         )
-    if gate.max_box_diff is not None and not 0.0 <= gate.max_box_diff < float("inf"):
+    # No upper bound: the config loader and compare_settings refuse infinity and NaN before this.
+    if gate.max_box_diff is not None and gate.max_box_diff < 0.0:
         problems.append((f"{key}.max_box_diff", f"must be a number of pixels >= 0, got {gate.max_box_diff}"))
     return problems

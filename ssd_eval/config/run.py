@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -354,7 +353,9 @@ def run_name_problem(name: str) -> str | None:
     """Why `name` cannot name a run folder (None: it can): it must be one folder name, not a path."""
     if name.strip() in ("", ".", ".."):
         return f"must be a folder name, got {name!r}"
-    separators = [s for s in ("/", "\\", os.sep, os.altsep or "/") if s in name]
+    # Both separators on every platform (os.sep and os.altsep are among them): a name must mean one
+    # folder wherever the run folder is read.
+    separators = [s for s in ("/", "\\") if s in name]
     if separators or "\0" in name:
         return (
             f"must be one folder name without {separators[0] if separators else 'NUL'!r}, got {name!r} "
