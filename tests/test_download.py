@@ -733,6 +733,30 @@ def test_a_resumed_transfer_is_judged_by_the_bytes_it_brings(
     )
 
 
+def test_a_transfer_whose_last_byte_is_in_is_not_dropped_for_its_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, watch = _watch_at(monkeypatch, MinRate(bytes_per_second=100, window=10))
+    part = tmp_path / "model.onnx.part"
+    body = _Body(b"x" * 10, b"y" * 10, clock=clock, every=5)  # 20 bytes in 10 s: 2 bytes/s
+
+    assert _copy_into(part, body, offset=0, limit=20, watch=watch) == 20  # but they are all the file
+    assert part.read_bytes() == b"x" * 10 + b"y" * 10
+
+
+def test_a_slow_source_that_delivers_the_last_byte_is_kept(server: FileServer, tmp_path: Path) -> None:
+    """Found by mutation testing: the whole file from a slow source was dropped as too slow after its last
+    byte, then downloaded again from the next source (after a 416 for `bytes=307200-`)."""
+    slow = server.add("/mirror/model.onnx", BODY, trickle_after=len(BODY) - 1, trickle_every=0.6)
+    good = server.add("/model.onnx", BODY)
+    dest = tmp_path / "model.onnx"
+
+    fetch([slow, good], dest, min_rate=FLOOR)  # the last byte comes after more than a window
+
+    assert server.ranges("/mirror/model.onnx") == [None] and server.ranges("/model.onnx") == []
+    assert dest.read_bytes() == BODY
+
+
 def test_a_connection_lost_mid_body_is_an_interruption() -> None:
     body = _Body(b"abc", error=ConnectionResetError(104, "Connection reset by peer"))
     received: list[bytes] = []

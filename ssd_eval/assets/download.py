@@ -510,7 +510,8 @@ def _copy(
         digests.update(chunk)
         bar.update(len(chunk))
         written += len(chunk)
-        watch.add(written - offset)
+        if written != limit:  # with the last byte in, no rate can make waiting for the rest too long
+            watch.add(written - offset)
     return written
 
 
