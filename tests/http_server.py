@@ -1,8 +1,9 @@
 """A real HTTP server on 127.0.0.1 for the download tests (no test touches the internet).
 
-`FileServer` serves byte strings the tests make, records every request with its Range header, counts
-every connection (any method, even one it cannot parse), and can misbehave on purpose: cut a
-transfer after N bytes, ignore Range, answer slowly, trickle the body a byte at a time.
+`FileServer` serves byte strings the tests make, records every request with its Range header (and all
+its headers), counts every connection (any method, even one it cannot parse), and can misbehave on
+purpose: cut a transfer after N bytes, ignore Range, answer slowly, trickle the body a byte at a time,
+send no Content-Length, hang up without answering.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class Route:
     delay: float = 0.0  # seconds to wait before answering
     trickle_after: int | None = None  # send this many body bytes at once, then one byte per `trickle_every`
     trickle_every: float = 0.5
+    length: bool = True  # False: no Content-Length; the body ends when the connection closes
+    hang_up: bool = False  # close the connection without sending a response
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -33,10 +36,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         owner = self.server.owner
-        number = owner.record(self.path, self.headers.get("Range"))
+        number = owner.record(self.path, self.headers.get("Range"), dict(self.headers.items()))
         route = owner.routes.get(self.path)
         if route is None:
             self.send_error(404, "Not Found")
+            return
+        if route.hang_up:
+            self.close_connection = True
             return
         time.sleep(route.delay)
         start = self._range_start(route)
@@ -45,7 +51,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = route.body[start or 0 :]
         self.send_response(206 if start is not None else 200)
-        self.send_header("Content-Length", str(len(body)))
+        if route.length:
+            self.send_header("Content-Length", str(len(body)))
         if start is not None:
             self.send_header("Content-Range", f"bytes {start}-{len(route.body) - 1}/{len(route.body)}")
         self.end_headers()
@@ -99,6 +106,7 @@ class FileServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, str | None]] = []
+        self.headers: list[dict[str, str]] = []  # every request's headers, in the order of `requests`
         self.connections = 0  # every connection accepted, whatever was (or was not) asked on it
         self.closing = threading.Event()
         self._lock = threading.Lock()
@@ -125,10 +133,11 @@ class FileServer:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}{path}"
 
-    def record(self, path: str, range_header: str | None) -> int:
+    def record(self, path: str, range_header: str | None, headers: dict[str, str]) -> int:
         """Note a request; return how many requests `path` has had, this one included."""
         with self._lock:
             self.requests.append((path, range_header))
+            self.headers.append(headers)
             return sum(1 for seen, _ in self.requests if seen == path)
 
     def ranges(self, path: str) -> list[str | None]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import logging
 import os
+import re
+import shutil
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import pytest
 from http_server import FileServer, closed_port_url
 from PIL import Image
 
+from ssd_eval.assets import download as download_module
 from ssd_eval.assets import fetch as assets
 from ssd_eval.assets import sources
 from ssd_eval.assets.fetch import (
@@ -33,6 +37,8 @@ from ssd_eval.assets.fetch import (
     fetch_annotations,
     fetch_dataset,
     fetch_model,
+    resolve_mirror,
+    urls_with_mirror,
 )
 from ssd_eval.assets.sources import ArchiveSource, DatasetSource, ModelSource, get_source
 from ssd_eval.errors import AssetError
@@ -168,11 +174,24 @@ def test_the_tables_cannot_be_changed_in_place() -> None:
         sources.MODELS["mine"] = sources.MODELS["ssd-10"]  # type: ignore[index]
 
 
-def test_an_unknown_name_lists_the_known_ones() -> None:
-    with pytest.raises(AssetError, match=r"ssd-10.*coco-val2017"):
+def test_an_unknown_name_lists_the_known_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    models = "ssd-10, ssd-12, ssd-12-int8, ssd-12-qdq"  # docs/fetching.md's table
+    with pytest.raises(AssetError) as excinfo:
         get_source("ssd-99")
-    with pytest.raises(AssetError, match="unknown model 'nope': known models are ssd-10"):
+    assert str(excinfo.value) == f"unknown asset 'ssd-99': known are {models}, coco-val2017"
+    with pytest.raises(AssetError) as excinfo:
         ensure_model("nope", cache=Path("unused"), allow_download=False)
+    assert str(excinfo.value) == f"unknown model 'nope': known models are {models}"
+    with pytest.raises(AssetError) as excinfo:
+        sources.get_dataset_source("coco-2014")
+    assert str(excinfo.value) == "unknown data set 'coco-2014': known data sets are coco-val2017"
+    coco = sources.DATASETS["coco-val2017"]
+    monkeypatch.setattr(sources, "DATASETS", {"coco-val2017": coco, "coco-val2014": coco})
+    with pytest.raises(AssetError) as excinfo:
+        sources.get_dataset_source("coco-2014")
+    assert (
+        str(excinfo.value) == "unknown data set 'coco-2014': known data sets are coco-val2017, coco-val2014"
+    )
 
 
 def test_cache_home_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -184,6 +203,7 @@ def test_cache_home_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert cache_home() == tmp_path / "env"
     assert cache_home(tmp_path / "configured") == tmp_path / "configured"
     assert cache_home("~/x") == tmp_path / "home" / "x"
+    assert cache_home("") == tmp_path / "env"  # an empty setting is no setting
 
 
 @pytest.mark.parametrize(
@@ -204,6 +224,8 @@ def test_downloads_allowed(
     if env is not None:
         monkeypatch.setenv("SSD_EVAL_OFFLINE", env)
     assert downloads_allowed(configured) is allowed
+    if configured:  # the default: the config allows downloads
+        assert downloads_allowed() is allowed
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -230,6 +252,7 @@ def test_a_second_call_makes_no_request_and_does_not_hash_again(
         raise AssertionError("the stamp should have spared this hash")
 
     monkeypatch.setattr(assets, "hash_file", no_hashing)
+    monkeypatch.setattr(download_module._Digests, "of_file", no_hashing)  # nor does the download check
     result = fetch_model(source, cache=tmp_path, allow_download=False, progress=False)
 
     assert result.status == ALREADY_PRESENT
@@ -244,19 +267,47 @@ def test_a_model_put_there_by_hand_is_hashed_once(
     path.parent.mkdir()
     path.write_bytes(MODEL_BYTES)
     hashed: list[Path] = []
-    real_hash = assets.hash_file
+    real_hash = download_module._Digests.of_file  # every hash of a file, the download's checks included
 
-    def counting_hash(file: Path, algorithm: str = "sha256") -> str:
+    def counting_hash(file: Path, algorithms: Iterable[str]) -> download_module._Digests:
         hashed.append(file)
-        return real_hash(file, algorithm)
+        return real_hash(file, algorithms)
 
-    monkeypatch.setattr(assets, "hash_file", counting_hash)
+    monkeypatch.setattr(download_module._Digests, "of_file", counting_hash)
 
     for _ in range(3):
         assert fetch_model(source, cache=tmp_path, allow_download=False).status == ALREADY_PRESENT
 
     assert hashed == [path]
     assert server.requests == []
+
+
+def test_a_model_whose_download_finished_before_the_rename_is_moved_into_place(
+    server: FileServer, tmp_path: Path
+) -> None:
+    source = model_source(server)
+    path = tmp_path / "models" / "fake.onnx"
+    path.parent.mkdir()
+    (tmp_path / "models" / "fake.onnx.part").write_bytes(MODEL_BYTES)
+
+    result = fetch_model(source, cache=tmp_path, allow_download=True, progress=False)
+
+    assert result == ("fake", path, ALREADY_PRESENT)  # nothing was transferred
+    assert path.read_bytes() == MODEL_BYTES and server.requests == []
+    assert files_under(tmp_path) == ["models/fake.onnx", "models/fake.onnx.verified"]
+
+
+def test_the_mirror_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_mirror("https://mirror.example/ssdX/") == "https://mirror.example/ssdX"
+    assert resolve_mirror("file:///shared/drive//") == "file:///shared/drive"
+    assert resolve_mirror(None) is None and resolve_mirror("") is None
+    monkeypatch.setenv("SSD_EVAL_MIRROR", "https://env.example/m/")
+    assert resolve_mirror(None) == "https://env.example/m"
+    assert resolve_mirror("https://given.example") == "https://given.example"
+    assert urls_with_mirror("a.zip", ("https://origin/a.zip",), "https://given.example/") == (
+        "https://given.example/a.zip",
+        "https://origin/a.zip",
+    )
 
 
 def test_a_changed_model_is_noticed_despite_its_stamp(server: FileServer, tmp_path: Path) -> None:
@@ -395,7 +446,18 @@ def test_a_zip_slip_member_is_refused(server: FileServer, tmp_path: Path) -> Non
     assert sorted(path.name for path in cache.iterdir()) == ["downloads"]  # no root, no staging
 
 
-@pytest.mark.parametrize("name", ["../evil.txt", "/tmp/evil.txt", "C:/evil.txt", "a/../../evil.txt"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../evil.txt",
+        "/tmp/evil.txt",
+        "C:/evil.txt",
+        "a/../../evil.txt",
+        "..\\evil.txt",  # Windows separators are separators
+        "a\\..\\..\\evil.txt",
+        "a/../b.txt",  # `..` anywhere, even one that would stay inside
+    ],
+)
 def test_extract_members_refuses_paths_outside_the_target(tmp_path: Path, name: str) -> None:
     zipped = tmp_path / "a.zip"
     zipped.write_bytes(make_zip({name: b"x"}))
@@ -424,10 +486,39 @@ def test_archives_with_the_wrong_image_count_leave_no_root(server: FileServer, t
     short = make_zip({f"val2017/{IMAGE_NAMES[0]}": tiny_jpeg(0)})
     source = dataset_source(server, images=short)
 
-    with pytest.raises(AssetError, match="1 images in val2017/ \\(expected 3\\)"):
+    with pytest.raises(AssetError) as excinfo:
         fetch_dataset(source, cache=tmp_path, allow_download=True, progress=False)
 
+    downloads = tmp_path / "downloads"
+    assert str(excinfo.value) == (
+        "coco-val2017: the archives hold 1 images in val2017/ (expected 3) and an "
+        f"annotations/instances_val2017.json: delete {downloads / 'val2017.zip'} and "
+        f"{downloads / 'annotations_trainval2017.zip'} and fetch again"
+    )
     assert not (tmp_path / "coco").exists()
+
+
+def test_archives_without_the_annotation_file_say_so(server: FileServer, tmp_path: Path) -> None:
+    source = dataset_source(server)
+    empty = make_zip({"annotations/captions_val2017.json": b"{}"})
+    broken = replace(
+        source,
+        archives=(
+            source.archives[0],
+            archive(server, "annotations_trainval2017.zip", empty, source.archives[1].members),
+        ),
+    )
+
+    with pytest.raises(AssetError) as excinfo:
+        fetch_dataset(broken, cache=tmp_path, allow_download=True, progress=False)
+
+    downloads = tmp_path / "downloads"
+    assert str(excinfo.value) == (
+        "coco-val2017: the archives hold 3 images in val2017/ (expected 3) and no "
+        f"annotations/instances_val2017.json: delete {downloads / 'val2017.zip'} and "
+        f"{downloads / 'annotations_trainval2017.zip'} and fetch again"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["downloads"]
 
 
 def test_an_incomplete_coco_folder_is_never_overwritten(server: FileServer, tmp_path: Path) -> None:
@@ -612,11 +703,13 @@ def test_an_annotations_archive_without_the_file_leaves_no_folder(server: FileSe
         ),
     )
 
-    with pytest.raises(
-        AssetError, match=r"the archives hold no annotations/instances_val2017\.json: delete "
-    ):
+    with pytest.raises(AssetError) as excinfo:
         fetch_annotations(broken, cache=tmp_path, allow_download=True, progress=False)
 
+    assert str(excinfo.value) == (
+        "coco-val2017: the archives hold no annotations/instances_val2017.json: delete "
+        f"{tmp_path / 'downloads' / 'annotations_trainval2017.zip'} and fetch again"
+    )
     assert not (tmp_path / "coco-annotations").exists()
 
 
@@ -630,3 +723,355 @@ def test_ensure_coco_val2017_annotations_gives_a_root_for_dataset_annotations(
     assert root == tmp_path / "coco-annotations"
     assert (root / "annotations" / "instances_val2017.json").is_file()
     assert annotations_archive(sources.DATASETS["coco-val2017"]).filename == "annotations_trainval2017.zip"
+
+
+# --- every entry point: the mirror first, a progress bar unless told not to ----------------------
+
+ENTRY_POINTS: dict[str, tuple[Callable[..., object], tuple[str, ...]]] = {
+    "ensure_model": (
+        lambda cache, **options: ensure_model("fake", cache=cache, allow_download=True, **options),
+        ("fake.onnx",),
+    ),
+    "fetch_model": (
+        lambda cache, **options: fetch_model(
+            sources.MODELS["fake"], cache=cache, allow_download=True, **options
+        ),
+        ("fake.onnx",),
+    ),
+    "ensure_coco_val2017": (
+        lambda cache, **options: ensure_coco_val2017(cache=cache, allow_download=True, **options),
+        ("val2017.zip", "annotations_trainval2017.zip"),
+    ),
+    "ensure_coco_val2017_annotations": (
+        lambda cache, **options: ensure_coco_val2017_annotations(cache=cache, allow_download=True, **options),
+        ("annotations_trainval2017.zip",),
+    ),
+    "fetch_dataset": (
+        lambda cache, **options: fetch_dataset(
+            sources.DATASETS["coco-val2017"], cache=cache, allow_download=True, **options
+        ),
+        ("val2017.zip", "annotations_trainval2017.zip"),
+    ),
+    "fetch_annotations": (
+        lambda cache, **options: fetch_annotations(
+            sources.DATASETS["coco-val2017"], cache=cache, allow_download=True, **options
+        ),
+        ("annotations_trainval2017.zip",),
+    ),
+    "fetch model": (
+        lambda cache, **options: fetch("model", cache=cache, model_name="fake", **options),
+        ("fake.onnx",),
+    ),
+    "fetch data": (
+        lambda cache, **options: fetch("data", cache=cache, **options),
+        ("val2017.zip", "annotations_trainval2017.zip"),
+    ),
+    "fetch annotations": (
+        lambda cache, **options: fetch("annotations", cache=cache, **options),
+        ("annotations_trainval2017.zip",),
+    ),
+    "fetch all": (
+        lambda cache, **options: fetch("all", cache=cache, model_name="fake", **options),
+        ("fake.onnx", "val2017.zip", "annotations_trainval2017.zip"),
+    ),
+}
+
+
+@pytest.mark.parametrize("progress", [None, False])  # None: the default, a bar on stderr
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_every_entry_point_tries_the_mirror_first_and_shows_progress_unless_told_not_to(
+    server: FileServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    entry: str,
+    progress: bool | None,
+) -> None:
+    monkeypatch.setattr(sources, "MODELS", {"fake": model_source(server)})
+    monkeypatch.setattr(sources, "DATASETS", {"coco-val2017": dataset_source(server)})
+    for path in list(server.routes):  # the mirror has every file
+        server.add("/mirror/" + path.rsplit("/", 1)[-1], server.routes[path].body)
+    call, files = ENTRY_POINTS[entry]
+
+    call(tmp_path, mirror=server.url("/mirror"), **({} if progress is None else {"progress": progress}))
+
+    assert sorted(path for path, _ in server.requests) == sorted(f"/mirror/{name}" for name in files)
+    err = capsys.readouterr().err
+    for name in files:  # the bar's label is the file's name (not a longer name ending in it)
+        assert bool(re.search(rf"(?<![\w.]){re.escape(name)}", err)) is (progress is None), (name, err)
+
+
+# --- the model's stamp and the offline line ---------------------------------------------------------
+
+
+def test_the_stamp_records_size_mtime_and_sha256(server: FileServer, tmp_path: Path) -> None:
+    source = model_source(server)
+
+    path = fetch_model(source, cache=tmp_path, allow_download=True, progress=False).path
+
+    stamp = json.loads((tmp_path / "models" / "fake.onnx.verified").read_text(encoding="utf-8"))
+    assert stamp == {
+        "size": 65_536,  # 16 bytes x 4096
+        "mtime_ns": path.stat().st_mtime_ns,
+        "sha256": hashlib.sha256(MODEL_BYTES).hexdigest(),
+    }
+
+
+def test_offline_without_the_model_is_one_whole_line(server: FileServer, tmp_path: Path) -> None:
+    source = model_source(server)
+    path = tmp_path / "models" / "fake.onnx"
+
+    with pytest.raises(AssetError) as excinfo:
+        fetch_model(source, cache=tmp_path, allow_download=False)
+
+    assert str(excinfo.value) == (
+        f"model fake: {path} is missing; downloads are off (--offline, or assets.download: false): put "
+        f"fake.onnx (65,536 bytes, sha256 {source.sha256}) from {source.urls[0]} at {path}, or run with "
+        "--model PATH to use a model file you have, or drop --offline (and assets.download: false) where "
+        "downloads work"
+    )
+    assert server.connections == 0
+
+
+def test_offline_without_the_archives_is_one_whole_line_naming_both(
+    server: FileServer, tmp_path: Path
+) -> None:
+    source = dataset_source(server)
+    images, annotations = source.archives
+    downloads = tmp_path / "downloads"
+
+    with pytest.raises(AssetError) as excinfo:
+        fetch_dataset(source, cache=tmp_path, allow_download=False)
+
+    assert str(excinfo.value) == (
+        f"coco-val2017: {tmp_path / 'coco'} is missing; downloads are off (--offline, or assets.download: "
+        f"false): {downloads / 'val2017.zip'} is missing: put val2017.zip ({images.size:,} bytes, md5 "
+        f"{images.md5}) from {images.urls[0]} there; {downloads / 'annotations_trainval2017.zip'} is "
+        f"missing: put annotations_trainval2017.zip ({annotations.size:,} bytes, md5 {annotations.md5}) from "
+        f"{annotations.urls[0]} there; or run with --data ROOT (dataset.root) to use an extracted COCO "
+        "folder, or drop --offline (and assets.download: false) where downloads work"
+    )
+    assert server.connections == 0
+
+
+def test_a_data_set_whose_archives_lack_the_annotation_file_is_refused(server: FileServer) -> None:
+    source = dataset_source(server)
+
+    with pytest.raises(AssetError) as excinfo:
+        annotations_archive(replace(source, archives=source.archives[:1]))
+
+    assert str(excinfo.value) == (
+        "coco-val2017: no archive lists annotations/instances_val2017.json among its members"
+    )
+
+
+# --- an incomplete data set folder, and extraction ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("annotations", "images", "held"),
+    [
+        (True, 0, "an annotations/instances_val2017.json, 0 of 3 images"),  # no val2017/ folder at all
+        (True, 2, "an annotations/instances_val2017.json, 2 of 3 images"),
+        (False, 1, "no annotations/instances_val2017.json, 1 of 3 images"),
+    ],
+)
+def test_an_incomplete_coco_folder_says_what_it_holds(
+    server: FileServer, tmp_path: Path, annotations: bool, images: int, held: str
+) -> None:
+    root = tmp_path / "coco"
+    root.mkdir()
+    if annotations:
+        (root / "annotations").mkdir()
+        (root / "annotations" / "instances_val2017.json").write_text("{}")
+    if images:
+        (root / "val2017").mkdir()
+    for name in IMAGE_NAMES[:images]:
+        (root / "val2017" / name).write_bytes(tiny_jpeg(0))
+
+    with pytest.raises(AssetError) as excinfo:
+        fetch_dataset(dataset_source(server), cache=tmp_path, allow_download=True, progress=False)
+
+    assert str(excinfo.value) == (
+        f"coco-val2017: {root} exists but is incomplete ({held} in val2017/): delete it and run again, "
+        "or set dataset.root to a complete COCO folder"
+    )
+    assert server.requests == []
+
+
+def test_a_data_set_folder_nested_in_the_cache_is_created(server: FileServer, tmp_path: Path) -> None:
+    source = replace(dataset_source(server), folder="shared/datasets/coco")
+
+    result = fetch_dataset(source, cache=tmp_path, allow_download=True, progress=False)
+
+    root = tmp_path / "shared" / "datasets" / "coco"
+    assert result == ("coco-val2017", root, DOWNLOADED)
+    assert files_under(root) == ["annotations/instances_val2017.json", *(f"val2017/{n}" for n in IMAGE_NAMES)]
+
+
+def test_archives_are_extracted_beside_the_root_then_renamed(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    targets: list[Path] = []
+    real = assets.extract_members
+
+    def recording(archive: Path, members: tuple[str, ...], target: Path) -> list[Path]:
+        targets.append(target)
+        return real(archive, members, target)
+
+    monkeypatch.setattr(assets, "extract_members", recording)
+
+    fetch_dataset(dataset_source(server), cache=tmp_path, allow_download=True, progress=False)
+
+    (staging,) = set(targets)  # one hidden folder beside coco/ (same file system: the rename is atomic)
+    assert staging.parent == tmp_path and re.fullmatch(r"\.coco\..+\.partial", staging.name)
+    assert not staging.exists()
+
+
+def _no_space(*_: object, **__: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_no_room_for_the_extraction_folder_is_one_line(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = dataset_source(server)
+    monkeypatch.setattr(assets.tempfile, "mkdtemp", _no_space)
+
+    with pytest.raises(AssetError) as excinfo:
+        fetch_dataset(source, cache=tmp_path, allow_download=True, progress=False)
+
+    assert (
+        str(excinfo.value) == f"coco-val2017: cannot create a folder in {tmp_path} (No space left on device)"
+    )
+
+
+def test_a_disk_filling_up_while_extracting_is_one_line_and_leaves_no_folder(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = dataset_source(server)
+    monkeypatch.setattr(assets.shutil, "copyfileobj", _no_space)
+
+    with pytest.raises(AssetError) as excinfo:
+        fetch_dataset(source, cache=tmp_path, allow_download=True, progress=False)
+
+    assert str(excinfo.value) == (
+        f"coco-val2017: extracting into {tmp_path} failed (No space left on device): free some space or "
+        "choose another cache folder, then run again"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["downloads"]
+
+
+def _rename_loses_the_race(
+    monkeypatch: pytest.MonkeyPatch, other: Callable[[Path, Path], None], error: OSError
+) -> list[Path]:
+    """`os.rename(staging, root)` fails with `error` after `other(staging, root)`, the other process's
+    work, has run; returns the staging folders it was asked to move."""
+    moved: list[Path] = []
+
+    def rename(staging: str | Path, root: str | Path) -> None:
+        moved.append(Path(staging))
+        other(Path(staging), Path(root))
+        raise error
+
+    monkeypatch.setattr(assets.os, "rename", rename)
+    return moved
+
+
+def _same_extraction(staging: Path, root: Path) -> None:
+    shutil.copytree(staging, root)
+
+
+def test_a_data_set_another_process_extracted_first_is_kept(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _rename_loses_the_race(monkeypatch, _same_extraction, OSError(errno.ENOTEMPTY, "Directory not empty"))
+
+    result = fetch_dataset(dataset_source(server), cache=tmp_path, allow_download=True, progress=False)
+
+    assert result == ("coco-val2017", tmp_path / "coco", DOWNLOADED)
+    assert files_under(tmp_path / "coco") == [
+        "annotations/instances_val2017.json",
+        *(f"val2017/{n}" for n in IMAGE_NAMES),
+    ]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["coco", "downloads"]
+
+
+def test_annotations_another_process_extracted_first_are_kept(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _rename_loses_the_race(monkeypatch, _same_extraction, OSError(errno.ENOTEMPTY, "Directory not empty"))
+
+    result = fetch_annotations(dataset_source(server), cache=tmp_path, allow_download=True, progress=False)
+
+    wanted = tmp_path / "coco-annotations" / "annotations" / "instances_val2017.json"
+    assert result == ("coco-val2017 annotations", wanted, DOWNLOADED)
+    assert files_under(tmp_path / "coco-annotations") == ["annotations/instances_val2017.json"]
+
+
+def test_an_incomplete_folder_another_process_left_is_an_error(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def annotations_only(staging: Path, root: Path) -> None:
+        (root / "annotations").mkdir(parents=True)
+        (root / "annotations" / "instances_val2017.json").write_text("{}")
+
+    _rename_loses_the_race(monkeypatch, annotations_only, OSError(errno.ENOTEMPTY, "Directory not empty"))
+
+    with pytest.raises(AssetError) as excinfo:
+        fetch_dataset(dataset_source(server), cache=tmp_path, allow_download=True, progress=False)
+
+    assert str(excinfo.value) == (
+        f"coco-val2017: {tmp_path / 'coco'} exists but is incomplete (an annotations/instances_val2017.json, "
+        "0 of 3 images in val2017/): delete it and run again, or set dataset.root to a complete COCO folder"
+    )
+
+
+def test_a_rename_that_fails_with_nothing_there_is_one_line(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moved = _rename_loses_the_race(
+        monkeypatch, lambda staging, root: None, OSError(errno.EACCES, "Permission denied")
+    )
+
+    with pytest.raises(AssetError) as excinfo:
+        fetch_dataset(dataset_source(server), cache=tmp_path, allow_download=True, progress=False)
+
+    (staging,) = moved
+    assert str(excinfo.value) == (
+        f"coco-val2017: cannot move {staging} to {tmp_path / 'coco'} ([Errno 13] Permission denied)"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["downloads"]
+
+
+# --- extract_members --------------------------------------------------------------------------------
+
+
+def test_a_member_outside_the_target_is_refused_in_one_line(tmp_path: Path) -> None:
+    zipped = tmp_path / "a.zip"
+    target = tmp_path / "target"
+    name = f"{target}/inside.txt"  # absolute: refused, even though it names a place inside the target
+    zipped.write_bytes(make_zip({name: b"x"}))
+
+    with pytest.raises(AssetError) as excinfo:
+        extract_members(zipped, (name,), target)
+
+    assert str(excinfo.value) == (
+        f"{zipped} has a member {name!r} that would be written outside {target}: refusing to extract it; "
+        "delete the archive and fetch it from a trusted source"
+    )
+    assert not target.exists()
+
+
+def test_folder_entries_in_any_order_are_created(tmp_path: Path) -> None:
+    zipped = tmp_path / "a.zip"
+    # A folder's entry before its parent's, and a folder's entry after a file already made it.
+    zipped.write_bytes(make_zip({"keep/sub/": b"", "keep/sub/a.txt": b"a", "keep/": b""}))
+    target = tmp_path / "t"
+
+    written = extract_members(zipped, ("keep/",), target)
+
+    assert written == [target / "keep" / "sub", target / "keep" / "sub" / "a.txt", target / "keep"]
+    assert (
+        files_under(target) == ["keep/sub/a.txt"] and (target / "keep" / "sub" / "a.txt").read_bytes() == b"a"
+    )

@@ -4,19 +4,28 @@ downloads off (no request at all) and the minimum rate."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
+import os
+import re
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from http_server import FileServer, closed_port_url
+from tqdm import tqdm
 
+import ssd_eval
 from ssd_eval.assets import download as download_module
 from ssd_eval.assets.download import (
     DownloadFailed,
     DownloadsOff,
+    Expected,
     MinRate,
     _RateWatch,
     _TransferError,
@@ -487,12 +496,488 @@ def test_the_minimum_rate_from_the_environment(
 
 
 @pytest.mark.parametrize(
-    ("name", "value"),
-    [("SSD_EVAL_MIN_RATE", "fast"), ("SSD_EVAL_MIN_RATE", "-1"), ("SSD_EVAL_RATE_WINDOW", "0")],
+    ("name", "value", "line"),
+    [
+        (
+            "SSD_EVAL_MIN_RATE",
+            "fast",
+            "SSD_EVAL_MIN_RATE='fast': expected bytes per second, a number >= 0 (0: no minimum); unset it "
+            "for the default 32768",  # 32 KiB/s (docs/fetching.md)
+        ),
+        (
+            "SSD_EVAL_MIN_RATE",
+            "-1",
+            "SSD_EVAL_MIN_RATE='-1': expected bytes per second, a number >= 0 (0: no minimum); unset it for "
+            "the default 32768",
+        ),
+        (
+            "SSD_EVAL_RATE_WINDOW",
+            "0",
+            "SSD_EVAL_RATE_WINDOW='0': expected seconds, a number > 0; unset it for the default 60",
+        ),
+    ],
 )
 def test_a_bad_minimum_rate_setting_names_the_variable(
-    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, line: str
 ) -> None:
     monkeypatch.setenv(name, value)
-    with pytest.raises(AssetError, match=rf"^{name}='{value}': expected .*; unset it for the default"):
+    with pytest.raises(AssetError) as excinfo:
         MinRate.from_env()
+    assert str(excinfo.value) == line
+
+
+# --- hashes, defaults, the whole failure line ---------------------------------------------------------
+
+
+def test_hash_file_is_sha256_unless_told_and_reads_every_byte(tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    one.write_bytes(b"a")
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    abc = tmp_path / "abc"
+    abc.write_bytes(b"abc")
+    big = tmp_path / "big"
+    big.write_bytes(BODY * 4 + b"!")  # more than one 1 MiB read, and one byte more
+
+    assert (
+        download_module.hash_file(one) == "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
+    )
+    assert (
+        download_module.hash_file(empty) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    )
+    assert (
+        download_module.hash_file(abc, "md5") == "900150983cd24fb0d6963f7d28e17f72"
+    )  # RFC 1321's test suite
+    assert download_module.hash_file(big) == hashlib.sha256(BODY * 4 + b"!").hexdigest()
+
+
+def test_every_source_failing_is_one_whole_line(server: FileServer, tmp_path: Path) -> None:
+    missing = server.url("/gone.onnx")
+    url = server.add("/model.onnx", BODY)
+    dest = tmp_path / "model.onnx"
+    wrong = "0" * 64
+
+    with pytest.raises(DownloadFailed) as excinfo:
+        download([missing, url], dest, sha256=wrong, size=len(BODY), progress=False)
+
+    assert str(excinfo.value) == (
+        f"could not download model.onnx to {dest}: every source failed: {missing} (HTTP 404 Not Found); "
+        f"{url} (checksum mismatch: sha256 expected {wrong}, got {SHA256}; the download was deleted (this "
+        "source, or a partial download resumed from an earlier one, serves a different file)). Check the "
+        "network (or proxy settings), try a mirror, or put the file there by hand"
+    )
+    assert excinfo.value.failures == (
+        f"{missing} (HTTP 404 Not Found)",
+        f"{url} (checksum mismatch: sha256 expected {wrong}, got {SHA256}; the download was deleted (this "
+        "source, or a partial download resumed from an earlier one, serves a different file))",
+    )
+
+
+def test_a_progress_bar_by_default_and_none_when_told(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = server.add("/model.onnx", BODY)
+
+    download([url], tmp_path / "shown.onnx", sha256=SHA256)
+    shown = capsys.readouterr().err
+    download([url], tmp_path / "hidden.onnx", sha256=SHA256, progress=False)
+    hidden = capsys.readouterr().err
+
+    assert "shown.onnx" in shown
+    assert hidden == ""
+
+
+def test_the_socket_timeout_is_30_s_unless_told(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = server.add("/model.onnx", BODY)
+    timeouts: list[float] = []
+    real = urllib.request.urlopen
+
+    def spy(request: urllib.request.Request, *, timeout: float) -> object:
+        timeouts.append(timeout)
+        return real(request, timeout=timeout)
+
+    monkeypatch.setattr(download_module.urllib.request, "urlopen", spy)
+
+    download([url], tmp_path / "a", progress=False)
+    obtain([url], tmp_path / "b", progress=False)
+    download([url], tmp_path / "c", progress=False, timeout=5)
+
+    assert timeouts == [30.0, 30.0, 5]  # docs/fetching.md: "the 30 s socket timeout"
+
+
+# --- one response: where it starts, what it may hold, how it is copied --------------------------------
+
+
+def _response(status: int | None, **headers: str) -> SimpleNamespace:
+    """A response's status and headers (`Content_Range` -> `Content-Range`), as urllib gives them."""
+    message = http.client.HTTPMessage()
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    return SimpleNamespace(status=status, headers=message)
+
+
+@pytest.mark.parametrize(
+    ("response", "offset", "size", "planned"),
+    [
+        (_response(206, Content_Range="bytes 100-299/300"), 100, 300, (100, 300)),
+        (_response(206, Content_Range="bytes 100-299/300"), 100, None, (100, 300)),  # no Content-Length
+        (_response(206, Content_Range="bytes 100-299/*", Content_Length="200"), 100, 300, (100, 300)),
+        (_response(206, Content_Range="bytes 100-299/*"), 100, None, (100, None)),
+        (_response(200, Content_Length="300"), 100, 300, (0, 300)),  # Range ignored: start over
+        (_response(200), 0, 300, (0, None)),  # no size said: the expected size bounds the copy
+        (_response(None, Content_Length="300"), 100, 300, (0, 300)),  # file:// has no status
+    ],
+)
+def test_where_a_response_starts_and_how_long_the_file_is(
+    response: SimpleNamespace, offset: int, size: int | None, planned: tuple[int, int | None]
+) -> None:
+    assert download_module._plan(response, offset, Expected(size=size), url="u") == planned
+
+
+@pytest.mark.parametrize(
+    ("response", "offset", "size", "why"),
+    [
+        (
+            _response(206, Content_Range="bytes 0-299/300"),
+            100,
+            300,
+            "asked to resume at byte 100, the server resumed at 0",
+        ),
+        (_response(200, Content_Length="2500"), 0, 3000, "serves 2,500 bytes, expected 3,000"),
+        (
+            _response(206, Content_Range="bytes 100-3999/4000"),
+            100,
+            3000,
+            "serves 4,000 bytes, expected 3,000",
+        ),
+        (
+            _response(206, Content_Range="bytes 100-2499/*", Content_Length="2400"),
+            100,
+            3000,
+            "serves 2,500 bytes, expected 3,000",
+        ),
+    ],
+)
+def test_a_response_that_cannot_continue_the_file_is_refused(
+    response: SimpleNamespace, offset: int, size: int, why: str
+) -> None:
+    with pytest.raises(_TransferError) as excinfo:
+        download_module._plan(response, offset, Expected(size=size), url="u")
+    assert str(excinfo.value) == why
+
+
+class _Body:
+    """A response body that arrives in `pieces` (each read advancing `clock` by `every` s), then ends,
+    or breaks with `error`."""
+
+    def __init__(
+        self,
+        *pieces: bytes,
+        error: BaseException | None = None,
+        clock: list[float] | None = None,
+        every: float = 0,
+    ) -> None:
+        self._pieces = list(pieces)
+        self._error = error
+        self._clock = clock
+        self._every = every
+
+    def read1(self, size: int) -> bytes:
+        if self._clock is not None:
+            self._clock[0] += self._every
+        if self._pieces:
+            return self._pieces.pop(0)
+        if self._error is not None:
+            raise self._error
+        return b""
+
+
+def _copy_into(part: Path, body: _Body, *, offset: int, limit: int | None, watch: _RateWatch) -> int:
+    with part.open("ab") as out, tqdm(disable=True) as bar:
+        return download_module._copy(
+            body, out, download_module._Digests(["sha256"]), bar, offset=offset, limit=limit, watch=watch
+        )
+
+
+def test_a_body_longer_than_the_file_is_refused_and_emptied(tmp_path: Path) -> None:
+    part = tmp_path / "model.onnx.part"
+
+    # 10 + 10 + 10 bytes against a limit of 25: the third piece is refused before it is written
+    with pytest.raises(_TransferError) as excinfo:
+        _copy_into(
+            part, _Body(b"a" * 10, b"b" * 10, b"c" * 10), offset=0, limit=25, watch=_RateWatch(MinRate())
+        )
+
+    assert str(excinfo.value) == "sent more than the expected 25 bytes"
+    assert part.read_bytes() == b""  # the next source starts clean
+
+
+def test_a_resumed_transfer_is_judged_by_the_bytes_it_brings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, watch = _watch_at(monkeypatch, MinRate(bytes_per_second=100, window=10))
+    part = tmp_path / "model.onnx.part"
+    part.write_bytes(b"\x00" * 1000)  # 1,000 bytes from an earlier run: not this source's rate
+    body = _Body(b"x" * 10, b"y" * 10, clock=clock, every=5)
+
+    with pytest.raises(_TransferError) as excinfo:
+        _copy_into(part, body, offset=1000, limit=None, watch=watch)
+
+    # 10 bytes at 5 s, 10 more at 10 s: 20 bytes in the first 10 s, 2 bytes/s (counting the 1,000 bytes
+    # already there, 102 bytes/s, would pass)
+    assert str(excinfo.value) == (
+        "too slow: 20 bytes in the last 10 s, below the minimum rate of 100 bytes/s averaged over 10 s, set "
+        "by SSD_EVAL_MIN_RATE / SSD_EVAL_RATE_WINDOW"
+    )
+
+
+def test_a_transfer_whose_last_byte_is_in_is_not_dropped_for_its_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, watch = _watch_at(monkeypatch, MinRate(bytes_per_second=100, window=10))
+    part = tmp_path / "model.onnx.part"
+    body = _Body(b"x" * 10, b"y" * 10, clock=clock, every=5)  # 20 bytes in 10 s: 2 bytes/s
+
+    assert _copy_into(part, body, offset=0, limit=20, watch=watch) == 20  # but they are all the file
+    assert part.read_bytes() == b"x" * 10 + b"y" * 10
+
+
+def test_a_slow_source_that_delivers_the_last_byte_is_kept(server: FileServer, tmp_path: Path) -> None:
+    """Found by mutation testing: the whole file from a slow source was dropped as too slow after its last
+    byte, then downloaded again from the next source (after a 416 for `bytes=307200-`)."""
+    slow = server.add("/mirror/model.onnx", BODY, trickle_after=len(BODY) - 1, trickle_every=0.6)
+    good = server.add("/model.onnx", BODY)
+    dest = tmp_path / "model.onnx"
+
+    fetch([slow, good], dest, min_rate=FLOOR)  # the last byte comes after more than a window
+
+    assert server.ranges("/mirror/model.onnx") == [None] and server.ranges("/model.onnx") == []
+    assert dest.read_bytes() == BODY
+
+
+def test_a_connection_lost_mid_body_is_an_interruption() -> None:
+    body = _Body(b"abc", error=ConnectionResetError(104, "Connection reset by peer"))
+    received: list[bytes] = []
+
+    with pytest.raises(download_module._Interrupted) as excinfo:
+        received.extend(download_module._chunks(body))
+
+    assert received == [b"abc"]
+    assert str(excinfo.value) == "connection lost: ConnectionResetError(104, 'Connection reset by peer')"
+
+
+def test_a_finished_part_of_the_wrong_size_is_deleted_with_one_line(tmp_path: Path) -> None:
+    part = tmp_path / "model.onnx.part"
+    part.write_bytes(b"x" * 1000)
+
+    with pytest.raises(_TransferError) as excinfo:
+        download_module._verify(part, download_module._Digests([]), Expected(size=2000))
+
+    assert str(excinfo.value) == "delivered 1,000 bytes, expected 2,000; the download was deleted"
+    assert not part.exists()
+
+
+# --- what is asked, what a server's answer makes of the `.part` ---------------------------------------
+
+
+def test_every_request_names_ssd_eval_and_asks_for_the_bytes_as_they_are(
+    server: FileServer, tmp_path: Path
+) -> None:
+    url = server.add("/model.onnx", BODY, cut_after=CUT)
+
+    fetch([url], tmp_path / "model.onnx")
+
+    assert len(server.headers) == 2  # the first request and its resume
+    for headers in server.headers:
+        assert headers["User-Agent"] == f"ssd_eval/{ssd_eval.__version__}"
+        # not gzip: the Range offsets and the checksums are of the file's own bytes
+        assert headers["Accept-Encoding"].lower() == "identity"
+
+
+def test_a_cut_that_brought_nothing_is_not_retried(server: FileServer, tmp_path: Path) -> None:
+    dead = server.add("/dead.onnx", BODY, cut_after=0, cut_always=True)
+    good = server.add("/model.onnx", BODY)
+
+    fetch([dead, good], tmp_path / "model.onnx")
+
+    assert server.ranges("/dead.onnx") == [None]  # no progress: the next source at once
+    assert server.ranges("/model.onnx") == [None]
+
+
+def test_a_source_that_keeps_cutting_is_named_with_how_far_it_got(server: FileServer, tmp_path: Path) -> None:
+    flaky = server.add("/flaky.onnx", BODY, cut_after=1000, cut_always=True)
+
+    with pytest.raises(DownloadFailed) as excinfo:
+        fetch([flaky], tmp_path / "model.onnx")
+
+    # 1 + MAX_RESUMES (3) attempts of 1,000 bytes each
+    assert excinfo.value.failures == (f"{flaky} (connection closed after 4,000 of 307,200 bytes)",)
+
+
+def test_a_server_hanging_up_without_an_answer_is_named(server: FileServer, tmp_path: Path) -> None:
+    mute = server.add("/mute.onnx", BODY, hang_up=True)
+
+    with pytest.raises(DownloadFailed) as excinfo:
+        fetch([mute], tmp_path / "model.onnx")
+
+    assert excinfo.value.failures == (
+        f"{mute} (cannot connect: Remote end closed connection without response)",
+    )
+
+
+def test_a_failing_source_leaves_the_part_for_the_next_to_resume(server: FileServer, tmp_path: Path) -> None:
+    missing = server.url("/gone.onnx")
+    good = server.add("/model.onnx", BODY)
+    dest = tmp_path / "model.onnx"
+    part_path(dest).write_bytes(BODY[:CUT])
+
+    fetch([missing, good], dest)
+
+    assert server.ranges("/gone.onnx") == [f"bytes={CUT}-"]  # a 404 is not a 416: asked once
+    assert server.ranges("/model.onnx") == [f"bytes={CUT}-"]
+    assert dest.read_bytes() == BODY
+
+
+def test_a_finished_part_with_other_bytes_is_deleted_and_downloaded_again(
+    server: FileServer, tmp_path: Path
+) -> None:
+    url = server.add("/model.onnx", BODY)
+    dest = tmp_path / "model.onnx"
+    part_path(dest).write_bytes(b"\x00" * len(BODY))
+
+    fetch([url], dest)
+
+    assert server.ranges("/model.onnx") == [None]
+    assert dest.read_bytes() == BODY and not part_path(dest).exists()
+
+
+def test_a_cut_is_resumed_when_only_the_checksum_is_known(server: FileServer, tmp_path: Path) -> None:
+    url = server.add("/model.onnx", BODY, cut_after=CUT)
+    dest = tmp_path / "model.onnx"
+
+    download([url], dest, sha256=SHA256, progress=False)  # the size comes from the server
+
+    assert server.ranges("/model.onnx") == [None, f"bytes={CUT}-"]
+    assert dest.read_bytes() == BODY
+
+
+def test_a_cut_is_resumed_when_the_server_sends_no_length(server: FileServer, tmp_path: Path) -> None:
+    url = server.add("/model.onnx", BODY, cut_after=CUT, length=False)
+    dest = tmp_path / "model.onnx"
+
+    fetch([url], dest)  # the expected size tells that the body stopped short
+
+    assert server.ranges("/model.onnx") == [None, f"bytes={CUT}-"]
+    assert dest.read_bytes() == BODY
+
+
+def test_a_body_without_a_length_longer_than_the_file_is_refused(server: FileServer, tmp_path: Path) -> None:
+    url = server.add("/model.onnx", BODY + b"\x00" * 1000, length=False)
+    dest = tmp_path / "model.onnx"
+
+    with pytest.raises(DownloadFailed) as excinfo:
+        fetch([url], dest)
+
+    assert excinfo.value.failures == (f"{url} (sent more than the expected 307,200 bytes)",)
+    assert not dest.exists()
+
+
+def test_a_destination_that_cannot_be_written_is_one_whole_line(server: FileServer, tmp_path: Path) -> None:
+    url = server.add("/model.onnx", BODY)
+    (tmp_path / "a-file").write_bytes(b"")
+    dest = tmp_path / "a-file" / "model.onnx"
+
+    with pytest.raises(AssetError) as excinfo:
+        fetch([url], dest)
+
+    assert str(excinfo.value) == (
+        f"cannot write {dest} (File exists): free some space or choose another cache folder (--dest, "
+        "SSD_EVAL_HOME or assets.cache)"
+    )
+
+
+def test_downloads_off_name_the_size_of_a_file_whose_size_is_not_known(
+    server: FileServer, tmp_path: Path
+) -> None:
+    url = server.add("/model.onnx", BODY)
+    dest = tmp_path / "model.onnx"
+    dest.write_bytes(b"\x00" * len(BODY))
+
+    with pytest.raises(DownloadsOff) as excinfo:
+        download([url], dest, sha256=SHA256, allow_download=False)
+
+    assert excinfo.value.state == "has 307,200 bytes but not the expected sha256"
+    assert server.connections == 0
+
+
+def test_md5_is_checked_where_it_is_not_allowed_for_security(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIPS-mode OpenSSL refuses md5 unless it is declared not for security: COCO's checksums are md5."""
+    real = hashlib.new
+
+    def fips_new(name: str, *args: object, usedforsecurity: bool = True) -> object:
+        if name.lower() == "md5" and usedforsecurity:
+            raise ValueError("[digital envelope routines] unsupported")
+        return real(name, *args, usedforsecurity=usedforsecurity)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(download_module.hashlib, "new", fips_new)
+    url = server.add("/data.zip", BODY)
+
+    download([url], tmp_path / "data.zip", md5=MD5, size=len(BODY), progress=False)
+
+    assert (tmp_path / "data.zip").read_bytes() == BODY
+
+
+# --- the progress bar ----------------------------------------------------------------------------------
+
+
+def test_the_bar_shows_the_file_from_the_bytes_already_there_and_goes_away_when_done(
+    server: FileServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = server.add("/model.onnx", BODY)
+    dest = tmp_path / "model.onnx"
+    part_path(dest).write_bytes(BODY[:CUT])
+
+    obtain([url], dest, sha256=SHA256, size=len(BODY))  # the default: a bar
+
+    err = capsys.readouterr().err
+    # 100,000 of 307,200 bytes: 33%, 97.7 KiB of 300 KiB, labelled with the file's name
+    assert "model.onnx:  33%|" in err and " 97.7k/300k " in err
+    assert "?B/s]" in err  # bytes per second
+    assert ".part" not in err
+    assert "\n" not in err  # it leaves no line behind
+
+
+def test_the_bar_follows_the_terminal_width(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    columns = [61]
+    monkeypatch.setattr(os, "get_terminal_size", lambda *_: os.terminal_size((columns[0], 20)))
+    with (tmp_path / "stderr").open("w") as terminal:  # a stream with a file descriptor, as a terminal has
+        monkeypatch.setattr(sys, "stderr", terminal)
+        with download_module._bar(tmp_path / "model.onnx.part", 307_200, 0, True) as bar:
+            columns[0] = 81  # the terminal was widened
+            bar.update(1000)
+            bar.refresh()
+    lines = [line for line in re.split(r"[\r\n]", (tmp_path / "stderr").read_text()) if line.strip()]
+
+    assert [len(line) for line in lines] == [60, 80]  # the whole width but the last column
+
+
+# --- the minimum rate at its bounds --------------------------------------------------------------------
+
+
+def test_a_source_at_exactly_the_minimum_rate_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, watch = _watch_at(monkeypatch, MinRate(bytes_per_second=100, window=10))
+    clock[0] += 10
+    watch.add(1000)  # 100 bytes/s over the window: not below
+
+
+def test_a_minimum_of_one_byte_a_second_is_a_minimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, watch = _watch_at(monkeypatch, MinRate(bytes_per_second=1, window=10))
+    clock[0] += 10
+    with pytest.raises(
+        _TransferError, match=r"^too slow: 5 bytes in the last 10 s, below the minimum rate of 1 "
+    ):
+        watch.add(5)

@@ -145,19 +145,14 @@ class _Digests:
         self._hashes = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}
 
     @classmethod
-    def of_file(cls, path: Path, algorithms: Iterable[str], *, limit: int | None = None) -> _Digests:
-        """The hashes of the first `limit` bytes of `path` (all of it when None)."""
+    def of_file(cls, path: Path, algorithms: Iterable[str]) -> _Digests:
+        """The hashes of the whole of `path`."""
         digests = cls(algorithms)
         if not digests._hashes:
             return digests
-        remaining = path.stat().st_size if limit is None else limit
         with path.open("rb") as stream:
-            while remaining > 0:
-                chunk = stream.read(min(CHUNK_SIZE, remaining))
-                if not chunk:
-                    break
+            for chunk in iter(lambda: stream.read(CHUNK_SIZE), b""):
                 digests.update(chunk)
-                remaining -= len(chunk)
         return digests
 
     def update(self, data: bytes) -> None:
@@ -196,7 +191,7 @@ class _RateWatch:
         samples = self._samples
         samples.append((now, received))
         horizon = now - self._floor.window
-        while len(samples) > 1 and samples[1][0] <= horizon:
+        while samples[1][0] <= horizon:  # never the newest sample (`now`): the window is > 0
             samples.popleft()
         if now - self._start < self._floor.window:
             return
@@ -319,19 +314,18 @@ def _download_locked(
 ) -> None:
     part = part_path(dest)
     failures: list[str] = []
-    for number, url in enumerate(urls, start=1):
+    for number, url in enumerate(urls):
         try:
             digests = _fetch_resuming(url, part, expected, progress=progress, timeout=timeout, floor=floor)
             _verify(part, digests, expected)
         except _TransferError as exc:
             # Not a warning: when every source fails, the error line names each failure; when a
             # later one works, the info line below does.
-            log.debug("%s: %s%s", url, exc, "; trying the next source" if number < len(urls) else "")
+            log.debug("%s: %s%s", url, exc, "; trying the next source" if number + 1 < len(urls) else "")
             failures.append(f"{url} ({exc})")
             continue
         os.replace(part, dest)
-        failed = f" (after {'; '.join(failures)})" if failures else ""
-        log.info("downloaded %s from %s%s", dest, url, failed)
+        log.info("downloaded %s from %s%s", dest, url, f" (after {'; '.join(failures)})" if failures else "")
         return
     raise DownloadFailed(dest, failures)
 
@@ -398,10 +392,8 @@ def _transfer(
     response, offset = _open_at(url, part, offset, timeout=timeout)
     with response:
         offset, total = _plan(response, offset, expected, url=url)
-        if offset:
-            digests = _Digests.of_file(part, expected.checksums(), limit=offset)
-        else:
-            digests = _Digests(expected.checksums())
+        # A resumed `.part` holds exactly `offset` bytes (nothing else writes it while the lock is held).
+        digests = _Digests.of_file(part, expected.checksums()) if offset else _Digests(expected.checksums())
         full = total if total is not None else expected.size
         with _open_part(part, keep=offset) as out, _bar(part, full, offset, progress) as bar:
             written = _copy(
@@ -441,13 +433,15 @@ def _open_at(url: str, part: Path, offset: int, *, timeout: float) -> tuple[Any,
         return _open(url, offset, timeout=timeout), offset
     except _RangeNotSatisfiable:
         log.info("%s cannot continue %s at byte %d: starting over", url, part.name, offset)
-        part.unlink(missing_ok=True)
+        part.unlink()  # a 416 answers a Range request: the `.part` held `offset` > 0 bytes
         return _open(url, 0, timeout=timeout), 0
 
 
 def _open(url: str, offset: int, *, timeout: float) -> Any:
     """The only place a request is made (`obtain` reaches it only when downloads are allowed)."""
-    headers = {"User-Agent": f"ssd_eval/{__version__}", "Accept-Encoding": "identity"}
+    # http.client itself asks for `Accept-Encoding: identity`: no gzip, the Range offsets and the
+    # checksums are of the file's own bytes.
+    headers = {"User-Agent": f"ssd_eval/{__version__}"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
@@ -456,7 +450,7 @@ def _open(url: str, offset: int, *, timeout: float) -> Any:
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 416 and offset:
-            raise _RangeNotSatisfiable(f"HTTP 416 for bytes={offset}-") from exc
+            raise _RangeNotSatisfiable from exc  # `_open_at` catches it and starts over
         raise _TransferError(f"HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
         raise _TransferError(f"cannot connect: {exc.reason}") from exc
@@ -466,8 +460,7 @@ def _open(url: str, offset: int, *, timeout: float) -> Any:
 
 def _plan(response: Any, offset: int, expected: Expected, *, url: str) -> tuple[int, int | None]:
     """Where this response's body starts in the file, and the file's full size if the server says."""
-    status = getattr(response, "status", None) or 200  # file:// URLs have no status
-    if offset and status == 206:
+    if offset and response.status == 206:  # a file:// URL's status is None
         start, total = _parse_content_range(response.headers.get("Content-Range"))
         if start != offset:
             raise _TransferError(f"asked to resume at byte {offset}, the server resumed at {start}")
@@ -517,16 +510,16 @@ def _copy(
         digests.update(chunk)
         bar.update(len(chunk))
         written += len(chunk)
-        watch.add(written - offset)
+        if written != limit:  # with the last byte in, no rate can make waiting for the rest too long
+            watch.add(written - offset)
     return written
 
 
 def _chunks(response: Any) -> Iterator[bytes]:
     """The body as it arrives: `read1` returns what one read brings (a trickle is seen byte by byte)."""
-    read = getattr(response, "read1", None) or response.read
     while True:
         try:
-            chunk = read(CHUNK_SIZE)
+            chunk = response.read1(CHUNK_SIZE)  # http.client's and urllib's file:// responses have read1
         except (OSError, http.client.HTTPException) as exc:
             raise _Interrupted(f"connection lost: {exc!r}") from exc
         if not chunk:

@@ -232,7 +232,7 @@ def _stamp_record(path: Path, sha256: str) -> dict[str, object]:
 
 def _stamp_matches(path: Path, sha256: str) -> bool:
     try:
-        recorded = json.loads(_stamp_path(path).read_text(encoding="utf-8"))
+        recorded = json.loads(_stamp_path(path).read_bytes())  # JSON bytes: UTF-8, whatever the locale
     except (OSError, ValueError):
         return False
     return bool(recorded == _stamp_record(path, sha256))
@@ -517,7 +517,7 @@ def _is_wanted(name: str, wanted: tuple[str, ...]) -> bool:
 def _safe_destination(target: Path, name: str, archive: Path) -> Path:
     """`target/name`, refusing any member that would escape `target` (zip-slip)."""
     pure = PurePosixPath(name.replace("\\", "/"))
-    parts = [part for part in pure.parts if part not in ("", ".")]
+    parts = pure.parts  # never "" or ".": PurePosixPath drops them
     escapes = pure.is_absolute() or ".." in parts or any(":" in part for part in parts)
     destination = target.joinpath(*parts)
     if escapes or not destination.resolve().is_relative_to(target.resolve()):
