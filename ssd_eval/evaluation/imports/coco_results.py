@@ -117,7 +117,8 @@ def _check_within(
 
 
 def _detections(image_id: int, rows: list[tuple[float, float, float, float, float, int]]) -> Detections:
-    table = np.array([row[:5] for row in rows], dtype=np.float64).reshape(-1, 5)
+    """One image's records (at least one: an image without records has no entry in `rows`)."""
+    table = np.array([row[:5] for row in rows], dtype=np.float64)
     return Detections(
         image_id=image_id,
         boxes=table[:, :4].copy(),
