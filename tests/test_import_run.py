@@ -10,6 +10,7 @@ evaluated images and the counts of records left out. The tiny COCO files are wri
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from ssd_eval.engine.import_run import (
     _run_config,
     _selection,
 )
-from ssd_eval.errors import ConfigError, DetectionsFileError
+from ssd_eval.errors import ConfigError, DetectionsFileError, OutputError
 from ssd_eval.evaluation.identity import NOT_KNOWN, DetectionSource
 from ssd_eval.evaluation.imports import ImportedDetections
 from ssd_eval.pipeline.decode import Detections
@@ -444,3 +445,248 @@ def test_the_identity_names_the_model_file_if_any(root, tmp_path, model, name):
 
 def test_the_module_names_its_provider_and_default_config():
     assert (import_run.IMPORTED_PROVIDER, import_run.DEFAULT_CONFIG) == ("imported", "coco_val.yaml")
+
+
+# --- the whole import, through the Python API ---------------------------------------------------------------
+
+PERSON_ON_1 = {
+    "image_id": 1,
+    "category_id": 1,
+    "bbox": [5, 5, 10, 10],
+    "score": 0.9,
+}  # image 1's person, exactly
+NOTE = (
+    "# Imported detections (`ssd-eval import`): nothing below was run. The model, providers and\n"
+    "# preprocess sections did not make them; identity.json says what is known (its `source`, and the\n"
+    '# model\'s sha256 or "not known"). The dataset, scoring, expected and gate sections apply.\n'
+)
+
+
+def write_json(path: Path, data: object) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def folder_json(folder: Path, name: str) -> dict:
+    return json.loads((folder / name).read_text())
+
+
+def plain(root: Path) -> dict:
+    """A config of no rules (the formats are the point), drawing nothing."""
+    return {"dataset": {"root": str(root)}, "report": {"pr_curve": False}}
+
+
+def test_an_import_with_every_option_records_them(root, tmp_path):
+    file = write_json(
+        tmp_path / "d.json", [PERSON_ON_1, {**PERSON_ON_1, "image_id": 3}, {**PERSON_ON_1, "image_id": 2}]
+    )
+    out = tmp_path / "out"
+    options = dict(
+        data=root,
+        format="coco-results",
+        config=plain(root),
+        output=out,
+        run_name="api",
+        producer="Triton 24.01",
+        model="ssd-10",
+        model_sha256=SSD10_SHA,
+        selection="annotated",
+        ignore_extra=True,
+        require_gate=True,
+    )
+    evaluation = import_run.import_detections(file, **options)
+    folder = out / "api"
+    assert evaluation.folder == folder
+    # Image 1's person found exactly, image 4's missed: precision 1 up to recall 0.5, 51 of COCO's 101
+    # recall points.
+    assert evaluation.stats["AP"] == pytest.approx(51 / 101, abs=1e-12)
+    # Required, with no rules: no verdict, exit 1.
+    assert folder_json(folder, "metrics.json")["gate"]["required"] is True
+    assert (evaluation.verdict, evaluation.exit_code) == ("NO VERDICT", 1)
+    (history,) = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+    assert history["command"] == [
+        "python",
+        "ssd_eval.import_detections",
+        str(file),
+        f"data={root}",
+        "format=coco-results",
+        "config=<mapping>",
+        f"output={out}",
+        "run_name=api",
+        "producer=Triton 24.01",
+        "model=ssd-10",
+        f"model_sha256={SSD10_SHA}",
+        "selection=annotated",
+        "ignore_extra=True",
+        "require_gate=True",
+    ]
+    assert (history["verb"], history["folder"], history["outcome"]) == ("import", "api", "finished")
+    assert folder_json(folder, "run_info.json") == {
+        "model": {"path": "ssd-10.onnx", "sha256": SSD10_SHA, "size_bytes": SSD10_SIZE, "source": "ssd-10"},
+        "input_size": None,
+        "shard": None,
+        "providers_requested": ["imported"],
+        "providers_used": ["imported: Triton 24.01"],
+        "provider_options": [],
+    }
+    assert folder_json(folder, "identity.json")["source"] == {
+        "format": "coco-results",
+        "file_name": "d.json",
+        "file_sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
+        "producer": "Triton 24.01",
+        "image_order": None,
+        "ignore_extra": True,
+        "extra_ignored": 2,
+        "repeats_ignored": 0,
+        "partial": False,
+    }
+    assert (folder / "config.yaml").read_text().startswith(NOTE + "model:\n")
+    metrics = folder_json(folder, "metrics.json")
+    assert (metrics["wall_s"], metrics["images_per_s"]) == (0.0, 0.0)
+    assert list(metrics["timings"]) == ["score"]  # nothing but the scoring was timed
+    assert metrics["config"]["output"] == {"dir": str(out), "run_name": "api", "overwrite": False}
+    assert metrics["warnings"] == [
+        "1 of 2 images have no record in d.json and are scored as images without detections (e.g. image 4); "
+        "if the file is of a subset, this AP is not that subset's"
+    ]
+    assert '<testsuite name="ssd-eval import api"' in (folder / "junit.xml").read_text()
+    lines = [json.loads(line) for line in (folder / "detections.jsonl").read_text().splitlines()]
+    assert lines == [
+        {"image_id": 1, "boxes": [5.0, 5.0, 10.0, 10.0], "scores": [0.9], "category_ids": [1]},
+        {"image_id": 4, "boxes": [], "scores": [], "category_ids": []},
+    ]
+
+
+def test_an_import_with_the_defaults(root, tmp_path, monkeypatch):
+    """No run name: `import-<format>-<time>`; no output: ./results; no producer: the provider alone;
+    every image of the selection with a record: no warning; an empty producer is none."""
+
+    class Clock:
+        @staticmethod
+        def now():
+            from datetime import datetime
+
+            return datetime(2026, 12, 3, 4, 5, 6)
+
+    monkeypatch.setattr(import_run, "datetime", Clock)
+    monkeypatch.chdir(tmp_path)
+    file = write_json(
+        tmp_path / "d.json", [PERSON_ON_1, {**PERSON_ON_1, "image_id": 4, "bbox": [10, 10, 20, 20]}]
+    )
+    evaluation = import_run.import_detections(file, config=plain(root), producer="")
+    folder = tmp_path / "results" / "import-coco-results-20261203-040506"
+    assert evaluation.folder == folder and evaluation.exit_code == 0 and evaluation.stats["AP"] == 1.0
+    (history,) = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+    assert history["command"] == [
+        "python",
+        "ssd_eval.import_detections",
+        str(file),
+        "config=<mapping>",
+        "producer=",
+    ]
+    assert folder_json(folder, "run_info.json")["providers_used"] == ["imported"]
+    source = folder_json(folder, "identity.json")["source"]
+    assert (source["producer"], source["extra_ignored"], source["ignore_extra"]) == (None, 0, False)
+    metrics = folder_json(folder, "metrics.json")
+    assert metrics["warnings"] == [] and metrics["gate"]["required"] is False
+    assert metrics["config"]["output"]["overwrite"] is False
+
+
+def test_an_mlperf_import_records_its_image_order_repeats_and_partial_log(root, tmp_path):
+    # Image order annotated: qsl 0 is image 4, qsl 1 image 1. Only qsl 1 is logged (twice).
+    data = np.asarray([[1, 0.1, 0.1, 0.3, 0.3, 0.8, 1]], "<f4").tobytes().hex()
+    file = write_json(tmp_path / "log.json", [{"qsl_idx": 1, "data": data}, {"qsl_idx": 1, "data": ""}])
+    config = load_config_of(tmp_path, root)
+    evaluation = import_run.import_detections(file, config=config, image_order="annotated", output=tmp_path)
+    folder = evaluation.folder
+    (history,) = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+    assert history["command"][3:] == ["config=<RunConfig>", f"output={tmp_path}", "image_order=annotated"]
+    assert folder.name.startswith("import-mlperf-")
+    source = folder_json(folder, "identity.json")["source"]
+    assert (source["format"], source["image_order"], source["repeats_ignored"], source["partial"]) == (
+        "mlperf",
+        "annotated",
+        1,
+        True,
+    )
+    assert folder_json(folder, "identity.json")["images"]["image_ids"] == [1]  # scored on what it covers
+    lines = [json.loads(line) for line in (folder / "detections.jsonl").read_text().splitlines()]
+    # Image 1 is 64 x 48: y 0.1, 0.3 -> 4.8, 14.4; x 0.1, 0.3 -> 6.4, 19.2 (float32 products).
+    assert [line["image_id"] for line in lines] == [1] and lines[0]["category_ids"] == [1]
+    assert lines[0]["boxes"] == pytest.approx([6.4, 4.8, 12.8, 9.6], abs=1e-5)
+    assert evaluation.result.warnings == ()
+
+
+def load_config_of(tmp_path: Path, root: Path):
+    path = tmp_path / "plain.yaml"
+    path.write_text(f"dataset: {{root: {root}}}\nreport: {{pr_curve: false}}\n")
+    return load_config(path)
+
+
+def test_a_model_file_is_recorded_as_the_runs_model(root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.onnx").write_bytes(b"abc")
+    file = write_json(tmp_path / "d.json", [PERSON_ON_1])
+    evaluation = import_run.import_detections(
+        file, config=plain(root), model="m.onnx", run_name="m", output="out"
+    )
+    model = folder_json(evaluation.folder, "metrics.json")["config"]["model"]
+    assert (model["path"], model["source"]) == (str(tmp_path / "m.onnx"), None)
+    assert folder_json(evaluation.folder, "identity.json")["model_name"] == "m.onnx"
+
+
+def test_a_second_import_of_one_name_needs_overwrite(root, tmp_path):
+    file = write_json(tmp_path / "d.json", [PERSON_ON_1])
+    args = dict(config=plain(root), output=tmp_path, run_name="twice")
+    import_run.import_detections(file, **args)
+    with pytest.raises(OutputError) as caught:
+        import_run.import_detections(file, **args)
+    assert str(caught.value).startswith(f"run folder {tmp_path / 'twice'} already exists: ")
+    evaluation = import_run.import_detections(file, overwrite=True, **args)
+    assert folder_json(evaluation.folder, "metrics.json")["config"]["output"]["overwrite"] is True
+
+
+@pytest.mark.parametrize(
+    ("producer", "shown"),
+    [
+        ("x" * 201, "'" + "x" * 79),  # the value's repr, cut at 80 characters
+        ("TensorRT\n# a heading", "'TensorRT\\n# a heading'"),
+        ("x\x00y", "'x\\x00y'"),
+        (5, "5"),
+    ],
+)
+def test_a_producer_is_one_line_of_printable_text(root, tmp_path, producer, shown):
+    file = write_json(tmp_path / "d.json", [PERSON_ON_1])
+    with pytest.raises(ConfigError) as caught:
+        import_run.import_detections(
+            file, config=plain(root), output=tmp_path, run_name="p", producer=producer
+        )
+    assert str(caught.value) == (
+        'producer: give one line of printable text of at most 200 characters (e.g. "TensorRT 8.6 fp16"), '
+        f"got {shown}"
+    )
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_producer_of_200_characters_is_taken(root, tmp_path):
+    file = write_json(tmp_path / "d.json", [PERSON_ON_1])
+    evaluation = import_run.import_detections(file, config=plain(root), output=tmp_path, producer="é" * 200)
+    assert folder_json(evaluation.folder, "identity.json")["source"]["producer"] == "é" * 200
+
+
+@pytest.mark.parametrize(
+    ("run_name", "problem"),
+    [
+        (
+            "a/b",
+            "must be one folder name without '/', got 'a/b' (the run folder goes into output.dir / --output)",
+        ),
+        ("..", "must be a folder name, got '..'"),
+        (5, "must be a folder name, got 5"),
+    ],
+)
+def test_a_run_name_must_be_a_folder_name(root, tmp_path, run_name, problem):
+    file = write_json(tmp_path / "d.json", [PERSON_ON_1])
+    with pytest.raises(ConfigError) as caught:
+        import_run.import_detections(file, config=plain(root), output=tmp_path, run_name=run_name)
+    assert str(caught.value) == f"run_name {problem}"
