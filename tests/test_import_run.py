@@ -690,3 +690,42 @@ def test_a_run_name_must_be_a_folder_name(root, tmp_path, run_name, problem):
     with pytest.raises(ConfigError) as caught:
         import_run.import_detections(file, config=plain(root), output=tmp_path, run_name=run_name)
     assert str(caught.value) == f"run_name {problem}"
+
+
+def test_an_import_is_gated_against_the_configs_baseline(root, tmp_path):
+    """A measured baseline of one import holds a second import of the same detections (PASS); the
+    baseline is copied into the folder, and an import over it without a baseline removes the copy."""
+    from ssd_eval.cli import main
+
+    file = write_json(tmp_path / "d.json", [PERSON_ON_1])
+    first = import_run.import_detections(file, config=plain(root), output=tmp_path, run_name="first")
+    assert main(["baseline", str(first.folder), "--output", str(tmp_path / "baseline.json")]) == 0
+    gated = {**plain(root), "gate": {"baseline": str(tmp_path / "baseline.json"), "max_baseline_drop": 0.0}}
+    second = import_run.import_detections(file, config=gated, output=tmp_path, run_name="second")
+    assert (second.verdict, second.exit_code) == ("PASS", 0)
+    assert [check.state for check in second.gate.checks] == ["passed"]
+    assert (second.folder / "gate_baseline.json").is_file()
+    again = import_run.import_detections(
+        file, config=plain(root), output=tmp_path, run_name="second", overwrite=True
+    )
+    assert again.verdict == "NO VERDICT" and not (again.folder / "gate_baseline.json").exists()
+
+
+PUBLISHED = Path(__file__).resolve().parents[1] / "ssd_eval" / "baselines" / "ssd-10-published.json"
+
+
+def test_a_bad_baseline_is_refused_naming_the_config_before_anything_is_written(root, tmp_path):
+    file = write_json(tmp_path / "d.json", [PERSON_ON_1])
+    bad = {**plain(root), "gate": {"baseline": str(PUBLISHED), "max_class_baseline_drop": 0.01}}
+    with pytest.raises(ConfigError) as caught:
+        import_run.import_detections(file, config=bad, output=tmp_path, run_name="bad")
+    assert str(caught.value) == (
+        f"config: gate.max_class_baseline_drop: baseline {PUBLISHED} has no per-category AP (published "
+        "figures); use a measured baseline (`ssd-eval baseline RUN_DIR`) or remove the rule"
+    )
+    assert not (tmp_path / "bad").exists()
+    # A run folder of that name: refused for that first, before the baseline is read.
+    import_run.import_detections(file, config=plain(root), output=tmp_path, run_name="bad")
+    with pytest.raises(OutputError) as caught:
+        import_run.import_detections(file, config=bad, output=tmp_path, run_name="bad")
+    assert str(caught.value).startswith(f"run folder {tmp_path / 'bad'} already exists: ")

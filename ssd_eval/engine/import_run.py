@@ -111,7 +111,7 @@ def import_detections(
         file,
         data=data,
         format=format,
-        config=None if config is None else ("<RunConfig>" if isinstance(config, RunConfig) else config),
+        config="<RunConfig>" if isinstance(config, RunConfig) else config,
         output=output,
         run_name=run_name,
         producer=producer,
