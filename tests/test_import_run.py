@@ -492,6 +492,7 @@ def test_an_import_with_every_option_records_them(root, tmp_path):
         model_sha256=SSD10_SHA,
         selection="annotated",
         ignore_extra=True,
+        overwrite=True,
         require_gate=True,
     )
     evaluation = import_run.import_detections(file, **options)
@@ -518,6 +519,7 @@ def test_an_import_with_every_option_records_them(root, tmp_path):
         f"model_sha256={SSD10_SHA}",
         "selection=annotated",
         "ignore_extra=True",
+        "overwrite=True",
         "require_gate=True",
     ]
     assert (history["verb"], history["folder"], history["outcome"]) == ("import", "api", "finished")
@@ -544,7 +546,7 @@ def test_an_import_with_every_option_records_them(root, tmp_path):
     metrics = folder_json(folder, "metrics.json")
     assert (metrics["wall_s"], metrics["images_per_s"]) == (0.0, 0.0)
     assert list(metrics["timings"]) == ["score"]  # nothing but the scoring was timed
-    assert metrics["config"]["output"] == {"dir": str(out), "run_name": "api", "overwrite": False}
+    assert metrics["config"]["output"] == {"dir": str(out), "run_name": "api", "overwrite": True}
     assert metrics["warnings"] == [
         "1 of 2 images have no record in d.json and are scored as images without detections (e.g. image 4); "
         "if the file is of a subset, this AP is not that subset's"
