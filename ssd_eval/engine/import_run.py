@@ -111,7 +111,7 @@ def import_detections(
         file,
         data=data,
         format=format,
-        config=None if config is None else ("<RunConfig>" if isinstance(config, RunConfig) else config),
+        config="<RunConfig>" if isinstance(config, RunConfig) else config,
         output=output,
         run_name=run_name,
         producer=producer,
@@ -319,7 +319,7 @@ def _model_info(model: _PathArg | None, model_sha256: str | None, flags: bool) -
     sha = None
     if model_sha256 is not None:
         sha = str(model_sha256).lower()
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        if re.fullmatch("[0-9a-f]{64}", sha) is None:
             raise ConfigError(
                 f"{_key('model_sha256', flags)}: must be a sha256 (64 hexadecimal digits), got "
                 f"{model_sha256!r}"
@@ -354,8 +354,9 @@ def _model_info(model: _PathArg | None, model_sha256: str | None, flags: bool) -
 
 
 def _ground_truth(config: RunConfig) -> CocoGroundTruth:
-    """The annotation file and the evaluated selection (the images themselves are not needed)."""
-    annotation_file, image_dir = resolve_data(config)
+    """The annotation file and the evaluated selection (the images themselves are not needed: a known
+    data set is fetched without them; a folder of them, if there is one, is where pictures come from)."""
+    annotation_file, image_dir = resolve_data(config, images=False)
     folder = image_dir if image_dir.is_dir() else annotation_file.parent
     return open_ground_truth(annotation_file, folder, selection=config.dataset.selection)
 
@@ -406,7 +407,7 @@ def _fit(
         listed = IdList(path=path, ids=covered, sha256=ids_digest(covered))
         gt = reselect(gt, selection=gt.selection, limit=None, shard=None, id_list=listed)
     detections = {i: found.get(i) or Detections.empty(i) for i in gt.image_ids}
-    return gt, detections, count if ignore_extra else 0
+    return gt, detections, count  # 0 unless ignore_extra: extra records without it were refused above
 
 
 def _one_line_extra(
@@ -429,7 +430,7 @@ def _identity(
     ground_truth, images = ground_truth_and_images(gt)
     return RunIdentity(
         model_sha256=model.sha256,
-        model_name=Path(model.path).name if model.path else "",
+        model_name=Path(model.path).name,  # "" when the model has no file: Path("").name
         provider=IMPORTED_PROVIDER,
         ground_truth=ground_truth,
         images=images,

@@ -117,10 +117,10 @@ def _check_within(
 
 
 def _detections(image_id: int, rows: list[tuple[float, float, float, float, float, int]]) -> Detections:
-    table = np.array([row[:5] for row in rows], dtype=np.float64).reshape(-1, 5)
+    """One image's records (at least one: an image without records has no entry in `rows`)."""
     return Detections(
         image_id=image_id,
-        boxes=table[:, :4].copy(),
-        scores=table[:, 4].copy(),
+        boxes=np.array([row[:4] for row in rows], dtype=np.float64),
+        scores=np.array([row[4] for row in rows], dtype=np.float64),
         category_ids=np.array([row[5] for row in rows], dtype=np.int64),
     )
