@@ -310,7 +310,8 @@ def write_run_folder(
 ) -> Path:
     """A run folder written as `ssd-eval run` writes it, without a model: config.yaml, run_info.json,
     identity.json (unless `identity` is False: a folder of an older ssd_eval), the detection log of
-    `detections`, skipped.jsonl of `skipped` (image id -> reason) and history.jsonl, one entry per
+    `detections` (an image it lacks: none found), skipped.jsonl of `skipped` (image id -> reason: not
+    logged) and history.jsonl, one entry per
     (verb, images inferred, wall seconds) of `history`. `sections` replace the config's sections."""
     from ssd_eval.config.run import config_from_dict
     from ssd_eval.data.dataset import open_ground_truth
@@ -358,8 +359,8 @@ def write_run_folder(
         write_identity(folder, derived_identity(folder, config, info, gt, legacy=False))
     with DetectionLog(folder / "detections.jsonl") as log:
         for image_id in gt.image_ids:
-            if image_id in detections:
-                dets = detections[image_id]
+            if image_id not in (skipped or {}):
+                dets = detections.get(image_id, ())
                 log.append(
                     Detections(
                         image_id,
