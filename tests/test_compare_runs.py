@@ -17,7 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from conftest import TINY_GT
@@ -321,10 +320,12 @@ def test_a_run_warning_reaches_the_comparison(tmp_path, setup, capsys):
 
 # --- compare_runs on run folders written by hand (no model), piece by piece -------------------------
 
-# Image 2's person missed, image 7's toothbrush joined by a second one at 0.5 and image 9's person moved by
-# 25 px (IoU 600/2600: no match): against the ground truth at 0.9.
+# Against the ground truth at 0.9: image 1's person 3 px right at 0.8 (IoU 810/990, a match), image 2's
+# person missed, image 7's toothbrush joined by a second one at 0.5 and image 9's person moved by 25 px
+# (IoU 600/2600: no match at 0.5).
 HAND = {
     **TINY_GT,
+    1: [Det(7, 4, 30, 30, 1, 0.8), TINY_GT[1][1]],
     2: [],
     7: [*TINY_GT[7], Det(30, 30, 8, 8, 90, 0.5)],
     9: [Det(45, 10, 40, 40, 1)],
@@ -474,8 +475,15 @@ def test_a_comparison_by_hand_count(tmp_path, tiny_coco, monkeypatch):
     hand = _finished(tmp_path, tiny_coco, "hand", HAND, skipped={5: "truncated"}, dataset=everything)
     clock = iter([100.0, 102.5])
     monkeypatch.setattr(module.time, "perf_counter", lambda: next(clock))
-    result = _compare([ref, hand], tmp_path / "cmp", notes={"hand": "by hand"})
+    result = _compare([ref, hand], tmp_path / "cmp" / "nested", notes={"hand": "by hand"})
     assert result.wall_s == 2.5
+    assert (result.out_dir, result.reference, result.iou_threshold) == (
+        str(tmp_path / "cmp" / "nested"),
+        "ref",
+        0.5,
+    )
+    assert result.identity is not None and result.identity.images.image_ids == (1, 2, 5, 7, 9, 11)
+    assert result.protocol.num_images == 6 and result.settings["pictures"]["disagreements"] == 0
     reference, run = result.runs
     assert (reference.name, reference.note, reference.agreement, reference.worst_images) == (
         "ref",
@@ -498,19 +506,35 @@ def test_a_comparison_by_hand_count(tmp_path, tiny_coco, monkeypatch):
         2,
         2,
     )
-    # Worst first: image 9 (0.9 missing + 0.9 extra), 2 (0.9 missing), 7 (0.5 extra); image 1 agrees.
+    # Worst first: image 9 (0.9 missing + 0.9 extra), 2 (0.9 missing), 7 (0.5 extra); image 1 is matched
+    # (its person only 0.1 lower): no visible disagreement.
     assert run.worst_images == ((9, 1.8), (2, 0.9), (7, 0.5))
+    # The matched pairs: image 1's two, image 7's toothbrush. Image 1's person: 3 px of its 64 px width.
+    assert a.raw_boxes.count == 12 and a.raw_boxes.abs_max == pytest.approx(3 / 64, abs=1e-12)
+    assert a.score_diff_max == pytest.approx(0.1, abs=1e-12) and a.box_diff_px_max == pytest.approx(3.0)
     assert [s.image_id for s in result.skipped_images] == [5, 11]  # both sides' skipped images
-    # The run's AP: person 4 gt (image 5's counts, skipped), found on image 1 (0.9) before the moved one
-    # on 9: 26 of 101 recall points; dog 2 gt, image 1's found: 51 points; toothbrush 1.0.
-    ap = (26 / 101 + 51 / 101 + 1.0) / 3
+    # The run's AP: person 4 gt (image 5's counts, skipped); the moved one on 9 (0.9, a false positive)
+    # ranks before image 1's (0.8, a hit at the 7 IoU thresholds up to 0.80): precision 1/2 over 26 of 101
+    # recall points at those, nothing above; dog 2 gt, image 1's found: 51 points; toothbrush 1.0.
+    person = 7 * 13 / 1010
+    ap = (person + 51 / 101 + 1.0) / 3
     assert run.stats["AP"] == pytest.approx(ap, abs=1e-12)
     assert run.deltas["AP"] == pytest.approx(ap - 1.0, abs=1e-12)
     assert math.isnan(run.deltas["APl"])  # no large object: -1 on both sides, no delta
     assert reference.deltas["AP"] == 0.0
     assert [d.name for d in run.category_deltas] == ["person", "dog", "toothbrush"]
-    assert [d.delta for d in run.category_deltas] == pytest.approx([26 / 101 - 1, 51 / 101 - 1, 0], abs=1e-12)
-    assert json.loads((tmp_path / "cmp" / "metrics.json").read_text())["runs"][1]["deltas"]["APl"] is None
+    assert [d.delta for d in run.category_deltas] == pytest.approx([person - 1, 51 / 101 - 1, 0], abs=1e-12)
+    # What the run recorded of itself is carried as it was.
+    metrics = json.loads((hand / "metrics.json").read_text())
+    assert (run.versions, run.machine, run.wall_s) == (metrics["versions"], metrics["machine"], 0.0)
+    assert run.model is not None and run.model.sha256 == "a" * 64 and run.preprocess == "pillow"
+    assert run.num_detections == 5 and reference.num_detections == 7  # 2 + 0 + 2 + 1 (5 skipped)
+    assert [c.name for c in run.per_category if c.ap is not None] == ["person", "dog", "toothbrush"]
+    assert run.provider_options_used == ({},)
+    assert (
+        json.loads((tmp_path / "cmp" / "nested" / "metrics.json").read_text())["runs"][1]["deltas"]["APl"]
+        is None
+    )
 
 
 def test_worst_images_are_cut_at_ten_and_rounded(tmp_path, tiny_coco):
@@ -526,7 +550,7 @@ def test_worst_images_are_cut_at_ten_and_rounded(tmp_path, tiny_coco):
     settings = CompareSettings(pictures=PicturesConfig(pr_curves=False, disagreements=0, min_score=0.05))
     (_, report) = _compare([ref, other], tmp_path / "cmp", settings=settings).runs
     assert [i for i, _ in report.worst_images] == list(range(111, 101, -1))
-    assert report.worst_images[0] == (111, round(0.9 + np.float32(0.1 + 11 / 300), 6))
+    assert report.worst_images[0] == (111, round(0.9 + 0.1 + 11 / 300, 6))
     assert all(d == round(d, 6) for _, d in report.worst_images)
 
 
@@ -645,7 +669,14 @@ def test_pr_curves_of_every_run_on_one_plot_or_why_not(tmp_path, tiny_coco, monk
 
 
 def test_the_worst_disagreements_are_drawn(tmp_path, tiny_coco, caplog):
-    from PIL import Image
+    """The pictures are draw_disagreement's, saved as JPEG at quality 90, of the worst images first."""
+    import io
+
+    from ssd_eval.data.categories import COCO_CATEGORIES
+    from ssd_eval.data.dataset import load_rgb
+    from ssd_eval.evaluation.agreement import match_detections
+    from ssd_eval.evaluation.detection_log import read_detection_log
+    from ssd_eval.reports.pictures import draw_disagreement, ground_truth_detections
 
     ref = _finished(tmp_path, tiny_coco, "ref", TINY_GT)
     hand = _finished(tmp_path, tiny_coco, "hand", HAND)
@@ -661,10 +692,54 @@ def test_the_worst_disagreements_are_drawn(tmp_path, tiny_coco, caplog):
         },
         "disagreement_min_score": 0.4,
     }
-    with Image.open(tmp_path / "cmp" / "disagreements" / "hand" / "01-9.jpg") as image:
-        assert image.format == "JPEG" and max(image.size) >= 64
+    ref_dets = read_detection_log(ref / "detections.jsonl")[9]
+    run_dets = read_detection_log(hand / "detections.jsonl")[9]
+    coco = json.loads((tiny_coco / "annotations" / "instances_val2017.json").read_text())
+    expected = draw_disagreement(
+        load_rgb(tiny_coco / "val2017" / "000000000009.png"),
+        ref_dets,
+        run_dets,
+        match_detections(ref_dets, run_dets),
+        names=("ref", "hand"),
+        label_names=dict(COCO_CATEGORIES),
+        truth=ground_truth_detections(coco, 9),
+        min_score=0.4,
+        max_side=64,
+    )
+    encoded = io.BytesIO()
+    expected.save(encoded, format="JPEG", quality=90)
+    assert (tmp_path / "cmp" / "disagreements" / "hand" / "01-9.jpg").read_bytes() == encoded.getvalue()
+    # Only a detection scoring at least min_score is a visible disagreement: image 7's extra (0.5) is not
+    # one at 0.6, and no image is at 0.95.
+    high = CompareSettings(pictures=PicturesConfig(pr_curves=False, disagreements=0, min_score=0.6))
+    assert _compare([ref, hand], tmp_path / "high", settings=high).runs[1].worst_images == (
+        (9, 1.8),
+        (2, 0.9),
+    )
+    higher = CompareSettings(pictures=PicturesConfig(pr_curves=False, disagreements=0, min_score=0.95))
+    assert _compare([ref, hand], tmp_path / "higher", settings=higher).runs[1].worst_images == ()
     # An image that cannot be read is left out with a warning; the next one is drawn.
     (tiny_coco / "val2017" / "000000000009.png").write_bytes(b"not a png")
     result = _compare([ref, hand], tmp_path / "cmp2", settings=two)
     assert result.pictures["disagreements"] == {"hand": ["disagreements/hand/02-2.jpg"]}
     assert "disagreement picture of image 9 not drawn: " in caplog.text
+
+
+def test_the_agreement_iou_threshold_is_the_settings(tmp_path, tiny_coco):
+    from ssd_eval.config.compare import AgreementConfig
+
+    ref = _finished(tmp_path, tiny_coco, "ref", TINY_GT)
+    hand = _finished(tmp_path, tiny_coco, "hand", HAND)
+    loose = CompareSettings(
+        agreement=AgreementConfig(iou_threshold=0.2, min_score=0.6), pictures=SETTINGS.pictures
+    )
+    result = _compare([ref, hand], tmp_path / "cmp", settings=loose)
+    assert result.iou_threshold == 0.2 and result.settings["agreement"] == {
+        "iou_threshold": 0.2,
+        "min_score": 0.6,
+    }
+    a = result.runs[1].agreement
+    assert a is not None and (a.iou_threshold, a.min_score) == (0.2, 0.6)
+    # At IoU 0.2 image 9's moved person (IoU 600/2600 = 0.23) is matched: 6 of 7 reference detections
+    # (image 1's 2, 5's 2, 7's toothbrush, 9's person), image 2's person missing; image 7's extra.
+    assert (a.matched, a.missing, a.extra) == (6, 1, 1)
