@@ -255,3 +255,56 @@ def test_write_merge_is_what_merge_runs_does_under_the_lock(tmp_path, tiny_coco)
     result = write_merge(plan, ["ssd-eval", "merge"])
     assert result.stats["AP"] == pytest.approx(1.0, abs=1e-12)
     assert read_history(tmp_path / "m")[-1].command == ("ssd-eval", "merge")
+
+
+def test_shards_of_a_limit_or_an_id_list_merge_to_their_whole(tmp_path, tiny_coco):
+    limited = shards(tmp_path / "limit", tiny_coco, dataset={"root": str(tiny_coco), "limit": 4})
+    result = merge_runs(limited, tmp_path / "m-limit")
+    assert result.identity.images.image_ids == (1, 2, 5, 7) and result.identity.images.limit == 4
+    assert [d["image_id"] for d in lines(tmp_path / "m-limit" / "detections.jsonl")] == [1, 2, 5, 7]
+    ids = tmp_path / "ids.txt"
+    ids.write_text("9\n7\n2\n1\n")
+    listed = shards(tmp_path / "list", tiny_coco, dataset={"root": str(tiny_coco), "image_ids": str(ids)})
+    result = merge_runs(listed, tmp_path / "m-list")
+    assert result.identity.images.image_ids == (1, 2, 7, 9)
+    assert result.identity.images.id_list_sha256 is not None
+    assert [d["image_id"] for d in lines(tmp_path / "m-list" / "detections.jsonl")] == [1, 2, 7, 9]
+    everything = shards(tmp_path / "all", tiny_coco, dataset={"root": str(tiny_coco), "selection": "all"})
+    result = merge_runs(everything, tmp_path / "m-all")
+    assert result.identity.images.image_ids == (1, 2, 5, 7, 9, 11)
+
+
+def test_skipped_images_of_every_shard_in_id_order(tmp_path, tiny_coco):
+    folders = shards(tmp_path, tiny_coco, skipped={9: "truncated", 2: "not an image"})
+    result = merge_runs(folders, tmp_path / "m")
+    assert [s["image_id"] for s in lines(tmp_path / "m" / "skipped.jsonl")] == [2, 9]
+    assert [s.image_id for s in result.skipped_images] == [2, 9]
+    assert [d["image_id"] for d in lines(tmp_path / "m" / "detections.jsonl")] == [1, 5, 7]
+
+
+def test_a_merge_against_other_annotations_is_refused(tmp_path, tiny_coco):
+    from conftest import TINY_IMAGES
+    from helpers import Det, make_coco
+
+    first, second = shards(tmp_path, tiny_coco)
+    other = make_coco(tmp_path / "other", TINY_IMAGES, {**TINY_GT, 9: [Det(1, 1, 5, 5, 1)]})
+    with pytest.raises(OutputError) as info:
+        merge_runs([first, second], tmp_path / "m", data=other)
+    line = str(info.value)
+    assert line.startswith(f"{first}: ground truth is annotations with content sha256 ")
+    assert line.endswith(
+        f" in {other / 'annotations' / 'instances_val2017.json'}: score it against the annotations it was "
+        "made with (--data the COCO root it used, or an identical copy)"
+    )
+
+
+def test_the_merge_records_the_runs_own_scorer_in_its_identity(tmp_path, tiny_coco):
+    for name, identity in (("new", True), ("old", False)):
+        folders = shards(tmp_path / name, tiny_coco, identity=identity)
+        result = merge_runs(folders, tmp_path / f"m-{name}", backend="numpy")
+        assert result.identity.scorer == "pycocotools"  # what the run was made with; numpy scored it now
+        recorded = json.loads((tmp_path / f"m-{name}" / "identity.json").read_text())
+        assert recorded["scorer"] == "pycocotools"
+        assert json.loads((tmp_path / f"m-{name}" / "metrics.json").read_text())["config"]["scoring"] == {
+            "backend": "numpy"
+        }

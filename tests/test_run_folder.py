@@ -295,6 +295,8 @@ def test_a_lock_held_by_a_process_that_wrote_no_name(tmp_path):
         )
         os.write(fd, b"  \nsecond line")
         assert "is in use by another process:" in refused(lambda: locked_run_folder(run).__enter__())
+        os.pwrite(fd, b"job \xff 7\n", 0)  # not UTF-8: shown as far as it reads
+        assert f"{run} is in use by job \ufffd 7: " in refused(lambda: locked_run_folder(run).__enter__())
     finally:
         os.close(fd)
 
@@ -306,6 +308,9 @@ def test_a_folder_the_lock_created_goes_again_when_nothing_was_written(tmp_path)
     assert not (tmp_path / "results").exists()  # with the parents it made
     with pytest.raises(RuntimeError), locked_run_folder(run):
         raise RuntimeError("failed before its first file")
+    assert not (tmp_path / "results").exists()
+    with locked_run_folder(run):
+        (run / "run.lock").unlink()  # the lock file gone meanwhile: the empty folder still goes
     assert not (tmp_path / "results").exists()
     with locked_run_folder(run):
         (run / "config.yaml").write_text("x")
