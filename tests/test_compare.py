@@ -17,6 +17,7 @@ from ssd_eval.config.compare import CompareConfig, compare_config_from_dict, loa
 from ssd_eval.engine.compare import CompareOptions, run_comparison
 from ssd_eval.errors import ConfigError, ProviderError
 from ssd_eval.reports import plots
+from ssd_eval.reports.comparison import RunReport
 
 # The perturbed detector, against a reference that emits the ground truth (score 0.9 each):
 PERTURBED = {
@@ -571,3 +572,91 @@ def test_a_folder_that_is_not_a_fresh_comparison_is_refused_before_any_session(t
         run(elsewhere)
     assert str(info.value).startswith(f"output folder {tmp_path / 'file' / 'cmp'} cannot be created: ")
     assert [p.name for p in folder.iterdir()] == ["notes.txt"]  # nothing written
+
+
+def test_a_session_that_fails_to_start_is_skipped_or_an_error(tmp_path, models, monkeypatch):
+    """A provider onnxruntime lists but cannot start (a busy device): the run is recorded as skipped, with
+    its request and note, and the others are compared; the comparison times itself."""
+    import shutil
+    import types
+
+    from ssd_eval.engine import compare as compare_module
+    from ssd_eval.pipeline.session import ProviderSession
+
+    root, perfect, _ = models
+    flaky = tmp_path / "flaky.onnx"
+    shutil.copyfile(perfect, flaky)
+    real_activate = ProviderSession.activate
+
+    def activate(session):
+        if session.model.name == "flaky.onnx":
+            raise ProviderError("the device is busy")
+        real_activate(session)
+
+    monkeypatch.setattr(ProviderSession, "activate", activate)
+    runs = [
+        {"name": "again", "provider": {"name": "cpu"}, "note": "twice"},
+        {"name": "flaky", "provider": {"name": "cpu", "options": {"device_id": 3}},
+         "model": {"path": str(flaky)}, "note": "busy GPU"},
+    ]  # fmt: skip
+    path = _config(tmp_path, root, perfect, runs, skip_unavailable=True)
+    clock = iter([10.0, 14.25])
+    monkeypatch.setattr(compare_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock, 0.0)))
+    seen: list[Path] = []
+    verdict = object()
+    outcome = run_comparison(
+        load_compare_config(path),
+        CompareOptions(config_name="t", on_folder=seen.append),
+        gate=lambda r: verdict,
+    )
+    assert (outcome.finished, outcome.waiting, outcome.gated, seen) == (("ref", "again"), ("flaky",), verdict,
+                                                                        [outcome.folder])  # fmt: skip
+    result = outcome.result
+    assert result is not None and result.wall_s == 4.25
+    ref, again, skipped = result.runs
+    assert (ref.name, again.name, again.note, again.status) == ("ref", "again", "twice", "ran")
+    assert skipped == RunReport(
+        name="flaky",
+        status="skipped",
+        provider="cpu",
+        provider_options={"device_id": 3},
+        note="busy GPU",
+        skip_reason="the device is busy",
+    )
+    assert sorted(p.name for p in (outcome.folder / "runs").iterdir()) == ["again", "ref"]
+    # Without skip_unavailable it is an error naming the run; the reference is never skipped.
+    data = yaml.safe_load(path.read_text())
+    data["skip_unavailable"] = False
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProviderError) as info:
+        run_comparison(load_compare_config(path))
+    assert str(info.value) == (
+        "runs[1] (flaky): the device is busy; or set skip_unavailable: true to record it as skipped"
+    )
+    data["skip_unavailable"] = True
+    data["model"]["path"] = str(flaky)
+    data["runs"] = [{"name": "again", "provider": {"name": "cpu"}, "model": {"path": str(perfect)}}]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProviderError) as info:
+        run_comparison(load_compare_config(path))
+    assert str(info.value) == "reference (ref): the device is busy"
+
+
+def test_a_comparison_folder_that_cannot_be_written_is_one_line(tmp_path, models, monkeypatch):
+    import errno
+
+    from ssd_eval.engine import compare as compare_module
+    from ssd_eval.errors import OutputError
+
+    root, perfect, _ = models
+    path = _config(tmp_path, root, perfect, [{"name": "again", "provider": {"name": "cpu"}}])
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(compare_module, "write_text_atomic", full)
+    with pytest.raises(OutputError) as info:
+        run_comparison(load_compare_config(path), CompareOptions(config_name="t"))
+    folder = Path(str(info.value).split(": ")[0].removeprefix("cannot write the comparison folder "))
+    assert str(info.value) == f"cannot write the comparison folder {folder}: No space left on device"
+    assert folder.parent == tmp_path / "results" and folder.name.startswith("t-")
