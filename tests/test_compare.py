@@ -660,3 +660,48 @@ def test_a_comparison_folder_that_cannot_be_written_is_one_line(tmp_path, models
     folder = Path(str(info.value).split(": ")[0].removeprefix("cannot write the comparison folder "))
     assert str(info.value) == f"cannot write the comparison folder {folder}: No space left on device"
     assert folder.parent == tmp_path / "results" and folder.name.startswith("t-")
+
+
+def test_the_comparison_gate_is_written_into_its_folder(tmp_path, tiny_coco):
+    """record_compare_gate: metrics.json (gate and provenance), junit.xml and summary.md agree."""
+    import dataclasses as dc
+
+    from helpers import write_run_folder
+
+    from ssd_eval.engine.compare import record_compare_gate
+    from ssd_eval.engine.compare_runs import compare_runs
+    from ssd_eval.engine.rescore import rescore_run
+    from ssd_eval.reports.verdict import Invocation
+
+    folders = []
+    for name, table in (("ref", TINY_GT), ("miss", {k: v for k, v in TINY_GT.items() if k != 2})):
+        folders.append(write_run_folder(tmp_path / "runs" / name, tiny_coco, table))
+        rescore_run(folders[-1])
+    config = _compare_config(tmp_path, gate={"max_ap_drop": 0.05}, pictures={"pr_curves": False})
+    skipped = RunReport("gpu", "skipped", "cuda", {}, skip_reason="not here")
+    result = compare_runs(folders, tmp_path / "cmp", settings=config.settings, skipped_runs=[skipped])
+    result = dc.replace(result, wall_s=2.5)
+    invocation = Invocation(("ssd-eval", "compare", "runs/ref", "runs/miss"), "2026-01-01T00:00:00Z")
+    comparison = record_compare_gate(result, config, None, invocation=invocation)
+    # AP without image 2's person: (76/101 + 1 + 1) / 3, a drop of 0.0825 > 0.05.
+    assert (comparison.folder, comparison.verdict, comparison.exit_code) == (tmp_path / "cmp", "FAIL", 1)
+    assert comparison.gate is not None and comparison.result is not None
+    assert comparison.result.gate == comparison.gate.to_json()
+    metrics = json.loads((tmp_path / "cmp" / "metrics.json").read_text())
+    assert metrics["gate"]["verdict"] == "FAIL" and metrics["wall_s"] == 2.5
+    assert metrics["provenance"]["command"] == ["ssd-eval", "compare", "runs/ref", "runs/miss"]
+    assert metrics["provenance"]["started"] == "2026-01-01T00:00:00Z"
+    assert comparison.result.provenance == metrics["provenance"]
+    suite = ET.parse(tmp_path / "cmp" / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("name"), suite.get("time"), suite.get("failures")) == (
+        "ssd-eval compare cmp",
+        "2.500",
+        "2",
+    )
+    figures = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert figures["ref.AP"] == repr(1.0) and figures["miss.AP"] == repr(metrics["runs"][1]["stats"]["AP"])
+    assert metrics["runs"][1]["stats"]["AP"] == pytest.approx((76 / 101 + 2) / 3, abs=1e-12)
+    assert figures["ref.APl"] == "n/a" and not any(name.startswith("gpu.") for name in figures)
+    assert len([n for n in figures if "." in n]) == 24  # 12 stats of each run that ran
+    assert "**Gate: FAIL**" in (tmp_path / "cmp" / "summary.md").read_text()
