@@ -705,3 +705,78 @@ def test_the_comparison_gate_is_written_into_its_folder(tmp_path, tiny_coco):
     assert figures["ref.APl"] == "n/a" and not any(name.startswith("gpu.") for name in figures)
     assert len([n for n in figures if "." in n]) == 24  # 12 stats of each run that ran
     assert "**Gate: FAIL**" in (tmp_path / "cmp" / "summary.md").read_text()
+
+
+def test_a_comparison_passes_its_options_to_the_runs(tmp_path, models):
+    """Progress, the command line each run's history records, and how to continue after a bad image."""
+    from ssd_eval.errors import DatasetError
+
+    root, perfect, _ = models
+    path = _config(tmp_path, root, perfect, [{"name": "again", "provider": {"name": "cpu"}}],
+                   output={"dir": str(tmp_path / "results"), "run_name": "cmp"})  # fmt: skip
+    folder = tmp_path / "results" / "cmp"
+    folder.mkdir(parents=True)
+    (folder / "run.lock").write_text("")  # a lock alone holds nothing: the comparison starts there
+    (root / "val2017" / "000000000007.jpg").write_bytes(b"not a jpeg")  # the 4th of images 1 2 5 7 9
+    shown = []
+
+    class Shown:
+        def __init__(self, total: int, initial: int, description: str) -> None:
+            shown.append((total, initial, description))
+
+        def update(self, count: int = 1) -> None:
+            shown.append(count)
+
+        def close(self) -> None:
+            shown.append("closed")
+
+    command = ("ssd-eval", "compare", "--config", str(path))
+    with pytest.raises(DatasetError) as info:
+        run_comparison(load_compare_config(path), CompareOptions(progress=Shown, command=command))
+    assert str(info.value).endswith(
+        f"(stopped; the 3 images done so far are kept: fix the image and continue with ssd-eval compare "
+        f"--resume {folder}, or set dataset.on_bad_image: skip)"
+    )
+    assert shown == [(5, 0, "evaluating 2 sessions"), 1, 1, 1, "closed"]
+    for name in ("ref", "again"):
+        (entry,) = [
+            json.loads(line) for line in (folder / "runs" / name / "history.jsonl").read_text().splitlines()
+        ]
+        assert (entry["command"], entry["outcome"], entry["images_inferred"]) == (list(command), "stopped", 3)
+    assert yaml.safe_load((folder / "compare.yaml").read_text())["runs"][0]["name"] == "again"
+
+
+def test_a_comparison_folder_in_use_or_with_planted_links_is_refused(tmp_path):
+    import os
+
+    from ssd_eval.engine.run_folder import locked_run_folder
+    from ssd_eval.errors import OutputError
+
+    config = _compare_config(tmp_path, reference={"name": "ref"}, runs=[{"name": "b"}],
+                             output={"dir": str(tmp_path / "results"), "run_name": "cmp"})  # fmt: skip
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    folder = tmp_path / "results" / "cmp"
+    with locked_run_folder(folder), pytest.raises(OutputError) as info:
+        run_comparison(config)
+    assert str(info.value) == (
+        f"run folder {folder} is in use by ssd-eval pid {os.getpid()}: wait for it to end (or stop it), then "
+        "run this command again"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder.mkdir(parents=True)
+    (folder / "compare.yaml").write_text("x")  # an attempt that stopped before its first image
+    (folder / "runs").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(OutputError) as info:
+        run_comparison(config)
+    assert str(info.value) == (
+        f"folder {folder / 'runs'} is a symbolic link: ssd-eval writes a new folder of its own there (link "
+        "the folder above it if it should live elsewhere); remove the link or choose another name"
+    )
+    (folder / "runs").unlink()
+    (folder / "runs").mkdir()
+    (folder / "runs" / "b").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(OutputError) as info:
+        run_comparison(config)
+    assert str(info.value).startswith(f"folder {folder / 'runs' / 'b'} is a symbolic link: ")
+    assert list(elsewhere.iterdir()) == []
