@@ -291,3 +291,20 @@ def test_unreadable_metrics_carry_no_timings(tmp_path, caplog):
     (tmp_path / "metrics.json").mkdir()  # is_file() is False: nothing recorded
     assert previous_timings(tmp_path) == ({}, 0.0, 0.0)
     assert not caplog.records
+
+
+def test_an_imported_run_of_an_unknown_model_is_scored(tmp_path, tiny_coco):
+    """Its identity names no model (NOT_KNOWN differs even from itself): only its ground truth and images
+    are held against the annotations it is scored with."""
+    from ssd_eval.engine.run_folder import write_identity
+    from ssd_eval.evaluation.identity import NOT_KNOWN, DetectionSource
+
+    folder = write_run_folder(tmp_path / "r", tiny_coco, TINY_GT)
+    identity = read_identity(folder)
+    assert identity is not None
+    source = DetectionSource("coco-results", "dets.json", "f" * 64, None, None, False, 0, 0, False)
+    (folder / "identity.json").unlink()
+    write_identity(folder, dataclasses.replace(identity, model_sha256=NOT_KNOWN, source=source))
+    result = rescore_run(folder)
+    assert result.stats["AP"] == pytest.approx(1.0, abs=1e-12)
+    assert result.identity.model_sha256 == NOT_KNOWN
