@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,7 @@ def test_a_folder_without_run_info(tmp_path):
 def test_the_ground_truth_needs_no_images(tmp_path, tiny_coco):
     folder = write_run_folder(tmp_path / "r", tiny_coco, TINY_GT)
     config = load_run_config(folder)
+    assert scoring_ground_truth(config, None).image_dir == tiny_coco / "val2017"
     for image in (tiny_coco / "val2017").iterdir():
         image.unlink()
     (tiny_coco / "val2017").rmdir()
@@ -210,11 +212,13 @@ def test_a_run_is_scored_only_against_its_own_ground_truth(tmp_path, tiny_coco):
 
     gt = open_ground_truth(other / "annotations" / "instances_val2017.json", other / "val2017")
     line = refused(check_ground_truth, folder, identity, gt)
-    assert line.startswith(f"{folder}: ground truth is annotations with content sha256 ")
-    assert line.endswith(
-        f" in {gt.annotation_file}: score it against the annotations it was made with (--data the COCO root "
-        "it used, or an identical copy)"
-    )
+    digest = "annotations with content sha256 [0-9a-f]{12}…"
+    assert re.fullmatch(
+        f"{re.escape(str(folder))}: ground truth is {digest} in the run but {digest} in "
+        f"{re.escape(str(gt.annotation_file))}: score it against the annotations it was made with \\(--data "
+        "the COCO root it used, or an identical copy\\)",
+        line,
+    ), line
     assert refused(rescore_run, folder, data=other) == line
     fewer = make_coco(tmp_path / "fewer", [TinyImage(1, 64, 48)], {1: TINY_GT[1]})
     gt = open_ground_truth(fewer / "annotations" / "instances_val2017.json", fewer / "val2017")
@@ -308,3 +312,27 @@ def test_an_imported_run_of_an_unknown_model_is_scored(tmp_path, tiny_coco):
     result = rescore_run(folder)
     assert result.stats["AP"] == pytest.approx(1.0, abs=1e-12)
     assert result.identity.model_sha256 == NOT_KNOWN
+
+
+def test_a_run_of_the_known_data_set_is_scored_with_its_annotations_alone(tmp_path, tiny_coco):
+    """dataset.source coco-val2017 without a root: scoring needs the annotation file, never the 1 GB of
+    images (here only the annotations are in the cache, and downloads are off)."""
+    cache = tmp_path / "cache"
+    (cache / "coco-annotations" / "annotations").mkdir(parents=True)
+    annotations = tiny_coco / "annotations" / "instances_val2017.json"
+    (cache / "coco-annotations" / "annotations" / "instances_val2017.json").write_bytes(
+        annotations.read_bytes()
+    )
+    folder = write_run_folder(
+        tmp_path / "r",
+        tiny_coco,
+        TINY_GT,
+        dataset={"source": "coco-val2017"},
+        assets={"cache": str(cache), "download": False},
+    )
+    config = load_run_config(folder)
+    assert config.dataset.root is None
+    gt = scoring_ground_truth(config, None)
+    assert gt.annotation_file == cache / "coco-annotations" / "annotations" / "instances_val2017.json"
+    assert gt.image_dir == cache / "coco-annotations" / "annotations" and gt.image_ids == list(ANNOTATED)
+    assert rescore_run(folder).stats["AP"] == pytest.approx(1.0, abs=1e-12)
