@@ -336,3 +336,29 @@ def test_a_run_of_the_known_data_set_is_scored_with_its_annotations_alone(tmp_pa
     assert gt.annotation_file == cache / "coco-annotations" / "annotations" / "instances_val2017.json"
     assert gt.image_dir == cache / "coco-annotations" / "annotations" and gt.image_ids == list(ANNOTATED)
     assert rescore_run(folder).stats["AP"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_an_id_list_run_with_a_limit_or_of_unannotated_images_is_scored(tmp_path, tiny_coco):
+    from helpers import TinyImage, make_coco
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("9\n2\n5\n")
+    folder = write_run_folder(
+        tmp_path / "r",
+        tiny_coco,
+        TINY_GT,
+        dataset={"root": str(tiny_coco), "image_ids": str(ids), "limit": 2},
+    )
+    ids.unlink()
+    run = read_run(folder)
+    assert run.gt.image_ids == [2, 5] and run.gt.limit == 2
+    assert rescore_run(folder).stats["AP"] == pytest.approx(1.0, abs=1e-12)
+    # Images without a single annotation in the file, chosen by selection "all" and an id list.
+    bare = make_coco(tmp_path / "bare", [TinyImage(3, 40, 40), TinyImage(4, 40, 30)], {})
+    ids.write_text("4\n")
+    folder = write_run_folder(
+        tmp_path / "b", bare, {}, dataset={"root": str(bare), "image_ids": str(ids), "selection": "all"}
+    )
+    ids.unlink()
+    run = read_run(folder)
+    assert run.gt.image_ids == [4] and run.gt.selection == "all"
