@@ -295,3 +295,95 @@ def write_compare_config(
     path = folder / "compare.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def write_run_folder(
+    folder: Path,
+    root: Path,
+    detections: dict[int, Sequence[Det]],
+    *,
+    shard: str | None = None,
+    skipped: dict[int, str] | None = None,
+    history: Sequence[tuple[str, int, float]] = (("run", 0, 0.0),),
+    identity: bool = True,
+    **sections: object,
+) -> Path:
+    """A run folder written as `ssd-eval run` writes it, without a model: config.yaml, run_info.json,
+    identity.json (unless `identity` is False: a folder of an older ssd_eval), the detection log of
+    `detections` (an image it lacks: none found), skipped.jsonl of `skipped` (image id -> reason: not
+    logged) and history.jsonl, one entry per
+    (verb, images inferred, wall seconds) of `history`. `sections` replace the config's sections."""
+    from ssd_eval.config.run import config_from_dict
+    from ssd_eval.data.dataset import open_ground_truth
+    from ssd_eval.engine.run_folder import (
+        RunInfo,
+        append_history,
+        append_skipped,
+        derived_identity,
+        parse_shard,
+        prepare_run_folder,
+        write_identity,
+        write_run_info,
+    )
+    from ssd_eval.evaluation.detection_log import DetectionLog
+    from ssd_eval.pipeline.decode import Detections
+    from ssd_eval.reports.results import ModelInfo, Provenance, SkippedImage, StageTiming
+
+    raw = {
+        "model": {"path": "model.onnx"},
+        "dataset": {"root": str(root)},
+        "output": {"dir": str(folder.parent), "run_name": folder.name},
+        **sections,
+    }
+    config = config_from_dict(raw, base_dir=folder.parent)
+    dataset = config.dataset
+    gt = open_ground_truth(
+        root / dataset.annotations,
+        root / dataset.images,
+        selection=dataset.selection,
+        limit=dataset.limit,
+        shard=parse_shard(shard) if shard else None,
+        id_list=dataset.image_ids,
+    )
+    info = RunInfo(
+        model=ModelInfo(path=str(folder.parent / "model.onnx"), sha256="a" * 64, size_bytes=100, source=None),
+        input_size=(32, 32),
+        shard=shard,
+        providers_requested=("CPUExecutionProvider",),
+        providers_used=("CPUExecutionProvider",),
+        provider_options=({},),
+    )
+    prepare_run_folder(folder, config, resume=False)
+    write_run_info(folder, info)
+    if identity:
+        write_identity(folder, derived_identity(folder, config, info, gt, legacy=False))
+    with DetectionLog(folder / "detections.jsonl") as log:
+        for image_id in gt.image_ids:
+            if image_id not in (skipped or {}):
+                dets = detections.get(image_id, ())
+                log.append(
+                    Detections(
+                        image_id,
+                        np.asarray([[d.x, d.y, d.w, d.h] for d in dets], dtype=np.float64).reshape(-1, 4),
+                        np.asarray([d.score for d in dets], dtype=np.float64),
+                        np.asarray([d.category_id for d in dets], dtype=np.int64),
+                    )
+                )
+    for image_id, reason in sorted((skipped or {}).items()):
+        append_skipped(folder / "skipped.jsonl", SkippedImage(image_id, f"{image_id:012d}.png", reason))
+    for verb, inferred, wall_s in history:
+        timing = StageTiming(wall_s / 2, 1.0, 1.0, 1.0, inferred)
+        entry = Provenance(
+            started="2026-01-01T00:00:00Z",
+            finished="2026-01-01T00:01:00Z",
+            command=("ssd-eval", verb),
+            ssd_eval_version="test",
+            git_commit=None,
+            verb=verb,
+            images_inferred=inferred,
+            wall_s=wall_s,
+            timings={"infer": timing} if inferred else {},
+            folder=folder.name,
+        )
+        append_history(folder, entry)
+    return folder

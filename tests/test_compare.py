@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -12,10 +13,11 @@ from conftest import TINY_GT
 from helpers import Det, save_table_detector
 
 from ssd_eval.cli import main
-from ssd_eval.config.compare import compare_config_from_dict, load_compare_config
+from ssd_eval.config.compare import CompareConfig, compare_config_from_dict, load_compare_config
 from ssd_eval.engine.compare import CompareOptions, run_comparison
 from ssd_eval.errors import ConfigError, ProviderError
 from ssd_eval.reports import plots
+from ssd_eval.reports.comparison import RunReport
 
 # The perturbed detector, against a reference that emits the ground truth (score 0.9 each):
 PERTURBED = {
@@ -327,3 +329,454 @@ def test_disagreement_picture_is_drawn_at_a_legible_size():
     assert image.width == 2 * 640 + 6 and image.height > 480
     _, top, _, bottom = pictures.label_font(640).getbbox("person 0.90")
     assert bottom - top >= 12  # 1/40 of 640 px = 16 px type; the bitmap default is ~11 px
+
+
+# --- the parts of a comparison run, one at a time (engine/compare.py) -------------------------------
+
+ALL_KNOWN = ("CUDAExecutionProvider", "OpenVINOExecutionProvider", "CPUExecutionProvider")
+
+
+def _compare_config(tmp_path: Path, **raw) -> CompareConfig:
+    data = {"model": {"path": "m.onnx"}, "dataset": {"root": "."}, "runs": [{"name": "ov", "provider":
+            {"name": "openvino"}}], **raw}  # fmt: skip
+    return compare_config_from_dict(data, base_dir=tmp_path)
+
+
+class _Now:
+    """datetime.now() at a known second."""
+
+    @staticmethod
+    def now():
+        import datetime
+
+        return datetime.datetime(2026, 3, 4, 5, 6, 7)
+
+
+def test_the_comparison_folder_is_named_by_the_config_and_the_time(tmp_path, monkeypatch):
+    from ssd_eval.data.dataset import Shard
+    from ssd_eval.engine import compare as compare_module
+    from ssd_eval.engine.compare import compare_folder
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(compare_module, "datetime", _Now)
+    config = _compare_config(tmp_path)
+    assert compare_folder(config, CompareOptions()) == tmp_path / "results" / "compare-20260304-050607"
+    sharded = CompareOptions(config_name="cpu-vs-ov", shard=Shard(1, 3))
+    assert compare_folder(config, sharded) == tmp_path / "results" / "cpu-vs-ov-shard2of3-20260304-050607"
+    named = _compare_config(tmp_path, output={"dir": "out", "run_name": "mine"})
+    assert compare_folder(named, sharded) == tmp_path / "out" / "mine"
+    bad = dataclasses.replace(named, output=dataclasses.replace(named.output, run_name=".."))
+    with pytest.raises(ConfigError) as info:
+        compare_folder(bad, CompareOptions())
+    assert str(info.value) == "output.run_name (or --run-name): must be a folder name, got '..'"
+
+
+def test_a_comparison_folder_is_read_back_from_its_compare_yaml(tmp_path):
+    from ssd_eval.engine.compare import load_comparison_config
+    from ssd_eval.errors import OutputError
+
+    folder = tmp_path / "results" / "cmp"
+    folder.mkdir(parents=True)
+    with pytest.raises(OutputError) as info:
+        load_comparison_config(folder)
+    assert str(info.value) == f"{folder} is not a comparison folder: it has no compare.yaml"
+    advice = (
+        "it is written by `ssd-eval compare --config`: restore it from a copy, or delete the comparison "
+        "folder and compare again"
+    )
+    (folder / "compare.yaml").write_text("runs: [\n")
+    with pytest.raises(ConfigError) as info:
+        load_comparison_config(folder)
+    assert str(info.value).startswith(f"{folder / 'compare.yaml'}:")
+    assert str(info.value).endswith(f"; {advice}")
+    (folder / "compare.yaml").write_text(yaml.safe_dump({"model": {"path": "m.onnx"}, "runs": []}))
+    with pytest.raises(ConfigError) as info:
+        load_comparison_config(folder)
+    assert str(info.value) == (
+        f"{folder / 'compare.yaml'}: runs: list at least one run to compare with the reference, e.g. "
+        f"[{{provider: {{name: openvino}}}}]; {advice}"
+    )
+    recorded = {
+        "model": {"path": "m.onnx"},
+        "runs": [{"name": "ov"}],
+        "output": {"dir": "/x", "run_name": "y"},
+    }
+    (folder / "compare.yaml").write_text(yaml.safe_dump(recorded))
+    config = load_comparison_config(folder)
+    assert (config.output.dir, config.output.run_name) == (tmp_path / "results", "cmp")
+    assert config.model.path == folder / "m.onnx" and config.source_file == folder / "compare.yaml"
+
+
+def test_each_side_runs_into_its_own_folder_of_the_comparison(tmp_path):
+    from ssd_eval.engine.compare import session_config
+
+    config = _compare_config(tmp_path, output={"overwrite": True})
+    run = session_config(config, config.runs[0], tmp_path / "cmp")
+    assert (run.output.dir, run.output.run_name, run.output.overwrite) == (
+        tmp_path / "cmp" / "runs",
+        "ov",
+        True,
+    )
+    assert run.providers[0].name == "openvino" and run.model.path == tmp_path / "m.onnx"
+
+
+def test_a_provider_is_unknown_available_or_not_here():
+    from ssd_eval.config.compare import RunSpec
+    from ssd_eval.config.run import ProviderConfig
+    from ssd_eval.engine.compare import _provider_problem
+    from ssd_eval.pipeline.session import PROVIDER_ALIASES
+
+    def spec(name: str) -> RunSpec:
+        return RunSpec(provider=ProviderConfig(name=name))
+
+    available = ("CPUExecutionProvider",)
+    assert _provider_problem(spec("cpu"), available, ALL_KNOWN) is None
+    assert _provider_problem(spec("CPUExecutionProvider"), available, ALL_KNOWN) is None
+    assert _provider_problem(spec("ov"), available, ALL_KNOWN) == (
+        "execution provider OpenVINOExecutionProvider is not available in this onnxruntime (available: "
+        "CPUExecutionProvider); pip install onnxruntime-openvino (in place of onnxruntime)"
+    )
+    with pytest.raises(ProviderError) as info:
+        _provider_problem(spec("warp-drive"), ("CPUExecutionProvider", "AzureExecutionProvider"), ALL_KNOWN)
+    assert str(info.value) == (
+        f"unknown execution provider 'warp-drive'; short names: {', '.join(sorted(PROVIDER_ALIASES))}; "
+        "available here: "
+        "CPUExecutionProvider, AzureExecutionProvider"
+    )
+
+
+def test_an_unavailable_provider_is_an_error_or_recorded_as_skipped(caplog):
+    from ssd_eval.engine.compare import _unavailable
+
+    with pytest.raises(ProviderError) as info:
+        _unavailable("gpu", "runs[1]", "not here", skip=False)
+    assert str(info.value) == "runs[1] (gpu): not here; or set skip_unavailable: true to record it as skipped"
+    with pytest.raises(ProviderError) as info:
+        _unavailable("ref", "reference", "not here", skip=False)
+    assert str(info.value) == "reference (ref): not here"  # the reference is never skipped
+    assert _unavailable("gpu", "runs[1]", "not here", skip=True) == "not here"
+    assert "run gpu skipped: not here" in caplog.text
+
+
+def test_provider_selects_the_runs_to_run_here(tmp_path):
+    from ssd_eval.engine.compare import _selected
+
+    config = _compare_config(
+        tmp_path,
+        reference={"name": "ref", "provider": {"name": "cpu"}},
+        runs=[
+            {"name": "ov", "provider": {"name": "OpenVINOExecutionProvider"}},
+            {"name": "gpu", "provider": {"name": "cuda"}},
+            {"name": "odd", "provider": {"name": "MyOwnProvider"}},
+        ],
+    )
+    assert _selected(config, (), ALL_KNOWN) == [0, 1, 2, 3]
+    assert _selected(config, ("cpu",), ALL_KNOWN) == [0]
+    assert _selected(config, ("openvino", "CUDA"), ALL_KNOWN) == [1, 2]
+    assert _selected(config, ("ov",), ALL_KNOWN) == [1]
+    assert _selected(config, ("MyOwnProvider",), ALL_KNOWN) == [3]  # unknown names match as written
+    with pytest.raises(ProviderError) as info:
+        _selected(config, ("dml", "rocm"), ALL_KNOWN)
+    assert str(info.value) == (
+        "--provider dml, rocm matches none of the comparison's runs: ref (cpu), "
+        "ov (OpenVINOExecutionProvider), gpu (cuda), odd (MyOwnProvider)"
+    )
+
+
+def test_a_comparison_has_started_when_a_run_wrote_a_file(tmp_path):
+    from ssd_eval.engine.compare import _runs_started
+
+    folder = tmp_path / "cmp"
+    assert not _runs_started(folder)
+    folder.mkdir()
+    (folder / "compare.yaml").write_text("x")
+    (folder / "run.lock").write_text("")
+    assert not _runs_started(folder)
+    (folder / "runs" / "ref").mkdir(parents=True)
+    (folder / "runs" / "notes.txt").write_text("x")  # a file beside the run folders is no run
+    assert not _runs_started(folder)
+    (folder / "runs" / "ref" / "run.lock").write_text("")
+    assert _runs_started(folder)
+    (folder / "runs" / "ref" / "run.lock").unlink()
+    (folder / "summary.md").write_text("x")
+    assert _runs_started(folder)
+    (folder / "summary.md").unlink()
+    (folder / "runs").rename(tmp_path / "moved")
+    (folder / "runs").write_text("x")  # not a folder: nothing of a run in it
+    assert not _runs_started(folder)
+
+
+def test_a_missing_model_file_is_refused_naming_its_key(tmp_path):
+    from ssd_eval.engine.compare import _check_model_files
+    from ssd_eval.errors import ModelError
+
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    config = _compare_config(
+        tmp_path,
+        reference={"name": "ref", "model": {"path": "ref.onnx"}},
+        runs=[
+            {"name": "a"},
+            {"name": "b", "model": {"path": "b.onnx"}},
+            {"name": "c", "model": {"source": "ssd-10"}},
+        ],
+    )
+    _check_model_files(config, [1, 3])  # the comparison's model is there; a source is fetched later
+
+    def refusal(index: int) -> str:
+        with pytest.raises(ModelError) as info:
+            _check_model_files(config, [1, index])
+        return str(info.value)
+
+    tail = (
+        ": give an ONNX file, or a known model name with --model (ssd-10, ssd-12-int8, twin-1200, twin-600, "
+        "...) or model.source"
+    )
+    assert refusal(0) == f"reference.model.path: model file {tmp_path / 'ref.onnx'} not found{tail}"
+    assert refusal(2) == f"runs[1].model.path: model file {tmp_path / 'b.onnx'} not found{tail}"
+    (tmp_path / "m.onnx").unlink()
+    assert refusal(1) == f"model.path: model file {tmp_path / 'm.onnx'} not found{tail}"
+
+
+def test_a_folder_that_is_not_a_fresh_comparison_is_refused_before_any_session(tmp_path):
+    from ssd_eval.engine.compare import run_comparison as run
+    from ssd_eval.errors import OutputError
+
+    config = _compare_config(tmp_path, reference={"name": "ref"}, runs=[{"name": "b"}],
+                             output={"dir": str(tmp_path / "results"), "run_name": "cmp"})  # fmt: skip
+    folder = tmp_path / "results" / "cmp"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("x")
+    overwrite = dataclasses.replace(config, output=dataclasses.replace(config.output, overwrite=True))
+    for cfg, options in ((overwrite, CompareOptions()), (config, CompareOptions(resume=True))):
+        with pytest.raises(OutputError) as info:
+            run(cfg, options)
+        assert str(info.value) == (
+            f"{folder} holds files but is not a comparison folder (no compare.yaml), so nothing in it is "
+            "replaced; choose another --run-name"
+        )
+    with pytest.raises(OutputError) as info:
+        run(config)
+    assert str(info.value) == (
+        f"comparison folder {folder} already exists: continue it with --resume {folder}, choose another "
+        "--run-name, or set output.overwrite: true"
+    )
+    link = tmp_path / "results" / "link"
+    link.symlink_to(folder, target_is_directory=True)
+    linked = dataclasses.replace(config, output=dataclasses.replace(config.output, run_name="link"))
+    with pytest.raises(OutputError) as info:
+        run(linked)
+    assert str(info.value).startswith(f"comparison folder {link} is a symbolic link: ")
+    (tmp_path / "file").write_text("x")
+    elsewhere = dataclasses.replace(config, output=dataclasses.replace(config.output, dir=tmp_path / "file"))
+    with pytest.raises(OutputError) as info:
+        run(elsewhere)
+    assert str(info.value).startswith(f"output folder {tmp_path / 'file' / 'cmp'} cannot be created: ")
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]  # nothing written
+
+
+def test_a_session_that_fails_to_start_is_skipped_or_an_error(tmp_path, models, monkeypatch):
+    """A provider onnxruntime lists but cannot start (a busy device): the run is recorded as skipped, with
+    its request and note, and the others are compared; the comparison times itself."""
+    import shutil
+    import types
+
+    from ssd_eval.engine import compare as compare_module
+    from ssd_eval.pipeline.session import ProviderSession
+
+    root, perfect, _ = models
+    flaky = tmp_path / "flaky.onnx"
+    shutil.copyfile(perfect, flaky)
+    real_activate = ProviderSession.activate
+
+    def activate(session):
+        if session.model.name == "flaky.onnx":
+            raise ProviderError("the device is busy")
+        real_activate(session)
+
+    monkeypatch.setattr(ProviderSession, "activate", activate)
+    runs = [
+        {"name": "again", "provider": {"name": "cpu"}, "note": "twice"},
+        {"name": "flaky", "provider": {"name": "cpu", "options": {"device_id": 3}},
+         "model": {"path": str(flaky)}, "note": "busy GPU"},
+    ]  # fmt: skip
+    path = _config(tmp_path, root, perfect, runs, skip_unavailable=True)
+    clock = iter([10.0, 14.25])
+    monkeypatch.setattr(compare_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock, 0.0)))
+    seen: list[Path] = []
+    verdict = object()
+    outcome = run_comparison(
+        load_compare_config(path),
+        CompareOptions(config_name="t", on_folder=seen.append),
+        gate=lambda r: verdict,
+    )
+    assert (outcome.finished, outcome.waiting, outcome.gated, seen) == (("ref", "again"), ("flaky",), verdict,
+                                                                        [outcome.folder])  # fmt: skip
+    result = outcome.result
+    assert result is not None and result.wall_s == 4.25
+    ref, again, skipped = result.runs
+    assert (ref.name, again.name, again.note, again.status) == ("ref", "again", "twice", "ran")
+    assert skipped == RunReport(
+        name="flaky",
+        status="skipped",
+        provider="cpu",
+        provider_options={"device_id": 3},
+        note="busy GPU",
+        skip_reason="the device is busy",
+    )
+    assert sorted(p.name for p in (outcome.folder / "runs").iterdir()) == ["again", "ref"]
+    # Without skip_unavailable it is an error naming the run; the reference is never skipped.
+    data = yaml.safe_load(path.read_text())
+    data["skip_unavailable"] = False
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProviderError) as info:
+        run_comparison(load_compare_config(path))
+    assert str(info.value) == (
+        "runs[1] (flaky): the device is busy; or set skip_unavailable: true to record it as skipped"
+    )
+    data["skip_unavailable"] = True
+    data["model"]["path"] = str(flaky)
+    data["runs"] = [{"name": "again", "provider": {"name": "cpu"}, "model": {"path": str(perfect)}}]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProviderError) as info:
+        run_comparison(load_compare_config(path))
+    assert str(info.value) == "reference (ref): the device is busy"
+
+
+def test_a_comparison_folder_that_cannot_be_written_is_one_line(tmp_path, models, monkeypatch):
+    import errno
+
+    from ssd_eval.engine import compare as compare_module
+    from ssd_eval.errors import OutputError
+
+    root, perfect, _ = models
+    path = _config(tmp_path, root, perfect, [{"name": "again", "provider": {"name": "cpu"}}])
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(compare_module, "write_text_atomic", full)
+    with pytest.raises(OutputError) as info:
+        run_comparison(load_compare_config(path), CompareOptions(config_name="t"))
+    folder = Path(str(info.value).split(": ")[0].removeprefix("cannot write the comparison folder "))
+    assert str(info.value) == f"cannot write the comparison folder {folder}: No space left on device"
+    assert folder.parent == tmp_path / "results" and folder.name.startswith("t-")
+
+
+def test_the_comparison_gate_is_written_into_its_folder(tmp_path, tiny_coco):
+    """record_compare_gate: metrics.json (gate and provenance), junit.xml and summary.md agree."""
+    import dataclasses as dc
+
+    from helpers import write_run_folder
+
+    from ssd_eval.engine.compare import record_compare_gate
+    from ssd_eval.engine.compare_runs import compare_runs
+    from ssd_eval.engine.rescore import rescore_run
+    from ssd_eval.reports.verdict import Invocation
+
+    folders = []
+    for name, table in (("ref", TINY_GT), ("miss", {k: v for k, v in TINY_GT.items() if k != 2})):
+        folders.append(write_run_folder(tmp_path / "runs" / name, tiny_coco, table))
+        rescore_run(folders[-1])
+    config = _compare_config(tmp_path, gate={"max_ap_drop": 0.05}, pictures={"pr_curves": False})
+    skipped = RunReport("gpu", "skipped", "cuda", {}, skip_reason="not here")
+    result = compare_runs(folders, tmp_path / "cmp", settings=config.settings, skipped_runs=[skipped])
+    result = dc.replace(result, wall_s=2.5)
+    invocation = Invocation(("ssd-eval", "compare", "runs/ref", "runs/miss"), "2026-01-01T00:00:00Z")
+    comparison = record_compare_gate(result, config, None, invocation=invocation)
+    # AP without image 2's person: (76/101 + 1 + 1) / 3, a drop of 0.0825 > 0.05.
+    assert (comparison.folder, comparison.verdict, comparison.exit_code) == (tmp_path / "cmp", "FAIL", 1)
+    assert comparison.gate is not None and comparison.result is not None
+    assert comparison.result.gate == comparison.gate.to_json()
+    metrics = json.loads((tmp_path / "cmp" / "metrics.json").read_text())
+    assert metrics["gate"]["verdict"] == "FAIL" and metrics["wall_s"] == 2.5
+    assert metrics["provenance"]["command"] == ["ssd-eval", "compare", "runs/ref", "runs/miss"]
+    assert metrics["provenance"]["started"] == "2026-01-01T00:00:00Z"
+    assert comparison.result.provenance == metrics["provenance"]
+    suite = ET.parse(tmp_path / "cmp" / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("name"), suite.get("time"), suite.get("failures")) == (
+        "ssd-eval compare cmp",
+        "2.500",
+        "2",
+    )
+    figures = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert figures["ref.AP"] == repr(1.0) and figures["miss.AP"] == repr(metrics["runs"][1]["stats"]["AP"])
+    assert metrics["runs"][1]["stats"]["AP"] == pytest.approx((76 / 101 + 2) / 3, abs=1e-12)
+    assert figures["ref.APl"] == "n/a" and not any(name.startswith("gpu.") for name in figures)
+    assert len([n for n in figures if "." in n]) == 24  # 12 stats of each run that ran
+    assert "**Gate: FAIL**" in (tmp_path / "cmp" / "summary.md").read_text()
+
+
+def test_a_comparison_passes_its_options_to_the_runs(tmp_path, models):
+    """Progress, the command line each run's history records, and how to continue after a bad image."""
+    from ssd_eval.errors import DatasetError
+
+    root, perfect, _ = models
+    path = _config(tmp_path, root, perfect, [{"name": "again", "provider": {"name": "cpu"}}],
+                   output={"dir": str(tmp_path / "results"), "run_name": "cmp"})  # fmt: skip
+    folder = tmp_path / "results" / "cmp"
+    folder.mkdir(parents=True)
+    (folder / "run.lock").write_text("")  # a lock alone holds nothing: the comparison starts there
+    (root / "val2017" / "000000000007.jpg").write_bytes(b"not a jpeg")  # the 4th of images 1 2 5 7 9
+    shown = []
+
+    class Shown:
+        def __init__(self, total: int, initial: int, description: str) -> None:
+            shown.append((total, initial, description))
+
+        def update(self, count: int = 1) -> None:
+            shown.append(count)
+
+        def close(self) -> None:
+            shown.append("closed")
+
+    command = ("ssd-eval", "compare", "--config", str(path))
+    with pytest.raises(DatasetError) as info:
+        run_comparison(load_compare_config(path), CompareOptions(progress=Shown, command=command))
+    assert str(info.value).endswith(
+        f"(stopped; the 3 images done so far are kept: fix the image and continue with ssd-eval compare "
+        f"--resume {folder}, or set dataset.on_bad_image: skip)"
+    )
+    assert shown == [(5, 0, "evaluating 2 sessions"), 1, 1, 1, "closed"]
+    for name in ("ref", "again"):
+        (entry,) = [
+            json.loads(line) for line in (folder / "runs" / name / "history.jsonl").read_text().splitlines()
+        ]
+        assert (entry["command"], entry["outcome"], entry["images_inferred"]) == (list(command), "stopped", 3)
+    assert yaml.safe_load((folder / "compare.yaml").read_text())["runs"][0]["name"] == "again"
+
+
+def test_a_comparison_folder_in_use_or_with_planted_links_is_refused(tmp_path):
+    import os
+
+    from ssd_eval.engine.run_folder import locked_run_folder
+    from ssd_eval.errors import OutputError
+
+    config = _compare_config(tmp_path, reference={"name": "ref"}, runs=[{"name": "b"}],
+                             output={"dir": str(tmp_path / "results"), "run_name": "cmp"})  # fmt: skip
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    folder = tmp_path / "results" / "cmp"
+    with locked_run_folder(folder), pytest.raises(OutputError) as info:
+        run_comparison(config)
+    assert str(info.value) == (
+        f"run folder {folder} is in use by ssd-eval pid {os.getpid()}: wait for it to end (or stop it), then "
+        "run this command again"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder.mkdir(parents=True)
+    (folder / "compare.yaml").write_text("x")  # an attempt that stopped before its first image
+    (folder / "runs").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(OutputError) as info:
+        run_comparison(config)
+    assert str(info.value) == (
+        f"folder {folder / 'runs'} is a symbolic link: ssd-eval writes a new folder of its own there (link "
+        "the folder above it if it should live elsewhere); remove the link or choose another name"
+    )
+    (folder / "runs").unlink()
+    (folder / "runs").mkdir()
+    (folder / "runs" / "b").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(OutputError) as info:
+        run_comparison(config)
+    assert str(info.value).startswith(f"folder {folder / 'runs' / 'b'} is a symbolic link: ")
+    assert list(elsewhere.iterdir()) == []

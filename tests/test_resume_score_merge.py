@@ -320,7 +320,13 @@ def test_parts_that_overlap_or_do_not_make_the_whole():
     )
     short = dataclasses.replace(identity("2/2").images, image_ids=(102, 104))
     assert refusal(shard("/r/a", "1/2"), shard("/r/b", "2/2", images=short)) == (
-        "cannot merge: the shards cover 8 images, not the 12 of the selection they were cut from; "
+        "cannot merge: the shards' 8 images are not the 12 images of the selection they were cut from; "
+        "merge only the shards of one run"
+    )
+    # As many images as the whole, but not its: shard 2 lists 999 in place of 112.
+    other = dataclasses.replace(identity("2/2").images, image_ids=(102, 104, 106, 108, 110, 999))
+    assert refusal(shard("/r/a", "1/2"), shard("/r/b", "2/2", images=other)) == (
+        "cannot merge: the shards' 12 images are not the 12 images of the selection they were cut from; "
         "merge only the shards of one run"
     )
 

@@ -124,7 +124,7 @@ def check_compatible(runs: Sequence[ShardRun]) -> int:
     whole = first.identity.images
     if owner and (len(owner) != whole.whole_count or ids_digest(owner) != whole.whole_digest):
         raise OutputError(
-            f"cannot merge: the shards cover {len(owner)} images, not the {whole.whole_count} of the "
+            f"cannot merge: the shards' {len(owner)} images are not the {whole.whole_count} images of the "
             "selection they were cut from; merge only the shards of one run"
         )
     return count
