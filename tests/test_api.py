@@ -281,3 +281,183 @@ def test_import_ssd_eval_does_not_load_onnxruntime():
     code = "import ssd_eval, sys; assert 'onnxruntime' not in sys.modules, 'onnxruntime was imported'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+# --- the API's own checks, before any run (no model is loaded) -------------------------------------
+
+CLI = api.Invocation(("ssd-eval", "run"), "2026-01-01T00:00:00Z", flags=True)
+
+
+def _refused(call, error: type[Exception], message: str) -> None:
+    with pytest.raises(error) as raised:
+        call()
+    assert str(raised.value) == message
+
+
+def test_evaluate_refuses_arguments_that_do_not_go_together(tmp_path, config):
+    resume_with_config = (
+        "continues a run with the config it was started with (its config.yaml): give no config"
+    )
+    _refused(
+        lambda: ssd_eval.evaluate(config, resume="results/r"), ConfigError, f"resume {resume_with_config}"
+    )
+    _refused(
+        lambda: api.evaluate(config, resume="results/r", invocation=CLI),
+        ConfigError,
+        f"--resume {resume_with_config}",
+    )
+    for given, named in [
+        ({"output": "o"}, "output"),
+        ({"run_name": "n"}, "run_name"),
+        ({"output": "o", "run_name": "n"}, "output"),
+    ]:
+        _refused(
+            lambda given=given: ssd_eval.evaluate(None, resume="results/r", **given),
+            ConfigError,
+            f"resume results/r continues that run folder itself: drop {named} (to start a new run elsewhere, "
+            "give a config)",
+        )
+    _refused(
+        lambda: api.evaluate(None, resume="results/r", run_name="n", invocation=CLI),
+        ConfigError,
+        "--resume results/r continues that run folder itself: drop --run-name (to start a new run elsewhere, "
+        "give a config)",
+    )
+    _refused(
+        lambda: ssd_eval.evaluate(None),
+        ConfigError,
+        "no config given: give a config file, a bundled config name (smoke.yaml, coco_val.yaml) or a "
+        "mapping, or resume=RUN_DIR",
+    )
+    _refused(
+        lambda: ssd_eval.evaluate(3),  # type: ignore[arg-type]
+        ConfigError,
+        "config: expected a YAML file, a bundled config name or a mapping, got int",
+    )
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_configs_default_run_folder_starts_with_its_name(tmp_path, config):
+    """`<stem>-<provider>-<time>` for a file or a bundled name; `run-...` for a mapping or a bare config."""
+    loaded = load_config(config)
+    assert api._run_config_of(config) == (loaded, "c")
+    assert api._run_config_of(str(config)) == (loaded, "c")
+    assert api._run_config_of(loaded) == (loaded, "c")
+    assert api._run_config_of("smoke.yaml")[1] == "smoke"
+    bare = dataclasses.replace(loaded, source_file=None)
+    assert api._run_config_of(bare) == (bare, "run")
+    tree = {"model": {"path": "m.onnx"}, "dataset": {"root": "coco"}}
+    mapped, name = api._run_config_of(tree)
+    assert (mapped.model.path, mapped.dataset.root, name) == (tmp_path / "m.onnx", tmp_path / "coco", "run")
+
+
+def test_a_config_shows_in_the_provenance_as_its_file(config):
+    loaded = load_config(config)
+    assert api._config_shown(loaded) == config
+    assert api._config_shown(dataclasses.replace(loaded, source_file=None)) == "<RunConfig>"
+    assert api._config_shown(api.CompareConfig()) == "<CompareConfig>"
+    tree = {"model": {}}
+    assert api._config_shown(tree) is tree and api._config_shown("smoke.yaml") == "smoke.yaml"
+
+
+def test_started_run_folder_is_a_fixed_name_with_its_config(tmp_path, config):
+    loaded = load_config(config)
+    _refused(
+        lambda: api.started_run_folder(loaded),
+        ConfigError,
+        "only a run folder of a fixed name can be continued or started: set output.run_name",
+    )
+    named = dataclasses.replace(loaded, output=dataclasses.replace(loaded.output, run_name="job"))
+    folder = tmp_path / "results" / "job"
+    assert api.started_run_folder(named) is None
+    (folder / "config.yaml").mkdir(parents=True)  # not a file: no run was started there
+    assert api.started_run_folder(named) is None
+    (folder / "config.yaml").rmdir()
+    (folder / "config.yaml").write_text("model: {}\n")
+    assert api.started_run_folder(named) == folder
+
+
+def test_scorer_folders_and_paths():
+    assert api._scorer(None, False) is None
+    assert [api._scorer(name, True) for name in ("pycocotools", "faster-coco-eval", "numpy")] == [
+        "pycocotools",
+        "faster-coco-eval",
+        "numpy",
+    ]
+    _refused(
+        lambda: api._scorer("fast", False),
+        ConfigError,
+        "scorer: must be one of pycocotools, faster-coco-eval, numpy, got 'fast'",
+    )
+    _refused(
+        lambda: api._scorer("Numpy", True),
+        ConfigError,
+        "--scorer: must be one of pycocotools, faster-coco-eval, numpy, got 'Numpy'",
+    )
+    assert api._folders(["a", Path("b")], "folders") == [Path("a"), Path("b")]
+    for one in ("results/a", Path("results/a")):
+        _refused(
+            lambda one=one: api._folders(one, "runs"),  # type: ignore[arg-type]
+            ConfigError,
+            "runs: give a list of run folders, not one path ('results/a')",
+        )
+    assert api._path(None) is None and api._path("x/y") == Path("x/y")
+    _refused(lambda: ssd_eval.merge([]), OutputError, "cannot merge: give the run folders of the shards")
+
+
+def test_compare_settings_folds_the_limits_in():
+    base = api.CompareSettings()
+    settings = api.compare_settings(base, max_ap_drop=0, min_matched=None, max_box_diff=2)
+    assert settings.gate.max_ap_drop == 0.0 and type(settings.gate.max_ap_drop) is float
+    assert settings.gate.max_box_diff == 2.0 and type(settings.gate.max_box_diff) is float
+    assert settings.gate.min_matched is None and settings.gate.required is False
+    assert settings.agreement == base.agreement and settings.pictures == base.pictures
+    # A limit left at None keeps the settings' own; require_gate is added on top.
+    own = dataclasses.replace(base, gate=dataclasses.replace(base.gate, max_extra=0.2))
+    kept = api.compare_settings(own, max_extra=None, require_gate=True)
+    assert (kept.gate.max_extra, kept.gate.required) == (0.2, True)
+    # A bad value of the settings' own is not the caller's to hear about.
+    bad_own = dataclasses.replace(base, gate=dataclasses.replace(base.gate, max_extra=5.0))
+    assert api.compare_settings(bad_own, max_ap_drop=0.1).gate.max_ap_drop == 0.1
+
+
+def test_compare_settings_refuses_each_bad_limit_by_name():
+    _refused(
+        lambda: api.compare_settings(api.CompareSettings(), max_drop=0.1),
+        TypeError,
+        "compare_settings: unknown limit 'max_drop'",
+    )
+    for value in (True, "0.1", float("nan"), float("inf")):
+        _refused(
+            lambda value=value: api.compare_settings(api.CompareSettings(), max_extra=value),
+            ConfigError,
+            f"max_extra must be a number, got {value!r}",
+        )
+    _refused(
+        lambda: api.compare_settings(api.CompareSettings(), flags=True, min_full_agreement=False),
+        ConfigError,
+        "--min-full-agreement must be a number, got False",
+    )
+    _refused(
+        lambda: api.compare_settings(api.CompareSettings(), max_class_ap_drop=1.5),
+        ConfigError,
+        "max_class_ap_drop must be in [0, 1] or null, got 1.5",
+    )
+    _refused(
+        lambda: api.compare_settings(api.CompareSettings(), flags=True, max_score_diff=2),
+        ConfigError,
+        "--max-score-diff must be in [0, 1] (scores are), got 2.0",
+    )
+
+
+def test_a_comparison_config_and_how_its_errors_name_it(tmp_path):
+    assert api._compare_config_of(None) == (None, "compare")
+    plain = api.CompareConfig()
+    assert api._compare_config_of(plain) == (plain, "compare")
+    named = dataclasses.replace(plain, source_file=tmp_path / "cmp.yaml")
+    assert api._compare_config_of(named) == (named, str(tmp_path / "cmp.yaml"))
+    _refused(
+        lambda: api._compare_config_of(3),  # type: ignore[arg-type]
+        ConfigError,
+        "config: expected a comparison YAML file, a bundled config name or a mapping, got int",
+    )
