@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_GT
-from helpers import save_table_detector, write_config
+from helpers import save_table_detector, write_compare_config, write_config
 
 import ssd_eval
 from ssd_eval.cli import main
+from ssd_eval.config.compare import load_compare_config
 from ssd_eval.config.run import load_config
 from ssd_eval.engine import api
+from ssd_eval.engine.compare import CompareOptions
 from ssd_eval.engine.runner import RunOptions, run_evaluation
 from ssd_eval.errors import ConfigError, OutputError, SsdEvalError
 
@@ -188,6 +190,12 @@ def test_run_evaluation_writes_the_gated_folder(tmp_path, config):
     assert suite.get("name") == "ssd-eval run direct"
     assert "**Gate: PASS**" in (folder / "summary.md").read_text()
     assert metrics["provenance"]["command"][:2] == ["python", "ssd_eval.engine.runner.run_evaluation"]
+    # The options given are the run's: its default folder name and the command its history records.
+    unnamed = dataclasses.replace(run, output=dataclasses.replace(run.output, run_name=None))
+    command = ("ssd-eval", "run", "--config", "c.yaml")
+    result = run_evaluation(unnamed, RunOptions(config_name="named", command=command))
+    assert re.fullmatch(r"named-cpu-\d{8}-\d{6}", Path(result.run_dir).name)
+    assert result.provenance["command"] == list(command)
 
 
 def test_score_and_compare_give_the_verdicts_of_the_cli(tmp_path, config, tiny_coco):
@@ -223,6 +231,15 @@ def test_score_and_compare_give_the_verdicts_of_the_cli(tmp_path, config, tiny_c
         ]
         assert main(cli) == code
         assert _files_say(tmp_path / "results" / f"cli-{drop}")[0]["gate"]["verdict"] == verdict
+    # No limit given: no rule, NO VERDICT, which fails only a required gate.
+    bare = ssd_eval.compare(folders, run_name="bare")
+    assert (bare.verdict, bare.exit_code, bare.gate is not None and bare.gate.required) == (
+        "NO VERDICT",
+        0,
+        False,
+    )
+    required = ssd_eval.compare(folders, run_name="required", require_gate=True)
+    assert (required.verdict, required.exit_code) == ("NO VERDICT", 1)
 
 
 def test_merge_gives_the_verdict_of_the_cli(tmp_path, config):
@@ -401,6 +418,12 @@ def test_scorer_folders_and_paths():
             ConfigError,
             "runs: give a list of run folders, not one path ('results/a')",
         )
+    for call in (ssd_eval.compare, ssd_eval.merge):
+        _refused(
+            lambda call=call: call("results/a"),  # type: ignore[arg-type]
+            ConfigError,
+            "folders: give a list of run folders, not one path ('results/a')",
+        )
     assert api._path(None) is None and api._path("x/y") == Path("x/y")
     _refused(lambda: ssd_eval.merge([]), OutputError, "cannot merge: give the run folders of the shards")
 
@@ -461,3 +484,70 @@ def test_a_comparison_config_and_how_its_errors_name_it(tmp_path):
         ConfigError,
         "config: expected a comparison YAML file, a bundled config name or a mapping, got int",
     )
+
+
+PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "baselines" / "ssd-10-published.json"
+
+
+def test_compare_config_runs_every_session_and_gates_them(tmp_path, config, perfect, tiny_coco):
+    """`compare_config`: the comparison config's own baseline (measured from a run of the same images, AP
+    1.0) holds both runs; every run folder and the comparison record the caller's command."""
+    base = ssd_eval.evaluate(config, run_name="base")
+    assert main(["baseline", str(base.folder), "--output", str(tmp_path / "base.json"), "--quiet"]) == 0
+    path = write_compare_config(
+        tmp_path,
+        tiny_coco,
+        perfect,
+        [{"name": "again", "provider": {"name": "cpu"}}],
+        output={"dir": str(tmp_path / "results"), "run_name": "cmp"},
+        gate={"baseline": str(tmp_path / "base.json"), "max_baseline_drop": 0.0},
+    )
+    asked = api.Invocation(
+        ("ssd-eval", "compare", "--config", "compare.yaml"), "2026-01-02T03:04:05Z", flags=True
+    )
+    done = api.compare_config(load_compare_config(path), CompareOptions(config_name="x"), invocation=asked)
+    folder = tmp_path / "results" / "cmp"
+    assert (done.folder, done.verdict, done.exit_code) == (folder, "PASS", 0)
+    assert (done.finished, done.waiting) == (("ref", "again"), ())
+    assert done.gate is not None
+    assert [(c.rule, c.state, c.subject) for c in done.gate] == [
+        ("AP drop vs baseline base <= 0.0000", "passed", "ref"),
+        ("AP drop vs baseline base <= 0.0000", "passed", "again"),
+    ]
+    metrics, suite = _files_say(folder)
+    assert metrics["gate"]["verdict"] == "PASS" and suite.get("name") == "ssd-eval compare cmp"
+    assert metrics["provenance"]["command"] == list(asked.command)
+    for run in ("ref", "again"):
+        history = (folder / "runs" / run / "history.jsonl").read_text().splitlines()
+        assert json.loads(history[0])["command"] == list(asked.command)
+
+
+def test_compare_config_before_every_run_is_finished_has_no_gate(tmp_path, perfect, tiny_coco):
+    path = write_compare_config(
+        tmp_path,
+        tiny_coco,
+        perfect,
+        [{"name": "gpu", "provider": {"name": "cuda"}}],
+        output={"dir": str(tmp_path / "results"), "run_name": "half"},
+    )
+    asked = api.Invocation(("ssd-eval", "compare"), "2026-01-02T03:04:05Z")
+    done = api.compare_config(load_compare_config(path), CompareOptions(providers=("cpu",)), invocation=asked)
+    assert done == api.Comparison(tmp_path / "results" / "half", None, None, ("ref",), ("gpu",))
+    assert (done.verdict, done.exit_code) == ("NO VERDICT", 0)
+
+
+def test_compare_config_reads_its_baseline_before_any_model_loads(tmp_path, tiny_coco):
+    """A rule the baseline cannot serve is refused naming the config file (or `config` for one made in
+    Python); the model named does not exist: nothing ran."""
+    gate = {"baseline": str(PUBLISHED), "max_class_baseline_drop": 0.01}
+    path = write_compare_config(tmp_path, tiny_coco, tmp_path / "absent.onnx", [{"name": "b"}], gate=gate)
+    problem = (
+        f"gate.max_class_baseline_drop: baseline {PUBLISHED} has no per-category AP (published figures); use "
+        "a measured baseline (`ssd-eval baseline RUN_DIR`) or remove the rule"
+    )
+    asked = api.Invocation(("ssd-eval", "compare"), "2026-01-02T03:04:05Z")
+    loaded = load_compare_config(path)
+    _refused(lambda: api.compare_config(loaded, invocation=asked), ConfigError, f"{path}: {problem}")
+    unnamed = dataclasses.replace(loaded, source_file=None)
+    _refused(lambda: api.compare_config(unnamed, invocation=asked), ConfigError, f"config: {problem}")
+    assert not (tmp_path / "results").exists()

@@ -8,16 +8,20 @@ emits 2 detections there, each scoring 0.9.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 from conftest import TINY_GT
 from helpers import save_table_detector
+from test_faults_cli import png_header
 
-from ssd_eval.config.run import RunConfig, config_from_dict
+from ssd_eval.config.run import ProviderConfig, RunConfig, config_from_dict
 from ssd_eval.data.dataset import Shard
 from ssd_eval.engine.check import CheckReport, DataCheck, ModelCheck, check_inputs
 from ssd_eval.errors import ConfigError, DatasetError
+from ssd_eval.pipeline.graph_preprocess import GraphPreprocessor
 
 
 @pytest.fixture
@@ -25,8 +29,8 @@ def perfect(tmp_path: Path, tiny_coco: Path) -> Path:
     return save_table_detector(tmp_path / "perfect.onnx", tiny_coco, TINY_GT)
 
 
-def _config(tmp_path: Path, model: Path, root: Path, **sections: dict) -> RunConfig:
-    tree: dict = {"model": {"path": str(model)}, "dataset": {"root": str(root)}}
+def _config(tmp_path: Path, model_file: Path, root: Path, **sections: dict) -> RunConfig:
+    tree: dict = {"model": {"path": str(model_file)}, "dataset": {"root": str(root)}}
     for key, value in sections.items():
         tree[key] = {**tree.get(key, {}), **value}
     return config_from_dict(tree, base_dir=tmp_path)
@@ -125,3 +129,51 @@ def test_the_model_check_uses_the_configs_pipeline(tmp_path, tiny_coco, perfect)
         f"preprocess.size 64 does not match the input of {perfect} (32x32); remove preprocess.size to use "
         "the model's own size"
     )
+
+
+def test_the_model_check_opens_the_session_with_the_configs_names(tmp_path, tiny_coco):
+    """A model whose input and outputs have other names than the defaults, named in model.input/outputs."""
+    names = ("pixels", "boxes", "classes", "confidences")
+    model = save_table_detector(tmp_path / "renamed.onnx", tiny_coco, TINY_GT, names=names)
+    outputs = {"boxes": "boxes", "labels": "classes", "scores": "confidences"}
+    config = _config(tmp_path, model, tiny_coco, model={"input": "pixels", "outputs": outputs})
+    checked = check_inputs(config).model
+    assert checked is not None and checked.detections == 2
+
+
+def test_in_graph_resizing_feeds_the_model_its_size(tmp_path, tiny_coco, perfect):
+    """onnx-resize: the host sends the image at its own size (64x48) and the graph resizes it to 32x32."""
+    config = _config(tmp_path, perfect, tiny_coco, preprocess={"backend": "onnx-resize"})
+    checked = check_inputs(config).model
+    assert checked is not None and (checked.input_size, checked.detections) == ((32, 32), 2)
+
+
+def test_the_preprocessing_session_gets_the_providers_options(tmp_path, tiny_coco, perfect, monkeypatch):
+    given: list[list[dict]] = []
+    real_init = GraphPreprocessor.__init__
+
+    def recording(self, model_bytes, providers, provider_options, session):  # type: ignore[no-untyped-def]
+        given.append([dict(o) for o in provider_options])
+        real_init(self, model_bytes, providers, provider_options, session)
+
+    monkeypatch.setattr(GraphPreprocessor, "__init__", recording)
+    options = {"arena_extend_strategy": "kSameAsRequested"}
+    config = _config(tmp_path, perfect, tiny_coco, preprocess={"backend": "onnx-normalize"})
+    config = dataclasses.replace(config, providers=(ProviderConfig(name="cpu", options=options),))
+    check_inputs(config)
+    assert given == [[options]]
+
+
+def test_the_first_image_is_read_with_the_configs_pixel_limit(tmp_path, tiny_coco, perfect):
+    """Image 1 declares 10000x9000 = 90,000,000 pixels, over Pillow's 89,478,485 but within a limit of
+    100,000,000: read with that limit it gets as far as decoding (its pixel data is cut short)."""
+    path = tiny_coco / "val2017" / "000000000001.png"
+    path.write_bytes(png_header(10000, 9000))
+    annotations = tiny_coco / "annotations" / "instances_val2017.json"
+    data = json.loads(annotations.read_text())
+    data["images"][0].update(width=10000, height=9000)
+    annotations.write_text(json.dumps(data))
+    config = _config(tmp_path, perfect, tiny_coco, dataset={"max_image_pixels": 100_000_000})
+    with pytest.raises(DatasetError) as raised:
+        check_inputs(config)
+    assert str(raised.value).startswith(f"image {path} is corrupt or not an image: ")
