@@ -7,16 +7,20 @@ from docs/operations.md's pattern `<config>-<provider>[-shardKofN]-<YYYYmmdd-HHM
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+from conftest import TINY_GT
+from helpers import save_table_detector
 
-from ssd_eval.config.run import OutputConfig, PreprocessConfig, ProviderConfig, RunConfig
+from ssd_eval.config.run import OutputConfig, PreprocessConfig, ProviderConfig, RunConfig, config_from_dict
 from ssd_eval.data.dataset import Shard
 from ssd_eval.engine import runner
 from ssd_eval.engine.runner import RunOptions, model_input_size, run_folder
-from ssd_eval.errors import ConfigError
+from ssd_eval.errors import ConfigError, ProviderError
 from ssd_eval.reports.results import StageTiming
 
 
@@ -166,4 +170,136 @@ def test_a_resume_keeps_the_shard_its_folder_started_with(tmp_path):
     assert str(raised.value) == (
         f"--shard 1/3 differs from the shard 2/3 that {sharded} was started with: resume it with --shard 2/3 "
         "(or without --shard)"
+    )
+
+
+# --- whole runs on tests/conftest.py's tiny set: 5 annotated images (1, 2, 5, 7, 9), the perfect detector
+
+
+@pytest.fixture
+def perfect(tmp_path: Path, tiny_coco: Path) -> Path:
+    return save_table_detector(tmp_path / "perfect.onnx", tiny_coco, TINY_GT)
+
+
+def _run_config(
+    tmp_path: Path, model: Path, root: Path, name: str | None = "r", **sections: dict
+) -> RunConfig:
+    tree: dict = {
+        "model": {"path": str(model)},
+        "dataset": {"root": str(root)},
+        "output": {"dir": str(tmp_path / "results"), "run_name": name},
+        "report": {"pr_curve": False},
+    }
+    for key, value in sections.items():
+        tree[key] = {**tree.get(key, {}), **value}
+    return config_from_dict(tree, base_dir=tmp_path)
+
+
+def _history(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+
+
+class _Ticks:
+    """A perf_counter that advances one second per call."""
+
+    def __init__(self) -> None:
+        self.now = 99.0  # the first reading is 100 s
+
+    def perf_counter(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_the_runs_own_clock_is_read_around_each_stage(tmp_path, tiny_coco, perfect, monkeypatch):
+    """With a clock that ticks one second per reading, each stage the runner times itself (the wait for
+    the feed, decode, write) takes 1 s per image, and the run 33 s: 6 readings per image (two per
+    stage) for 5 images, 2 for the end of the feed, 1 to close."""
+    monkeypatch.setattr(runner, "time", _Ticks())
+    outcome = runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco)], RunOptions(command=("x",)))
+    (entry,) = _history(tmp_path / "results" / "r")
+    assert (entry["verb"], entry["outcome"], entry["images_inferred"], entry["wall_s"]) == (
+        "run",
+        "finished",
+        5,
+        33.0,
+    )
+    second = {"total_s": 5.0, "mean_ms": 1000.0, "median_ms": 1000.0, "p90_ms": 1000.0, "count": 5}
+    for stage in ("wait", "decode", "write"):
+        assert entry["timings"][stage] == second, stage
+    for stage in ("read", "preprocess", "infer"):
+        assert entry["timings"][stage]["count"] == 5, stage
+    assert entry["timings"]["infer_first"]["count"] == 1 and entry["timings"]["infer_steady"]["count"] == 4
+    assert entry["command"] == ["x"] and entry["folder"] == "r"
+    result = outcome.results[0]
+    assert (result.wall_s, result.images_per_s) == (33.0, round(5 / 33, 4))
+    assert result.timings["decode"] == StageTiming(5.0, 1000.0, 1000.0, 1000.0, 5)
+
+
+def test_a_run_started_from_python_records_the_library_command(tmp_path, tiny_coco, perfect):
+    outcome = runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco)])
+    assert outcome.results[0].stats["AP"] == pytest.approx(1.0, abs=1e-12) and outcome.unavailable == {}
+    (entry,) = _history(tmp_path / "results" / "r")
+    assert entry["command"] == ["python", "-c", "ssd_eval.evaluate(...)"]
+
+
+class _Progress(runner.Progress):
+    seen: ClassVar[list[tuple]] = []
+
+    def __init__(self, total: int = 0, initial: int = 0, description: str = "") -> None:
+        self.seen.append(("start", total, initial, description))
+
+    def update(self, count: int = 1) -> None:
+        self.seen.append(("update", count))
+
+    def close(self) -> None:
+        self.seen.append(("close",))
+
+
+def test_progress_counts_every_image_and_names_the_sessions(tmp_path, tiny_coco, perfect):
+    _Progress.seen = []
+    runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco)], RunOptions(progress=_Progress))
+    assert _Progress.seen == [("start", 5, 0, "evaluating"), *[("update", 1)] * 5, ("close",)]
+    _Progress.seen = []
+    two = [_run_config(tmp_path, perfect, tiny_coco, name=name) for name in ("a", "b")]
+    runner.run_sessions(two, RunOptions(progress=_Progress))
+    assert _Progress.seen == [("start", 5, 0, "evaluating 2 sessions"), *[("update", 1)] * 5, ("close",)]
+
+
+def test_a_session_whose_provider_does_not_load_is_decided_by_the_caller(tmp_path, tiny_coco, perfect):
+    """The first config's provider is not there: `on_unavailable` says why it is skipped; the other runs."""
+    absent = dataclasses.replace(
+        _run_config(tmp_path, perfect, tiny_coco, name="gone"), providers=(ProviderConfig(name="nosuch"),)
+    )
+    here = _run_config(tmp_path, perfect, tiny_coco, name="here")
+    seen: list[tuple[int, str]] = []
+
+    def skip(index: int, error: ProviderError) -> str:
+        seen.append((index, type(error).__name__))
+        return "not on this machine"
+
+    finished: list[int] = []
+    outcome = runner.run_sessions(
+        [absent, here], on_unavailable=skip, on_finished=lambda index, result: finished.append(index)
+    )
+    assert seen == [(0, "ProviderError")] and outcome.unavailable == {0: "not on this machine"}
+    assert list(outcome.results) == [1] and finished == [1]
+    assert outcome.results[1].run_dir == str(tmp_path / "results" / "here")
+    # Not one session: nothing ran, nothing to finish.
+    outcome = runner.run_sessions([absent], on_unavailable=skip)
+    assert outcome == runner.SessionsOutcome({}, {0: "not on this machine"})
+    with pytest.raises(ProviderError):
+        runner.run_sessions([absent])
+
+
+def test_sessions_fed_one_tensor_must_take_one_input_size(tmp_path, tiny_coco, perfect):
+    wide = save_table_detector(tmp_path / "wide.onnx", tiny_coco, TINY_GT, input_size=64)
+    configs = [
+        _run_config(tmp_path, perfect, tiny_coco, name="small"),
+        _run_config(tmp_path, wide, tiny_coco, name=None),
+    ]
+    with pytest.raises(ConfigError) as raised:
+        runner.run_sessions(configs)
+    assert str(raised.value) == (
+        "the compared models take different input sizes (small 32x32, 1 64x64): one tensor is fed to every "
+        "run, so compare models of the same input size"
     )
