@@ -551,3 +551,138 @@ def test_compare_config_reads_its_baseline_before_any_model_loads(tmp_path, tiny
     unnamed = dataclasses.replace(loaded, source_file=None)
     _refused(lambda: api.compare_config(unnamed, invocation=asked), ConfigError, f"config: {problem}")
     assert not (tmp_path / "results").exists()
+
+
+def _commands(folder: Path) -> list[list[str]]:
+    """The command of each entry of a run folder's history, oldest first."""
+    return [json.loads(line)["command"] for line in (folder / "history.jsonl").read_text().splitlines()]
+
+
+def test_every_option_of_evaluate_score_and_merge_is_applied_and_recorded(
+    tmp_path, config, perfect, tiny_coco
+):
+    """Each call records itself with every option given, in the order of its keywords; the options reach
+    the run (its config.yaml and gate say so)."""
+    base = ssd_eval.evaluate(config, run_name="base")
+    assert main(["baseline", str(base.folder), "--output", str(tmp_path / "base.json"), "--quiet"]) == 0
+    (tmp_path / "ids.txt").write_text("1\n2\n5\n7\n9\n")
+    full = ssd_eval.evaluate(
+        config,
+        model=perfect,
+        data=tiny_coco,
+        limit=5,
+        provider="cpu",
+        output="out",
+        run_name="all",
+        require_gate=True,
+        image_ids="ids.txt",
+        baseline="base.json",
+        max_baseline_drop=0.01,
+    )
+    assert full.folder == tmp_path / "out" / "all" and full.verdict == "PASS"
+    assert _commands(full.folder) == [
+        [
+            "python",
+            "ssd_eval.evaluate",
+            str(config),
+            f"model={perfect}",
+            f"data={tiny_coco}",
+            "limit=5",
+            "provider=cpu",
+            "output=out",
+            "run_name=all",
+            "require_gate=True",
+            "image_ids=ids.txt",
+            "baseline=base.json",
+            "max_baseline_drop=0.01",
+        ]
+    ]
+    recorded = load_config(full.folder / "config.yaml")
+    assert (recorded.dataset.limit, recorded.dataset.image_ids) == (5, tmp_path / "ids.txt")
+    assert (recorded.gate.required, recorded.gate.baseline) == (True, tmp_path / "base.json")
+    assert recorded.gate.max_baseline_drop == 0.01
+    # Resumed: the folder's own config; the history gains the resume's call.
+    resumed = ssd_eval.evaluate(None, resume=full.folder)
+    assert resumed.folder == full.folder and resumed.stats == full.stats
+    assert _commands(full.folder)[1] == ["python", "ssd_eval.evaluate", f"resume={full.folder}"]
+    # Scored again with every option.
+    scored = ssd_eval.score(full.folder, scorer="numpy", data=tiny_coco, require_gate=True)
+    assert scored.result.config["scoring"]["backend"] == "numpy"
+    assert scored.result.gate["required"] is True
+    assert _commands(full.folder)[2] == [
+        "python",
+        "ssd_eval.score",
+        str(full.folder),
+        "scorer=numpy",
+        f"data={tiny_coco}",
+        "require_gate=True",
+    ]
+    # Shards merged with every option.
+    for k in (1, 2):
+        assert main(["--config", str(config), "--shard", f"{k}/2", "--run-name", f"s{k}", "--quiet"]) == 0
+    shards = [tmp_path / "results" / f"s{k}" for k in (1, 2)]
+    (tmp_path / "merged").mkdir()
+    merged = ssd_eval.merge(
+        shards, output="merged", scorer="numpy", data=tiny_coco, overwrite=True, require_gate=True
+    )
+    assert merged.folder == tmp_path / "merged" and merged.result.config["scoring"]["backend"] == "numpy"
+    assert merged.result.gate["required"] is True and merged.stats == base.stats
+    assert _commands(merged.folder)[-1] == [
+        "python",
+        "ssd_eval.merge",
+        str(shards[0]),
+        str(shards[1]),
+        "output=merged",
+        "scorer=numpy",
+        f"data={tiny_coco}",
+        "overwrite=True",
+        "require_gate=True",
+    ]
+
+
+def test_every_option_of_compare_is_applied_and_recorded(tmp_path, config, perfect, tiny_coco):
+    ref = ssd_eval.evaluate(config, run_name="ref")
+    again = ssd_eval.evaluate(config, run_name="again")
+    cmp = write_compare_config(
+        tmp_path, tiny_coco, perfect, [{"name": "b"}], output={"dir": str(tmp_path / "elsewhere")}
+    )
+    limits = {
+        "max_ap_drop": 0.5,
+        "max_class_ap_drop": 0.9,
+        "min_matched": 0.5,
+        "max_extra": 0.5,
+        "max_score_diff": 0.5,
+        "max_box_diff": 5.0,
+        "min_full_agreement": 0.5,
+    }
+    done = ssd_eval.compare(
+        [ref.folder, again.folder],
+        reference="again",
+        config=cmp,
+        output="out",
+        run_name="all",
+        **limits,
+        require_gate=True,
+        data=tiny_coco,
+    )
+    assert done.folder == tmp_path / "out" / "all" and done.verdict == "PASS"
+    assert done.result is not None and done.result.reference == "again"
+    assert done.gate is not None and done.gate.required is True
+    assert sorted({check.subject for check in done.gate}) == ["ref"] and len(done.gate.checks) == 7
+    metrics = json.loads((done.folder / "metrics.json").read_text())
+    assert metrics["provenance"]["command"] == [
+        "python",
+        "ssd_eval.compare",
+        str(ref.folder),
+        str(again.folder),
+        "reference=again",
+        f"config={cmp}",
+        "output=out",
+        "run_name=all",
+        *(f"{key}={value}" for key, value in limits.items()),
+        "require_gate=True",
+        f"data={tiny_coco}",
+    ]
+    # Without `output`, the comparison goes into the config's output.dir.
+    elsewhere = ssd_eval.compare([ref.folder, again.folder], config=cmp, run_name="there")
+    assert elsewhere.folder == tmp_path / "elsewhere" / "there"
