@@ -479,6 +479,17 @@ def test_a_comparison_config_and_how_its_errors_name_it(tmp_path):
     assert api._compare_config_of(plain) == (plain, "compare")
     named = dataclasses.replace(plain, source_file=tmp_path / "cmp.yaml")
     assert api._compare_config_of(named) == (named, str(tmp_path / "cmp.yaml"))
+    tree = {"model": {"path": "m.onnx"}, "dataset": {"root": "coco"}, "runs": [{"name": "b"}]}
+    mapped, where = api._compare_config_of(tree)
+    assert (mapped and mapped.model.path, mapped and mapped.dataset.root, where) == (
+        tmp_path / "m.onnx",
+        tmp_path / "coco",
+        "compare",
+    )
+    path = write_compare_config(tmp_path, tmp_path / "coco", tmp_path / "m.onnx", [{"name": "b"}])
+    for given in (path, str(path)):
+        loaded, where = api._compare_config_of(given)
+        assert loaded is not None and loaded.source_file == path and where == str(path)
     _refused(
         lambda: api._compare_config_of(3),  # type: ignore[arg-type]
         ConfigError,
@@ -686,3 +697,25 @@ def test_every_option_of_compare_is_applied_and_recorded(tmp_path, config, perfe
     # Without `output`, the comparison goes into the config's output.dir.
     elsewhere = ssd_eval.compare([ref.folder, again.folder], config=cmp, run_name="there")
     assert elsewhere.folder == tmp_path / "elsewhere" / "there"
+    # Neither: ./results/compare-<time>; a comparison folder that would hold its runs is fine.
+    default = ssd_eval.compare([ref.folder, again.folder])
+    assert default.folder.parent == tmp_path / "results"
+    assert re.fullmatch(r"compare-\d{8}-\d{6}", default.folder.name)
+    # A comparison folder that is one of the runs', or inside one, is refused; so is a bad name.
+    for output, name, relation in (
+        (tmp_path / "results", "ref", "the same folder as"),
+        (ref.folder, "cmp", "inside"),
+    ):
+        _refused(
+            lambda output=output, name=name: ssd_eval.compare(
+                [ref.folder, again.folder], output=output, run_name=name
+            ),
+            OutputError,
+            f"the comparison folder {output / name} is {relation} the run folder {ref.folder} it is made "
+            "from: write it into a folder of its own (another --output)",
+        )
+    _refused(
+        lambda: api.compare([ref.folder, again.folder], run_name="..", invocation=CLI),
+        ConfigError,
+        "--run-name must be a folder name, got '..'",
+    )

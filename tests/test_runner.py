@@ -7,6 +7,7 @@ from docs/operations.md's pattern `<config>-<provider>[-shardKofN]-<YYYYmmdd-HHM
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -16,12 +17,16 @@ import pytest
 from conftest import TINY_GT
 from helpers import save_table_detector
 
+import ssd_eval
 from ssd_eval.config.run import OutputConfig, PreprocessConfig, ProviderConfig, RunConfig, config_from_dict
 from ssd_eval.data.dataset import Shard
 from ssd_eval.engine import runner
+from ssd_eval.engine.run_folder import read_identity
 from ssd_eval.engine.runner import RunOptions, model_input_size, run_folder
-from ssd_eval.errors import ConfigError, ProviderError
-from ssd_eval.reports.results import StageTiming
+from ssd_eval.errors import ConfigError, DatasetError, ModelError, OutputError, ProviderError
+from ssd_eval.pipeline.feeder import default_workers
+from ssd_eval.pipeline.graph_preprocess import GraphPreprocessor
+from ssd_eval.reports.results import SkippedImage, StageTiming
 
 
 class _FixedNow(datetime):
@@ -182,10 +187,10 @@ def perfect(tmp_path: Path, tiny_coco: Path) -> Path:
 
 
 def _run_config(
-    tmp_path: Path, model: Path, root: Path, name: str | None = "r", **sections: dict
+    tmp_path: Path, model_file: Path, root: Path, name: str | None = "r", **sections: dict
 ) -> RunConfig:
     tree: dict = {
-        "model": {"path": str(model)},
+        "model": {"path": str(model_file)},
         "dataset": {"root": str(root)},
         "output": {"dir": str(tmp_path / "results"), "run_name": name},
         "report": {"pr_curve": False},
@@ -303,3 +308,265 @@ def test_sessions_fed_one_tensor_must_take_one_input_size(tmp_path, tiny_coco, p
         "the compared models take different input sizes (small 32x32, 1 64x64): one tensor is fed to every "
         "run, so compare models of the same input size"
     )
+
+
+def _logged(folder: Path) -> list[int]:
+    return [json.loads(line)["image_id"] for line in (folder / "detections.jsonl").read_text().splitlines()]
+
+
+def test_run_info_records_what_ran_and_the_folder_is_told(tmp_path, tiny_coco, perfect):
+    told: list[Path] = []
+    options = RunOptions(shard=Shard(0, 2), on_folder=told.append)
+    runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco)], options)
+    folder = tmp_path / "results" / "r"
+    assert told == [folder]
+    info = json.loads((folder / "run_info.json").read_text())
+    assert {key: value for key, value in info.items() if key != "model"} == {
+        "input_size": [32, 32],
+        "shard": "1/2",
+        "providers_requested": ["cpu"],
+        "providers_used": ["CPUExecutionProvider"],
+        "provider_options": [{}],
+    }
+    assert info["model"]["path"] == str(perfect) and info["model"]["size_bytes"] == perfect.stat().st_size
+    assert info["model"]["sha256"] == hashlib.sha256(perfect.read_bytes()).hexdigest()
+    # Shard 1 of 2 of the annotated 1, 2, 5, 7, 9: every other image from the first.
+    assert _logged(folder) == [1, 5, 9]
+    assert (folder / "identity.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("dataset", "ids"),
+    [
+        ({"limit": 3}, [1, 2, 5]),
+        ({"selection": "all"}, [1, 2, 5, 7, 9, 11]),
+        ({"image_ids": "ids.txt"}, [2, 9]),
+    ],
+)
+def test_the_images_run_are_the_configs(tmp_path, tiny_coco, perfect, dataset, ids):
+    (tmp_path / "ids.txt").write_text("9\n2\n")
+    runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco, dataset=dataset)])
+    assert _logged(tmp_path / "results" / "r") == ids
+
+
+def test_a_model_of_other_input_and_output_names(tmp_path, tiny_coco):
+    names = ("pixels", "boxes", "classes", "confidences")
+    model = save_table_detector(tmp_path / "renamed.onnx", tiny_coco, TINY_GT, names=names)
+    outputs = {"boxes": "boxes", "labels": "classes", "scores": "confidences"}
+    config = _run_config(tmp_path, model, tiny_coco, model={"input": "pixels", "outputs": outputs})
+    outcome = runner.run_sessions([config])
+    assert outcome.results[0].stats["AP"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_in_graph_resizing_runs_on_the_providers_with_their_options(
+    tmp_path, tiny_coco, perfect, monkeypatch
+):
+    given: list[list[dict]] = []
+    real_init = GraphPreprocessor.__init__
+
+    def recording(self, model_bytes, providers, provider_options, session):  # type: ignore[no-untyped-def]
+        given.append([dict(o) for o in provider_options])
+        real_init(self, model_bytes, providers, provider_options, session)
+
+    monkeypatch.setattr(GraphPreprocessor, "__init__", recording)
+    options = {"arena_extend_strategy": "kSameAsRequested"}
+    config = _run_config(tmp_path, perfect, tiny_coco, preprocess={"backend": "onnx-resize"})
+    config = dataclasses.replace(config, providers=(ProviderConfig(name="cpu", options=options),))
+    outcome = runner.run_sessions([config])
+    assert outcome.results[0].stats["AP"] == pytest.approx(1.0, abs=1e-12)
+    assert given == [[options]]
+    (entry,) = _history(tmp_path / "results" / "r")
+    assert entry["timings"]["preprocess_graph"]["count"] == 5 and entry["timings"]["preprocess"]["count"] == 5
+
+
+@pytest.mark.parametrize(("workers", "expected"), [(0, 0), (3, 3), (None, default_workers())])
+def test_the_feeder_runs_the_configs_workers(tmp_path, tiny_coco, perfect, monkeypatch, workers, expected):
+    seen: list[int] = []
+    real = runner.ordered_map
+
+    def recording(fn, items, *, workers):  # type: ignore[no-untyped-def]
+        seen.append(workers)
+        return real(fn, items, workers=workers)
+
+    monkeypatch.setattr(runner, "ordered_map", recording)
+    runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco, preprocess={"workers": workers})])
+    assert seen == [expected]
+
+
+def test_a_missing_image_stops_the_run_keeping_what_was_done(tmp_path, tiny_coco, perfect, monkeypatch):
+    """Image 5, the third, is missing: images 1 and 2 stay in the log; restored, the run resumes there."""
+    image = tiny_coco / "val2017" / "000000000005.png"
+    kept = image.read_bytes()
+    image.unlink()
+    config = _run_config(tmp_path, perfect, tiny_coco)
+    folder = tmp_path / "results" / "r"
+    monkeypatch.setattr(runner, "time", _Ticks())
+    with pytest.raises(DatasetError) as raised:
+        runner.run_sessions([config])
+    assert str(raised.value) == (
+        f"image {image} not found (stopped; the 2 images done so far are kept: fix the image and continue "
+        f"with --resume {folder}, or set dataset.on_bad_image: skip)"
+    )
+    assert _logged(folder) == [1, 2] and not (folder / "metrics.json").exists()
+    # The part that ran is in the history: 2 images; 2 x 6 readings, 2 for the wait on image 5, 1 to close.
+    (entry,) = _history(folder)
+    assert (entry["verb"], entry["outcome"], entry["images_inferred"], entry["wall_s"]) == (
+        "run",
+        "stopped",
+        2,
+        15.0,
+    )
+    # A caller's own hint replaces `--resume <folder>`.
+    hint = RunOptions(resume=True, resume_hint="ssd-eval compare --resume cmp")
+    with pytest.raises(DatasetError, match=r"continue with ssd-eval compare --resume cmp, or set "):
+        runner.run_sessions([config], hint)
+    image.write_bytes(kept)
+    _Progress.seen = []
+    outcome = runner.run_sessions([config], RunOptions(resume=True, progress=_Progress))
+    assert _Progress.seen[0] == ("start", 5, 2, "evaluating") and len(_Progress.seen) == 5
+    assert _logged(folder) == [1, 2, 5, 7, 9]
+    assert [(e["verb"], e["outcome"], e["images_inferred"]) for e in _history(folder)] == [
+        ("run", "stopped", 2),
+        ("resume", "stopped", 0),
+        ("resume", "finished", 3),
+    ]
+    assert outcome.results[0].stats["AP"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_a_skipped_image_counts_as_missed_and_is_tried_again_on_resume(tmp_path, tiny_coco, perfect, caplog):
+    """Image 5 holds one of the 4 persons and one of the 2 dogs: person AP 76/101, dog 51/101, toothbrush 1
+    (tests/test_cli.py counts it)."""
+    image = tiny_coco / "val2017" / "000000000005.png"
+    kept = image.read_bytes()
+    image.unlink()
+    config = _run_config(tmp_path, perfect, tiny_coco, dataset={"on_bad_image": "skip"})
+    folder = tmp_path / "results" / "r"
+    caplog.set_level("WARNING")
+    result = runner.run_sessions([config]).results[0]
+    skipped = SkippedImage(5, "000000000005.png", f"image {image} not found")
+    assert result.skipped_images == (skipped,)
+    assert result.stats["AP"] == pytest.approx((76 / 101 + 51 / 101 + 1) / 3, abs=1e-12)
+    assert _logged(folder) == [1, 2, 7, 9]
+    assert [json.loads(line) for line in (folder / "skipped.jsonl").read_text().splitlines()] == [
+        {"image_id": 5, "file": "000000000005.png", "reason": f"image {image} not found"}
+    ]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"SKIPPED image 5 (000000000005.png): its ground truth counts as missed: image {image} not found",
+        f"{folder}: 1 image(s) were skipped; their ground truth counts as missed (see metrics.json)",
+    ]
+    image.write_bytes(kept)
+    caplog.clear()
+    resumed = runner.run_sessions([config], RunOptions(resume=True)).results[0]
+    assert resumed.skipped_images == () and resumed.stats["AP"] == pytest.approx(1.0, abs=1e-12)
+    assert _logged(folder) == [1, 2, 7, 9, 5] and not (folder / "skipped.jsonl").exists()
+    assert [r for r in caplog.records if r.levelname == "WARNING"] == []
+
+
+def test_a_resume_with_another_model_is_refused(tmp_path, tiny_coco, perfect):
+    worse = save_table_detector(tmp_path / "worse.onnx", tiny_coco, {**TINY_GT, 2: []})
+    runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco)])
+    folder = tmp_path / "results" / "r"
+    before = (folder / "detections.jsonl").read_bytes()
+    with pytest.raises(ModelError) as raised:
+        runner.run_sessions([_run_config(tmp_path, worse, tiny_coco)], RunOptions(resume=True))
+    old = hashlib.sha256(perfect.read_bytes()).hexdigest()[:12]
+    new = hashlib.sha256(worse.read_bytes()).hexdigest()[:12]
+    assert str(raised.value) == (
+        f"{folder} was started with model sha256 {old}… but {worse} has sha256 {new}…: resume with the same "
+        "model file, or start a new run"
+    )
+    assert (folder / "detections.jsonl").read_bytes() == before
+
+
+def test_a_resume_with_other_settings_is_refused(tmp_path, tiny_coco, perfect):
+    runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco)])
+    folder = tmp_path / "results" / "r"
+    other = _run_config(tmp_path, perfect, tiny_coco, decode={"score_threshold": 0.5})
+    with pytest.raises(ConfigError) as raised:
+        runner.run_sessions([other], RunOptions(resume=True))
+    message = str(raised.value)
+    assert message.startswith(f"--resume {folder}: ") and "score_threshold" in message
+    assert message.endswith(
+        ": continue the run as it started (without the flags or config changes that differ), or start a new "
+        "run"
+    )
+
+
+def test_a_folder_without_identity_resumes_with_the_one_its_files_say(tmp_path, tiny_coco, perfect):
+    """An older run folder (no identity.json) is resumed by what its config.yaml and run_info.json say,
+    and gains the identity.json it lacked."""
+    image = tiny_coco / "val2017" / "000000000005.png"
+    kept = image.read_bytes()
+    image.unlink()
+    config = _run_config(tmp_path, perfect, tiny_coco)
+    with pytest.raises(DatasetError):
+        runner.run_sessions([config])
+    folder = tmp_path / "results" / "r"
+    written = json.loads((folder / "identity.json").read_text())
+    (folder / "identity.json").unlink()
+    image.write_bytes(kept)
+    result = runner.run_sessions([config], RunOptions(resume=True)).results[0]
+    assert json.loads((folder / "identity.json").read_text()) == written
+    assert result.identity == read_identity(folder) and _logged(folder) == [1, 2, 5, 7, 9]
+
+
+def test_an_imported_folder_is_not_resumed(tmp_path, tiny_coco, perfect):
+    runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco)])
+    imported = ssd_eval.import_detections(
+        tmp_path / "results" / "r" / "detections.json",
+        data=tiny_coco,
+        config={"dataset": {"root": str(tiny_coco)}},
+        output=tmp_path / "results",
+        run_name="imp",
+        producer="Triton",
+    )
+    source = imported.result.identity.source
+    assert source is not None
+    folder = tmp_path / "results" / "imp"
+    with pytest.raises(ConfigError) as raised:
+        runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco, name="imp")], RunOptions(resume=True))
+    assert str(raised.value) == (
+        f"--resume {folder}: its detections were imported ({source.describe()}), not inferred here: there is "
+        "nothing to resume; import the file again (ssd-eval import)"
+    )
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_the_model_loads(tmp_path, tiny_coco):
+    (tmp_path / "file.txt").write_text("not a folder")
+    config = _run_config(tmp_path, tmp_path / "absent.onnx", tiny_coco)
+    config = dataclasses.replace(
+        config, output=dataclasses.replace(config.output, dir=tmp_path / "file.txt" / "out")
+    )
+    with pytest.raises(OutputError) as raised:
+        runner.run_sessions([config])
+    assert str(raised.value) == (
+        f"output folder {tmp_path / 'file.txt' / 'out' / 'r'} cannot be created: {tmp_path / 'file.txt'} is "
+        "not a writable folder; set output.dir in the config or --output"
+    )
+
+
+def test_a_run_folder_turned_into_a_link_after_the_checks_is_refused_at_the_lock(
+    tmp_path, tiny_coco, perfect
+):
+    """The folder a new run writes is its own: an empty folder of that name is used, but one replaced by
+    a symbolic link between the checks and the lock (another process, a race) is refused there."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = tmp_path / "results" / "r"
+    folder.mkdir(parents=True)
+    real_check = runner.check_run_folder_free
+
+    def check_then_swap(*args, **kwargs):  # type: ignore[no-untyped-def]
+        real_check(*args, **kwargs)
+        folder.rmdir()
+        folder.symlink_to(elsewhere)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "check_run_folder_free", check_then_swap)
+        with pytest.raises(OutputError, match=r"^run folder .* is a symbolic link: "):
+            runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco)])
+    assert list(elsewhere.iterdir()) == []
+    folder.unlink()
+    folder.mkdir()
+    assert runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco)]).results[0].run_dir == str(folder)
