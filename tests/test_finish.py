@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,6 +27,7 @@ from ssd_eval.engine.run_folder import read_identity, read_run_info
 from ssd_eval.engine.runner import RunOptions, run_evaluation
 from ssd_eval.evaluation.detection_log import read_detection_log
 from ssd_eval.pipeline.decode import Detections
+from ssd_eval.reports.baseline import baseline_from_metrics, read_baseline
 from ssd_eval.reports.results import SkippedImage, StageTiming, result_from_json
 
 
@@ -168,3 +170,50 @@ def test_gate_scored_run_gates_the_result_against_the_configs_figure(run, monkey
     )
     assert failed.verdict == "FAIL" and failed.exit_code == 1
     assert not (run / "gate_baseline.json").exists()
+
+
+def test_the_configs_scorer_writes_cocoeval_txt(run, monkeypatch):
+    """cocoeval.txt is the printout of the scorer the config names: pycocotools' starts with its index
+    notes, the numpy scorer's with the first stat line."""
+    _finish(run, monkeypatch)
+    assert (run / "cocoeval.txt").read_text().splitlines()[0] == "creating index..."
+    config = load_config(run / "config.yaml")
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("pycocotools", "numpy"))
+    assert load_config(run / "config.yaml").scoring.backend == "numpy" != config.scoring.backend
+    result = _finish(run, monkeypatch)
+    lines = (run / "cocoeval.txt").read_text().splitlines()
+    assert lines[0] == " Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 1.000"
+    assert len(lines) == 12 and result.stats["AP"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_the_pictures_are_drawn_for_this_run(run, monkeypatch):
+    asked: list[tuple] = []
+
+    def drawing(folder, report, gt, detections, *, precision, title):  # type: ignore[no-untyped-def]
+        asked.append((folder, report, sorted(gt.image_ids), sorted(detections), precision.shape, title))
+        return {"pr_curve": None, "pr_curve_note": "not drawn here"}
+
+    monkeypatch.setattr(finish, "draw_run_pictures", drawing)
+    result = _finish(run, monkeypatch)
+    report = load_config(run / "config.yaml").report
+    # precision: 10 IoU thresholds, 101 recall points, the 80 categories.
+    assert asked == [
+        (run, report, [1, 2, 5, 7, 9], [1, 2, 5, 7, 9], (10, 101, 80), "perfect.onnx on CPUExecutionProvider")
+    ]
+    assert result.pictures == {"pr_curve": None, "pr_curve_note": "not drawn here"}
+
+
+def test_a_baseline_is_copied_into_the_folder_it_gates(run, monkeypatch):
+    result = _finish(run, monkeypatch)
+    metrics = json.loads((run / "metrics.json").read_text())
+    baseline = baseline_from_metrics(metrics, name="own", source=str(run))
+    config = load_config(run / "config.yaml")
+    gate = dataclasses.replace(config.gate, baseline=run / "own.json", max_baseline_drop=0.0)
+    evaluation = finish.gate_scored_run(
+        result, dataclasses.replace(config, gate=gate), baseline, verb="merge"
+    )
+    assert evaluation.verdict == "PASS"
+    assert [(c.rule, c.state) for c in evaluation.gate] == [("AP drop vs baseline own <= 0.0000", "passed")]
+    assert read_baseline(run / "gate_baseline.json") == baseline
+    suite = ET.parse(run / "junit.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("name") == "ssd-eval merge r"
