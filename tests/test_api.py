@@ -9,6 +9,7 @@ misses image 2's person (AP 0.9175, hand count in tests/test_gate.py).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import inspect
 import json
 import re
@@ -719,3 +720,60 @@ def test_every_option_of_compare_is_applied_and_recorded(tmp_path, config, perfe
         ConfigError,
         "--run-name must be a folder name, got '..'",
     )
+
+
+def _hold(folder: Path):
+    """Hold a folder's lock as another ssd-eval process would (flock conflicts between two opens)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    holder = (folder / "run.lock").open("a")
+    fcntl.flock(holder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    (folder / "run.lock").write_text("ssd-eval pid 4242\n")
+    return holder
+
+
+def test_score_merge_and_compare_wait_for_a_folder_in_use(tmp_path, config):
+    ref = ssd_eval.evaluate(config, run_name="ref")
+    again = ssd_eval.evaluate(config, run_name="again")
+    busy = "is in use by ssd-eval pid 4242: wait for it to end (or stop it), then run this command again"
+    for folder, call in [
+        (ref.folder, lambda: ssd_eval.score(ref.folder)),
+        (
+            tmp_path / "cmp",
+            lambda: ssd_eval.compare([ref.folder, again.folder], output=tmp_path, run_name="cmp"),
+        ),
+    ]:
+        with _hold(folder):
+            _refused(call, OutputError, f"run folder {folder} {busy}")
+    for k in (1, 2):
+        assert main(["--config", str(config), "--shard", f"{k}/2", "--run-name", f"s{k}", "--quiet"]) == 0
+    shards = [tmp_path / "results" / f"s{k}" for k in (1, 2)]
+    with _hold(tmp_path / "merged"):
+        _refused(
+            lambda: ssd_eval.merge(shards, output=tmp_path / "merged", overwrite=True),
+            OutputError,
+            f"run folder {tmp_path / 'merged'} {busy}",
+        )
+
+
+def test_a_run_folder_reached_through_a_link_is_scored_and_resumed(tmp_path, config):
+    """score and resume work on the folder named, links and all (only a folder a command creates must
+    be its own)."""
+    run = ssd_eval.evaluate(config, run_name="real")
+    link = tmp_path / "link"
+    link.symlink_to(run.folder)
+    assert ssd_eval.score(link).stats == run.stats
+    assert ssd_eval.evaluate(None, resume=link).stats == run.stats
+    assert [
+        verb
+        for verb in (json.loads(x)["verb"] for x in (run.folder / "history.jsonl").read_text().splitlines())
+    ] == [
+        "run",
+        "score",
+        "resume",
+    ]
+
+
+def test_a_configs_run_folder_is_named_after_its_file(tmp_path, perfect, tiny_coco):
+    result = ssd_eval.evaluate(write_config(tmp_path / "mine.yaml", perfect, tiny_coco))
+    assert result.folder.parent == tmp_path / "results"
+    assert re.fullmatch(r"mine-cpu-\d{8}-\d{6}", result.folder.name)
