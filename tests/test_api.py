@@ -621,6 +621,7 @@ def test_every_option_of_evaluate_score_and_merge_is_applied_and_recorded(
     scored = ssd_eval.score(full.folder, scorer="numpy", data=tiny_coco, require_gate=True)
     assert scored.result.config["scoring"]["backend"] == "numpy"
     assert scored.result.gate["required"] is True
+    assert _files_say(full.folder)[1].get("name") == "ssd-eval score all"
     assert _commands(full.folder)[2] == [
         "python",
         "ssd_eval.score",
@@ -639,6 +640,7 @@ def test_every_option_of_evaluate_score_and_merge_is_applied_and_recorded(
     )
     assert merged.folder == tmp_path / "merged" and merged.result.config["scoring"]["backend"] == "numpy"
     assert merged.result.gate["required"] is True and merged.stats == base.stats
+    assert _files_say(merged.folder)[1].get("name") == "ssd-eval merge merged"
     assert _commands(merged.folder)[-1] == [
         "python",
         "ssd_eval.merge",
