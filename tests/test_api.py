@@ -249,6 +249,14 @@ def test_merge_gives_the_verdict_of_the_cli(tmp_path, config):
     shards = [tmp_path / "results" / f"s{k}" for k in (1, 2)]
     merged = ssd_eval.merge(shards, output=tmp_path / "results" / "lib-merged")
     assert merged.verdict == "PASS" and merged.folder == tmp_path / "results" / "lib-merged"
+    assert merged.gate.required is False
+    # Merged again into the same folder: only with overwrite.
+    _refused(
+        lambda: ssd_eval.merge(shards, output=tmp_path / "results" / "lib-merged"),
+        OutputError,
+        f"run folder {tmp_path / 'results' / 'lib-merged'} already exists: pass --overwrite to replace it, "
+        "or choose another --output",
+    )
     _agrees_with_its_files(merged)
     cli = ["merge", *map(str, shards), "--output", str(tmp_path / "results" / "cli-merged"), "--quiet"]
     assert main(cli) == merged.exit_code
@@ -779,3 +787,20 @@ def test_a_configs_run_folder_is_named_after_its_file(tmp_path, perfect, tiny_co
     result = ssd_eval.evaluate(write_config(tmp_path / "mine.yaml", perfect, tiny_coco))
     assert result.folder.parent == tmp_path / "results"
     assert re.fullmatch(r"mine-cpu-\d{8}-\d{6}", result.folder.name)
+
+
+def test_compare_config_names_a_skipped_run_among_the_waiting(tmp_path, perfect, tiny_coco):
+    """skip_unavailable: the CUDA run cannot load here; the comparison is gated with the reference alone
+    and names the CUDA run as still to finish."""
+    path = write_compare_config(
+        tmp_path,
+        tiny_coco,
+        perfect,
+        [{"name": "gpu", "provider": {"name": "cuda"}}],
+        output={"dir": str(tmp_path / "results"), "run_name": "skip"},
+        skip_unavailable=True,
+    )
+    asked = api.Invocation(("ssd-eval", "compare"), "2026-01-02T03:04:05Z")
+    done = api.compare_config(load_compare_config(path), invocation=asked)
+    assert (done.finished, done.waiting) == (("ref",), ("gpu",))
+    assert done.gate is not None and done.folder == tmp_path / "results" / "skip"
