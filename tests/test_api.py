@@ -582,9 +582,23 @@ def test_every_option_of_evaluate_score_and_merge_is_applied_and_recorded(
     tmp_path, config, perfect, tiny_coco
 ):
     """Each call records itself with every option given, in the order of its keywords; the options reach
-    the run (its config.yaml and gate say so)."""
+    the run (its config.yaml and gate say so). The data folder moves before score and merge, which find
+    it by their `data`."""
     base = ssd_eval.evaluate(config, run_name="base")
     assert main(["baseline", str(base.folder), "--output", str(tmp_path / "base.json"), "--quiet"]) == 0
+    for k in (1, 2):
+        argv = [
+            "--config",
+            str(config),
+            "--shard",
+            f"{k}/2",
+            "--run-name",
+            f"s{k}",
+            "--baseline",
+            "base.json",
+        ]
+        assert main([*argv, "--quiet"]) == 0
+    shards = [tmp_path / "results" / f"s{k}" for k in (1, 2)]
     (tmp_path / "ids.txt").write_text("1\n2\n5\n7\n9\n")
     full = ssd_eval.evaluate(
         config,
@@ -625,9 +639,11 @@ def test_every_option_of_evaluate_score_and_merge_is_applied_and_recorded(
     resumed = ssd_eval.evaluate(None, resume=full.folder)
     assert resumed.folder == full.folder and resumed.stats == full.stats
     assert _commands(full.folder)[1] == ["python", "ssd_eval.evaluate", f"resume={full.folder}"]
+    moved = tmp_path / "moved"
+    tiny_coco.rename(moved)
     # Scored again with every option.
-    scored = ssd_eval.score(full.folder, scorer="numpy", data=tiny_coco, require_gate=True)
-    assert scored.result.config["scoring"]["backend"] == "numpy"
+    scored = ssd_eval.score(full.folder, scorer="numpy", data=moved, require_gate=True)
+    assert scored.result.config["scoring"]["backend"] == "numpy" and scored.stats == full.stats
     assert scored.result.gate["required"] is True
     assert _files_say(full.folder)[1].get("name") == "ssd-eval score all"
     assert _commands(full.folder)[2] == [
@@ -635,19 +651,17 @@ def test_every_option_of_evaluate_score_and_merge_is_applied_and_recorded(
         "ssd_eval.score",
         str(full.folder),
         "scorer=numpy",
-        f"data={tiny_coco}",
+        f"data={moved}",
         "require_gate=True",
     ]
-    # Shards merged with every option.
-    for k in (1, 2):
-        assert main(["--config", str(config), "--shard", f"{k}/2", "--run-name", f"s{k}", "--quiet"]) == 0
-    shards = [tmp_path / "results" / f"s{k}" for k in (1, 2)]
-    (tmp_path / "merged").mkdir()
+    # Shards merged with every option, over an earlier merge; the shards' baseline holds the merge.
+    assert ssd_eval.merge(shards, output="merged", data=moved).verdict == "PASS"
     merged = ssd_eval.merge(
-        shards, output="merged", scorer="numpy", data=tiny_coco, overwrite=True, require_gate=True
+        shards, output="merged", scorer="numpy", data=moved, overwrite=True, require_gate=True
     )
     assert merged.folder == tmp_path / "merged" and merged.result.config["scoring"]["backend"] == "numpy"
     assert merged.result.gate["required"] is True and merged.stats == base.stats
+    assert ("AP drop vs baseline base <= 0.0030", "passed") in [(c.rule, c.state) for c in merged.gate]
     assert _files_say(merged.folder)[1].get("name") == "ssd-eval merge merged"
     assert _commands(merged.folder)[-1] == [
         "python",
@@ -656,7 +670,7 @@ def test_every_option_of_evaluate_score_and_merge_is_applied_and_recorded(
         str(shards[1]),
         "output=merged",
         "scorer=numpy",
-        f"data={tiny_coco}",
+        f"data={moved}",
         "overwrite=True",
         "require_gate=True",
     ]
