@@ -174,7 +174,9 @@ def test_a_missed_figure_fails(tmp_path, perfect, tiny_coco):
 
 def test_require_gate_makes_no_verdict_a_failure(tmp_path, perfect, tiny_coco):
     bare = write_config(tmp_path / "bare.yaml", perfect, tiny_coco)
-    assert ssd_eval.evaluate(bare, run_name="bare").verdict == "NO VERDICT"
+    # api.evaluate itself: its own defaults (the package's function passes every keyword on).
+    unrequired = api.evaluate(bare, run_name="bare")
+    assert (unrequired.verdict, unrequired.exit_code) == ("NO VERDICT", 0)
     required = ssd_eval.evaluate(bare, run_name="required", require_gate=True)
     assert (required.verdict, required.exit_code) == ("NO VERDICT", 1)
     _agrees_with_its_files(required)
@@ -206,8 +208,8 @@ def test_score_and_compare_give_the_verdicts_of_the_cli(tmp_path, config, tiny_c
     assert (ref.verdict, other.verdict) == ("PASS", "FAIL")
     # score: the run's own rules again, as `ssd-eval score` applies them.
     for run in (ref, other):
-        scored = ssd_eval.score(run.folder)
-        assert scored.stats == run.stats and scored.verdict == run.verdict
+        scored = api.score(run.folder)  # its own defaults: the run's scorer, no required gate
+        assert scored.stats == run.stats and scored.verdict == run.verdict and scored.gate.required is False
         _agrees_with_its_files(scored)
         assert main(["score", str(run.folder), "--quiet"]) == scored.exit_code
         assert _files_say(run.folder)[0]["gate"]["verdict"] == scored.verdict
@@ -247,12 +249,12 @@ def test_merge_gives_the_verdict_of_the_cli(tmp_path, config):
     for k in (1, 2):
         assert main(["--config", str(config), "--shard", f"{k}/2", "--run-name", f"s{k}", "--quiet"]) == 0
     shards = [tmp_path / "results" / f"s{k}" for k in (1, 2)]
-    merged = ssd_eval.merge(shards, output=tmp_path / "results" / "lib-merged")
+    merged = api.merge(shards, output=tmp_path / "results" / "lib-merged")  # its own defaults
     assert merged.verdict == "PASS" and merged.folder == tmp_path / "results" / "lib-merged"
     assert merged.gate.required is False
     # Merged again into the same folder: only with overwrite.
     _refused(
-        lambda: ssd_eval.merge(shards, output=tmp_path / "results" / "lib-merged"),
+        lambda: api.merge(shards, output=tmp_path / "results" / "lib-merged"),
         OutputError,
         f"run folder {tmp_path / 'results' / 'lib-merged'} already exists: pass --overwrite to replace it, "
         "or choose another --output",
@@ -677,11 +679,24 @@ def test_every_option_of_evaluate_score_and_merge_is_applied_and_recorded(
 
 
 def test_every_option_of_compare_is_applied_and_recorded(tmp_path, config, perfect, tiny_coco):
-    ref = ssd_eval.evaluate(config, run_name="ref")
-    again = ssd_eval.evaluate(config, run_name="again")
+    """Every option given at once: each applied, and recorded in keyword order. The runs are in
+    ./results/held/runs (as a comparison config's are); the data folder moves before the comparisons,
+    which find it by `data`."""
+    ref = ssd_eval.evaluate(config, output="results/held/runs", run_name="ref")
+    again = ssd_eval.evaluate(config, output="results/held/runs", run_name="again")
+    assert main(["baseline", str(ref.folder), "--output", str(tmp_path / "base.json"), "--quiet"]) == 0
+    # The comparison config's own rule: its baseline, held by every run.
     cmp = write_compare_config(
-        tmp_path, tiny_coco, perfect, [{"name": "b"}], output={"dir": str(tmp_path / "elsewhere")}
+        tmp_path,
+        tiny_coco,
+        perfect,
+        [{"name": "b"}],
+        output={"dir": str(tmp_path / "elsewhere")},
+        gate={"baseline": str(tmp_path / "base.json"), "max_baseline_drop": 0.0},
     )
+    moved = tmp_path / "moved"
+    tiny_coco.rename(moved)
+    folders = [ref.folder, again.folder]
     limits = {
         "max_ap_drop": 0.5,
         "max_class_ap_drop": 0.9,
@@ -691,20 +706,25 @@ def test_every_option_of_compare_is_applied_and_recorded(tmp_path, config, perfe
         "max_box_diff": 5.0,
         "min_full_agreement": 0.5,
     }
-    done = ssd_eval.compare(
-        [ref.folder, again.folder],
+    done = api.compare(
+        folders,
         reference="again",
         config=cmp,
         output="out",
         run_name="all",
         **limits,
         require_gate=True,
-        data=tiny_coco,
+        data=moved,
     )
     assert done.folder == tmp_path / "out" / "all" and done.verdict == "PASS"
     assert done.result is not None and done.result.reference == "again"
     assert done.gate is not None and done.gate.required is True
-    assert sorted({check.subject for check in done.gate}) == ["ref"] and len(done.gate.checks) == 7
+    baseline_rule = "AP drop vs baseline base <= 0.0000"
+    assert [(c.rule, c.subject) for c in done.gate if c.rule == baseline_rule] == [
+        (baseline_rule, "again"),  # the reference first
+        (baseline_rule, "ref"),
+    ]
+    assert [c.subject for c in done.gate if c.rule != baseline_rule] == ["ref"] * 7
     metrics = json.loads((done.folder / "metrics.json").read_text())
     assert metrics["provenance"]["command"] == [
         "python",
@@ -717,30 +737,36 @@ def test_every_option_of_compare_is_applied_and_recorded(tmp_path, config, perfe
         "run_name=all",
         *(f"{key}={value}" for key, value in limits.items()),
         "require_gate=True",
-        f"data={tiny_coco}",
+        f"data={moved}",
     ]
-    # Without `output`, the comparison goes into the config's output.dir.
-    elsewhere = ssd_eval.compare([ref.folder, again.folder], config=cmp, run_name="there")
-    assert elsewhere.folder == tmp_path / "elsewhere" / "there"
-    # Neither: ./results/compare-<time>; a comparison folder that would hold its runs is fine.
-    default = ssd_eval.compare([ref.folder, again.folder])
+    # Without `output`, the comparison goes into the config's output.dir, under the config's rules.
+    elsewhere = api.compare(folders, config=cmp, run_name="there", data=moved)
+    assert elsewhere.folder == tmp_path / "elsewhere" / "there" and elsewhere.gate is not None
+    assert [(c.rule, c.state, c.subject) for c in elsewhere.gate] == [
+        (baseline_rule, "passed", "ref"),
+        (baseline_rule, "passed", "again"),
+    ]
+    # Neither: ./results/compare-<time>; no rule, NO VERDICT, which fails only a required gate.
+    default = api.compare(folders, data=moved)
     assert default.folder.parent == tmp_path / "results"
     assert re.fullmatch(r"compare-\d{8}-\d{6}", default.folder.name)
-    # A comparison folder that is one of the runs', or inside one, is refused; so is a bad name.
+    assert (default.verdict, default.exit_code) == ("NO VERDICT", 0)
+    # A comparison folder may hold its runs (a comparison config's does) ...
+    holding = api.compare(folders, output="results", run_name="held", data=moved)
+    assert holding.folder == tmp_path / "results" / "held" and holding.verdict == "NO VERDICT"
+    # ... but not be one of them, nor inside one; nor have a name that is no folder name.
     for output, name, relation in (
-        (tmp_path / "results", "ref", "the same folder as"),
+        (ref.folder.parent, "ref", "the same folder as"),
         (ref.folder, "cmp", "inside"),
     ):
         _refused(
-            lambda output=output, name=name: ssd_eval.compare(
-                [ref.folder, again.folder], output=output, run_name=name
-            ),
+            lambda output=output, name=name: ssd_eval.compare(folders, output=output, run_name=name),
             OutputError,
             f"the comparison folder {output / name} is {relation} the run folder {ref.folder} it is made "
             "from: write it into a folder of its own (another --output)",
         )
     _refused(
-        lambda: api.compare([ref.folder, again.folder], run_name="..", invocation=CLI),
+        lambda: api.compare(folders, run_name="..", invocation=CLI),
         ConfigError,
         "--run-name must be a folder name, got '..'",
     )

@@ -408,8 +408,9 @@ def compare(
     name = run_name or f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     folder = base / name
     check_apart(folder, paths, what="the comparison folder", parent_ok=True)
-    # The gate reads a comparison config's gate section (and skip_unavailable, unused here: all ran).
-    gated = dataclasses.replace(loaded or CompareConfig(), gate=settings.gate, agreement=settings.agreement)
+    # The gate reads a comparison config's gate section (and skip_unavailable, unused here: all ran); the
+    # limits given change only the gate (the agreement section is the config's own, as `settings` holds it).
+    gated = dataclasses.replace(loaded or CompareConfig(), gate=settings.gate)
     with locked_run_folder(folder, busy=BUSY_OTHER):
         result = compare_runs(paths, folder, settings=settings, reference=reference, data=_path(data))
         return record_compare_gate(result, gated, baseline, invocation=invocation)
