@@ -225,7 +225,7 @@ def _started_run(args: argparse.Namespace) -> Path | None:
         raise ConfigError(
             "--resume-or-start needs a fixed run folder name: give --run-name NAME (or output.run_name)"
         )
-    return started_run_folder(config, shard=args.shard)
+    return started_run_folder(config)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -46,7 +46,6 @@ from ssd_eval.config.run import (
     load_config,
 )
 from ssd_eval.config.schema import absolute
-from ssd_eval.data.dataset import Shard
 from ssd_eval.engine.compare import CompareOptions, record_compare_gate, run_comparison
 from ssd_eval.engine.compare_runs import compare_runs
 from ssd_eval.engine.finish import gate_scored_run
@@ -211,14 +210,14 @@ def evaluate_config(
     return evaluate_run(config, options)
 
 
-def started_run_folder(config: RunConfig, *, shard: Shard | None = None) -> Path | None:
+def started_run_folder(config: RunConfig) -> Path | None:
     """The run folder a config with a fixed output.run_name names, if a run was started in it (a requeued
-    batch job continues it), else None."""
+    batch job continues it), else None. A shard's folder is that name too (no -shardKofN is added)."""
     if config.output.run_name is None:
         raise ConfigError(
             "only a run folder of a fixed name can be continued or started: set output.run_name"
         )
-    folder = run_folder(config, RunOptions(shard=shard))
+    folder = run_folder(config, RunOptions())
     return folder if (folder / CONFIG_FILE).is_file() else None
 
 
@@ -409,8 +408,9 @@ def compare(
     name = run_name or f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     folder = base / name
     check_apart(folder, paths, what="the comparison folder", parent_ok=True)
-    # The gate reads a comparison config's gate section (and skip_unavailable, unused here: all ran).
-    gated = dataclasses.replace(loaded or CompareConfig(), gate=settings.gate, agreement=settings.agreement)
+    # The gate reads a comparison config's gate section (and skip_unavailable, unused here: all ran); the
+    # limits given change only the gate (the agreement section is the config's own, as `settings` holds it).
+    gated = dataclasses.replace(loaded or CompareConfig(), gate=settings.gate)
     with locked_run_folder(folder, busy=BUSY_OTHER):
         result = compare_runs(paths, folder, settings=settings, reference=reference, data=_path(data))
         return record_compare_gate(result, gated, baseline, invocation=invocation)

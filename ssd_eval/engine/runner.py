@@ -566,7 +566,7 @@ def _bad_image(config: RunConfig, options: RunOptions, item: Prepared, targets: 
     """An image that could not be read: stop (everything done is kept) or record it as skipped."""
     record = item.record
     if config.dataset.on_bad_image == "stop":
-        done = min(len(t.detections) for t in targets) if targets else 0
+        done = min(len(t.detections) for t in targets)  # never empty: the sessions this image is for
         where = options.resume_hint or f"--resume {targets[0].folder}"
         raise DatasetError(
             f"{item.error} (stopped; the {done} images done so far are kept: fix the image and "
