@@ -15,9 +15,16 @@ with the whole suite selected, a surviving mutant of a function every run passes
 
 The report (printed, and written to .mutation/report.md) counts per module: killed (by a test, by
 mypy, which .ci/run also runs, or by a timeout), survived, and the survivors listed as equivalent in
-scripts/mutation_equivalents/<group>.toml. It exits 1 unless every group was run at the same commit, at
-least 95% of all mutants and 90% of each module's are killed, and every survivor is listed there
-with its reason (a listed mutant whose mutated line no longer matches is stale: read it again).
+scripts/mutation_equivalents/<group>.toml. It exits 1 unless every group was run on what the checkout
+holds now (its inputs: below), at least 95% of all mutants and 90% of each module's are killed, and every
+survivor is listed there with its reason (a listed mutant whose mutated line no longer matches is stale:
+read it again).
+
+A group's inputs are every file its run can read: the whole package, the group's own test files, the tests'
+shared files (conftest.py, helpers, data), pyproject.toml, the README and the pages of docs/ the tests read.
+Not among them: the other test files (never collected by the group's run), the other pages of docs/, and what
+only this script reads (the groups file, the equivalents lists). A run stays valid while its inputs are
+unchanged: a test added for one group's survivor means running that group again, not all sixteen.
 
 Needs `pip install -e ".[dev]"` (mutmut 3.8). MUTMUT_CHILDREN sets mutmut's parallel workers
 (default: the number of cores).
@@ -26,12 +33,15 @@ Needs `pip install -e ".[dev]"` (mutmut 3.8). MUTMUT_CHILDREN sets mutmut's para
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -116,6 +126,7 @@ class GroupRun:
     mutants: tuple[Mutant, ...]
     commit: str
     seconds: int
+    inputs: str  # inputs_digest of what the group's run read ("" when not known)
 
 
 @dataclass
@@ -182,6 +193,61 @@ def _copy_project(dest: Path) -> None:
             shutil.copy2(source, target)
 
 
+# Read only by this script, never by a group's run: changing them leaves every run valid.
+_REPORT_ONLY = ("scripts/mutation.py", "scripts/mutation_groups.toml")
+# The pages under docs/ that a group's tests read (test_api.py runs api.md's examples); the others are
+# read by no group (tests/test_docs.py is in none), tests/test_mutation_selection.py keeps this list true.
+DOCS_READ_BY_TESTS = ("docs/api.md",)
+
+
+def is_group_input(name: str, group: Group) -> bool:
+    """Whether a project file can change what the group's run measures (module docstring)."""
+    if name in _REPORT_ONLY or name.startswith("scripts/mutation_equivalents/"):
+        return False
+    if name.startswith("docs/"):
+        return name in DOCS_READ_BY_TESTS
+    if name.startswith("tests/") and Path(name).name.startswith("test_") and name.endswith(".py"):
+        return name in group.tests
+    return True
+
+
+def inputs_digest(group: Group, files: dict[str, bytes]) -> str:
+    """SHA-256 of the group's inputs (path and content, a link as its target) and of its selection."""
+    digest = hashlib.sha256(json.dumps([group.modules, group.tests]).encode())
+    for name in sorted(n for n in files if is_group_input(n, group)):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return digest.hexdigest()
+
+
+def _checkout_files() -> dict[str, bytes]:
+    """The working tree as the copies take it: a link as its target, a file as its bytes."""
+    files: dict[str, bytes] = {}
+    for name in _project_files():
+        path = ROOT / name
+        if path.is_symlink():
+            files[name] = b"link:" + os.readlink(path).encode()
+        elif path.is_file():
+            files[name] = path.read_bytes()
+    return files
+
+
+def _commit_files(commit: str) -> dict[str, bytes] | None:
+    """The files of a commit, as _checkout_files reads a working tree; None when git does not have it."""
+    done = subprocess.run(["git", "archive", "--format=tar", commit], cwd=ROOT, capture_output=True)
+    if done.returncode != 0:
+        return None
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+        for member in tar.getmembers():
+            if member.issym():
+                files[member.name] = b"link:" + member.linkname.encode()
+            elif member.isfile():
+                extracted = tar.extractfile(member)
+                assert extracted is not None
+                files[member.name] = extracted.read()
+    return files
+
+
 def _with_group(pyproject: str, group: Group) -> str:
     """pyproject.toml with the group's modules and test files under [tool.mutmut]."""
     header = "[tool.mutmut]\n"
@@ -214,6 +280,7 @@ def prepare_group(group: Group) -> None:
     (dest / "mutants").mkdir()
     (dest / "mutants" / "configs").symlink_to("ssd_eval/configs")
     (dest / "commit.txt").write_text(_commit(), encoding="utf-8")
+    (dest / "inputs.txt").write_text(inputs_digest(group, _checkout_files()), encoding="utf-8")
 
 
 def run_group(group: Group, children: int) -> None:
@@ -239,7 +306,8 @@ def run_group(group: Group, children: int) -> None:
     ).stdout
     (dest / "mutants.json").write_text(found, encoding="utf-8")
     commit = (dest / "commit.txt").read_text(encoding="utf-8")
-    stamp = {"commit": commit, "seconds": round(time.time() - started), "group": group.name}
+    inputs = (dest / "inputs.txt").read_text(encoding="utf-8")
+    stamp = {"commit": commit, "seconds": round(time.time() - started), "group": group.name, "inputs": inputs}
     (dest / "stamp.json").write_text(json.dumps(stamp), encoding="utf-8")
 
 
@@ -250,14 +318,23 @@ def read_group(group: Group) -> GroupRun | None:
     stamp = json.loads((dest / "stamp.json").read_text(encoding="utf-8"))
     raw = json.loads((dest / "mutants.json").read_text(encoding="utf-8"))
     mutants = tuple(Mutant(name, v["status"], v["diff"]) for name, v in sorted(raw.items()))
-    return GroupRun(mutants=mutants, commit=stamp["commit"], seconds=stamp["seconds"])
+    inputs = stamp.get("inputs")
+    if inputs is None and not stamp["commit"].endswith("+changes"):
+        # A run stamped before inputs were recorded, copied from a clean checkout: its commit's files.
+        files = _commit_files(stamp["commit"])
+        inputs = "" if files is None else inputs_digest(group, files)
+    return GroupRun(mutants=mutants, commit=stamp["commit"], seconds=stamp["seconds"], inputs=inputs or "")
 
 
 def report(
-    selection: Selection, runs: dict[str, GroupRun], equivalents: dict[str, tuple[str, str]]
+    selection: Selection,
+    runs: dict[str, GroupRun],
+    equivalents: dict[str, tuple[str, str]],
+    checkout: dict[str, str],
 ) -> tuple[str, bool]:
-    """The report's text, and whether the targets are met: every group run at one commit, >= 95% of all
-    mutants and >= 90% of each module's killed, every survivor listed as equivalent with its line."""
+    """The report's text, and whether the targets are met: every group run on the inputs the checkout
+    holds (`checkout`: group -> inputs_digest), >= 95% of all mutants and >= 90% of each module's killed,
+    every survivor listed as equivalent with its line."""
     problems: list[str] = []
     scores: dict[str, ModuleScore] = defaultdict(ModuleScore)
     statuses: Counter[str] = Counter()
@@ -268,8 +345,12 @@ def report(
     if not_run:
         problems.append(f"groups not run: {', '.join(not_run)}")
     commits = sorted({run.commit for run in runs.values()})
-    if len(commits) > 1:
-        problems.append(f"groups run at different commits: {', '.join(commits)}")
+    outdated = [name for name, run in runs.items() if not run.inputs or run.inputs != checkout.get(name)]
+    if outdated:
+        problems.append(
+            f"groups run on other code or tests than the checkout holds: {', '.join(outdated)} "
+            f"(run them again: python scripts/mutation.py {' '.join(outdated)})"
+        )
     for run in runs.values():
         for mutant in run.mutants:
             seen.add(mutant.name)
@@ -412,7 +493,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{time.strftime('%H:%M:%S')} group {name} ...", flush=True)
             run_group(by_name[name], children)
     runs = {g.name: run for g in selection.groups if (run := read_group(g)) is not None}
-    text, ok = report(selection, runs, load_equivalents())
+    files = _checkout_files()
+    checkout = {g.name: inputs_digest(g, files) for g in selection.groups}
+    text, ok = report(selection, runs, load_equivalents(), checkout)
     WORK.mkdir(exist_ok=True)
     (WORK / "report.md").write_text(text, encoding="utf-8")
     print(text, end="")

@@ -7,7 +7,11 @@ run itself (hours) is not part of the suite: docs/testing.md has its command and
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -139,14 +143,16 @@ def test_the_report_counts_mypy_as_killed_and_holds_both_targets(script):
     a = [_mutant(script, f"ssd_eval.a.x_f__mutmut_{i}", "killed") for i in range(1, 11)]
     a += [_mutant(script, f"ssd_eval.a.x_f__mutmut_{i}", "caught by type check") for i in range(11, 20)]
     a.append(_mutant(script, "ssd_eval.a.x_f__mutmut_20", "survived", added="x = 2"))
-    run = script.GroupRun(mutants=tuple(a), commit="abc", seconds=1)
+    run = script.GroupRun(mutants=tuple(a), commit="abc", seconds=1, inputs="d")
     equivalents = {"ssd_eval.a.x_f__mutmut_20": ("x = 2", "why")}
-    text, ok = script.report(selection, {"g": run}, equivalents)
+    text, ok = script.report(selection, {"g": run}, equivalents, {"g": "d"})
     assert ok, text
     assert "| `ssd_eval.a` | 19 | 9 | 20 | 95.0% | 1 | 0 |" in text
 
     # The same survivor listed with another line is stale: read again, and counted as not read.
-    text, ok = script.report(selection, {"g": run}, {"ssd_eval.a.x_f__mutmut_20": ("x = 3", "why")})
+    text, ok = script.report(
+        selection, {"g": run}, {"ssd_eval.a.x_f__mutmut_20": ("x = 3", "why")}, {"g": "d"}
+    )
     assert not ok
     assert "ssd_eval.a.x_f__mutmut_20: listed as `x = 3`, is `x = 2`" in text
     assert "NOT MET: 1 survivors not listed as equivalent" in text
@@ -154,27 +160,108 @@ def test_the_report_counts_mypy_as_killed_and_holds_both_targets(script):
     b = [_mutant(script, f"ssd_eval.b.x_g__mutmut_{i}", "killed") for i in range(1, 18)]
     b += [_mutant(script, f"ssd_eval.b.x_g__mutmut_{i}", "survived", added=f"y = {i}") for i in range(18, 21)]
     b_listed = {m.name: (m.mutated_lines, "why") for m in b[17:]}
-    run = script.GroupRun(mutants=tuple(a + b), commit="abc", seconds=1)
-    text, ok = script.report(selection, {"g": run}, {**equivalents, **b_listed})
+    run = script.GroupRun(mutants=tuple(a + b), commit="abc", seconds=1, inputs="d")
+    text, ok = script.report(selection, {"g": run}, {**equivalents, **b_listed}, {"g": "d"})
     assert not ok
     assert "NOT MET: modules below 90%: ssd_eval.b" in text
     assert "NOT MET: 90.0% of all mutants killed, below 95%" in text
 
 
-def test_the_report_refuses_groups_not_run_or_run_at_two_commits(script):
+def test_the_report_refuses_groups_not_run_or_run_on_other_inputs(script):
     one = script.Group(name="one", modules=("ssd_eval/a.py",), tests=("tests/t.py",))
     two = script.Group(name="two", modules=("ssd_eval/b.py",), tests=("tests/t.py",))
     selection = script.Selection(groups=(one, two), left_out={})
+    checkout = {"one": "d1", "two": "d2"}
     run_a = script.GroupRun(
-        mutants=(_mutant(script, "ssd_eval.a.x_f__mutmut_1", "killed"),), commit="c1", seconds=1
+        mutants=(_mutant(script, "ssd_eval.a.x_f__mutmut_1", "killed"),), commit="c1", seconds=1, inputs="d1"
     )
-    text, ok = script.report(selection, {"one": run_a}, {})
+    text, ok = script.report(selection, {"one": run_a}, {}, checkout)
     assert not ok and "NOT MET: groups not run: two" in text
     run_b = script.GroupRun(
-        mutants=(_mutant(script, "ssd_eval.b.x_f__mutmut_1", "killed"),), commit="c2", seconds=1
+        mutants=(_mutant(script, "ssd_eval.b.x_f__mutmut_1", "killed"),), commit="c2", seconds=1, inputs="d2"
     )
-    text, ok = script.report(selection, {"one": run_a, "two": run_b}, {})
-    assert not ok and "NOT MET: groups run at different commits: c1, c2" in text
+    text, ok = script.report(selection, {"one": run_a, "two": run_b}, {}, checkout)
+    assert ok, text  # two commits, each group's inputs unchanged since
+    text, ok = script.report(selection, {"one": run_a, "two": run_b}, {}, {"one": "d1", "two": "d3"})
+    assert not ok
+    assert (
+        "NOT MET: groups run on other code or tests than the checkout holds: two "
+        "(run them again: python scripts/mutation.py two)"
+    ) in text
+    unknown = dataclasses.replace(run_b, inputs="")  # an old stamp whose inputs cannot be known
+    text, ok = script.report(selection, {"one": run_a, "two": unknown}, {}, checkout)
+    assert not ok and "than the checkout holds: two " in text
+
+
+def test_a_groups_inputs_are_what_its_run_can_read(script):
+    group = script.Group(name="g", modules=("ssd_eval/a.py",), tests=("tests/test_a.py",))
+    files = {
+        "ssd_eval/a.py": b"x = 1\n",
+        "ssd_eval/b.py": b"y = 1\n",
+        "tests/test_a.py": b"def test(): ...\n",
+        "tests/test_b.py": b"def test(): ...\n",
+        "tests/conftest.py": b"",
+        "tests/helpers.py": b"",
+        "pyproject.toml": b"[tool.mutmut]\n",
+        "docs/api.md": b"# API\n",
+        "docs/testing.md": b"MEASURED\n",
+        "scripts/mutation_equivalents/g.toml": b"",
+        "configs": b"link:ssd_eval/configs",
+    }
+    before = script.inputs_digest(group, files)
+    for unread in (
+        "tests/test_b.py",
+        "docs/testing.md",
+        "docs/new.md",
+        "scripts/mutation_equivalents/g.toml",
+    ):
+        assert script.inputs_digest(group, {**files, unread: b"changed"}) == before, unread
+    for read in (
+        "ssd_eval/a.py",
+        "ssd_eval/b.py",
+        "tests/test_a.py",
+        "tests/conftest.py",
+        "tests/helpers.py",
+        "pyproject.toml",
+        "docs/api.md",
+        "configs",
+        "ssd_eval/new.py",
+    ):
+        assert script.inputs_digest(group, {**files, read: b"changed"}) != before, read
+    other_tests = script.Group(name="g", modules=("ssd_eval/a.py",), tests=("tests/test_b.py",))
+    assert script.inputs_digest(other_tests, files) != before
+
+
+def test_the_docs_a_groups_tests_read_are_inputs(script):
+    """A page of docs/ named in a group's test file (a quoted path, not a docstring's opening words) is among
+    DOCS_READ_BY_TESTS."""
+    named: set[str] = set()
+    for group in script.load_selection().groups:
+        for test in group.tests:
+            text = (ROOT / test).read_text(encoding="utf-8")
+            named |= {f"docs/{m}" for m in re.findall(r"(?<![\"'])[\"']docs/([\w.-]+\.md)", text)}
+            named |= {f"docs/{m}" for m in re.findall(r"\"docs\"\s*/\s*\"([^\"]+)\"", text)}
+    assert named and named <= set(script.DOCS_READ_BY_TESTS), named
+
+
+def test_a_run_stamped_before_inputs_were_recorded_is_judged_by_its_commit(script, tmp_path, monkeypatch):
+    """The digest of a clean commit's files (git archive) is the digest of the same tree checked out."""
+    group = script.load_selection().groups[0]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    files = script._commit_files(head.stdout.strip())
+    assert files is not None and "ssd_eval/__init__.py" in files
+    assert files.get("configs") == b"link:ssd_eval/configs"
+    assert script._commit_files("0" * 40) is None
+    work = tmp_path / group.name
+    work.mkdir()
+    (work / "stamp.json").write_text(json.dumps({"commit": head.stdout.strip(), "seconds": 3}))
+    (work / "mutants.json").write_text("{}")
+    monkeypatch.setattr(script, "WORK", tmp_path)
+    assert script.read_group(group).inputs == script.inputs_digest(group, files)
+    (work / "stamp.json").write_text(json.dumps({"commit": "abc+changes", "seconds": 3}))
+    assert script.read_group(group).inputs == ""
 
 
 def test_only_the_errors_a_mutation_made_reach_mutmut(tmp_path):
