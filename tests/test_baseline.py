@@ -579,3 +579,27 @@ def test_a_drop_rule_needs_the_metric_in_the_baseline(tmp_path):
     assert _gate_refusal(GateConfig(baseline=none, baseline_stats=("AP",))) == (
         f"c.yaml: gate.baseline_stats[0]: baseline {none} has no AP (it has no stats)"
     )
+
+
+def test_baseline_stats_naming_a_stat_the_baseline_lacks_lists_the_ones_it_has(tmp_path):
+    few = _measured_file(tmp_path, "few", stats={"AP": 0.5, "AR100": 0.6})
+    assert _gate_refusal(GateConfig(baseline=few, baseline_stats=("AP", "APs"))) == (
+        f"c.yaml: gate.baseline_stats[1]: baseline {few} has no APs (it has AP, AR100)"
+    )
+
+
+def test_a_baseline_with_a_damaged_identity_is_one_line(tmp_path):
+    content = {**_published_json(), "identity": {"schema": "nonsense"}}
+    line = _refusal(tmp_path, content)
+    assert line.startswith("B: identity: ") and line.endswith(
+        "; remake the baseline with `ssd-eval baseline`"
+    )
+    assert len(line.splitlines()) == 1
+
+
+def test_created_and_note_are_empty_when_a_baseline_file_has_none(tmp_path):
+    path = tmp_path / "b.json"
+    bare = {k: v for k, v in _published_json().items() if k not in ("created", "note")}
+    path.write_text(json.dumps(bare))
+    baseline = read_baseline(path)
+    assert (baseline.created, baseline.note) == ("", "")

@@ -1,7 +1,8 @@
 """Diagnosis rules at their edges: the documented thresholds, the recorded evidence, references that
 state only some figures, and the conversions from a baseline and a run.
 
-Written for the survivors of the mutation run of 2026-12-02 (docs/mutation-survivors-2026-12-02.md).
+Written for the survivors of the mutation run of 2026-12-02 (their list, since removed:
+`git show f1a4929:docs/mutation-survivors-2026-12-02.md`).
 Expectations come from the thresholds as docs/protocol.md states them ("AP at most a quarter of the
 reference's", "AP at least 90%, APs at most half", "AR100 at most 85%"), from the published figures
 (results/baselines/ssd-10-published.json) and from hand-written lines and evidence. Figures at a
@@ -161,6 +162,15 @@ def test_resize_line_quotes_aps_to_three_decimals():
         "images resized by opencv to 1200x1200, the reference by pillow to 1200x1200: AP 0.171 vs 0.196, "
         "APs 0.070 vs 0.115: a different resize looks like the cause"
     )
+
+
+def test_resize_line_gives_both_sizes_as_recorded_and_the_two_aps_as_evidence():
+    """Non-square sizes, each in the order the identity records it (first x second), none equal."""
+    reference = Reference("ref", PUBLISHED, replace(PROTOCOL, input_size=(1000, 1300)))
+    d = diagnose({**PUBLISHED, "AP": 0.171}, replace(PROTOCOL, input_size=(600, 800)), reference)
+    assert d is not None and d.cause == "resize"
+    assert d.line.startswith("images resized by pillow to 600x800, the reference by pillow to 1000x1300: ")
+    assert d.evidence == {"AP": 0.171, "reference_AP": 0.196}
 
 
 # --- a reference that states only the card's AP ---

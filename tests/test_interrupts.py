@@ -48,6 +48,13 @@ def exits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "_exit", _exit)
 
 
+def _assert_installed(interrupts: Interrupts) -> None:
+    """Before a real signal is sent to the test process: Python's own SIGTERM handling would end it (a
+    handler not installed then ends the whole test run instead of failing this test)."""
+    assert signal.getsignal(signal.SIGINT) == interrupts._on_signal
+    assert signal.getsignal(signal.SIGTERM) == interrupts._on_signal
+
+
 def test_the_exit_codes_are_128_plus_the_signal():
     assert (EXIT_INTERRUPTED, EXIT_TERMINATED) == (130, 143)
     assert issubclass(Terminated, KeyboardInterrupt)
@@ -88,6 +95,7 @@ def test_outside_the_main_thread_nothing_is_installed():
 def test_after_a_signal_restore_ignores_further_ones():
     interrupts = Interrupts()
     interrupts.install()
+    _assert_installed(interrupts)
     with pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
     interrupts.restore()
@@ -98,8 +106,10 @@ def test_after_a_signal_restore_ignores_further_ones():
 def test_a_real_sigterm_is_terminated_with_143():
     interrupts = Interrupts()
     interrupts.install()
-    with pytest.raises(Terminated):
+    _assert_installed(interrupts)
+    with pytest.raises(KeyboardInterrupt) as terminated:
         os.kill(os.getpid(), signal.SIGTERM)
+    assert terminated.type is Terminated
     assert interrupts.exit_code == 143
 
 
@@ -113,8 +123,9 @@ def test_the_first_sigint_is_a_keyboard_interrupt_not_terminated():
 
 def test_the_first_sigterm_is_terminated():
     interrupts = Interrupts()
-    with pytest.raises(Terminated):
+    with pytest.raises(KeyboardInterrupt) as terminated:
         interrupts._on_signal(signal.SIGTERM, None)
+    assert terminated.type is Terminated
     assert interrupts.exit_code == 143
 
 
@@ -167,8 +178,9 @@ def test_report_flushes_its_line(monkeypatch):
 
 def test_report_after_sigterm(capsys):
     interrupts = Interrupts()
-    with pytest.raises(Terminated):
+    with pytest.raises(KeyboardInterrupt) as terminated:
         interrupts._on_signal(signal.SIGTERM, None)
+    assert terminated.type is Terminated
     assert interrupts.report() == 143
     assert capsys.readouterr().err == f"ssd-eval: terminated (SIGTERM); {GENERIC}\n"
 
@@ -201,8 +213,9 @@ def test_a_terminated_run_is_named_for_resume(tmp_path):
     (tmp_path / "config.yaml").write_text("")
     interrupts = Interrupts()
     interrupts.remember_run_dir(tmp_path)
-    with pytest.raises(Terminated):
+    with pytest.raises(KeyboardInterrupt) as terminated:
         interrupts._on_signal(signal.SIGTERM, None)
+    assert terminated.type is Terminated
     assert interrupts.message() == (
         f"ssd-eval: terminated (SIGTERM); all written so far is kept: continue with --resume {tmp_path}"
     )
