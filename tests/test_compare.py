@@ -600,7 +600,7 @@ def test_a_session_that_fails_to_start_is_skipped_or_an_error(tmp_path, models, 
          "model": {"path": str(flaky)}, "note": "busy GPU"},
     ]  # fmt: skip
     path = _config(tmp_path, root, perfect, runs, skip_unavailable=True)
-    clock = iter([10.0, 14.25])
+    clock = iter([10.0, 14.2504])  # the wall time is rounded to the millisecond
     monkeypatch.setattr(compare_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock, 0.0)))
     seen: list[Path] = []
     verdict = object()
@@ -780,3 +780,102 @@ def test_a_comparison_folder_in_use_or_with_planted_links_is_refused(tmp_path):
         run_comparison(config)
     assert str(info.value).startswith(f"folder {folder / 'runs' / 'b'} is a symbolic link: ")
     assert list(elsewhere.iterdir()) == []
+
+
+def test_the_first_run_may_be_skipped_when_its_session_fails_to_start(tmp_path, models, monkeypatch):
+    """runs[0] (the first after the reference) is skipped like any other run with skip_unavailable."""
+    import shutil
+
+    from ssd_eval.pipeline.session import ProviderSession
+
+    root, perfect, _ = models
+    flaky = tmp_path / "flaky.onnx"
+    shutil.copyfile(perfect, flaky)
+    real_activate = ProviderSession.activate
+
+    def activate(session):
+        if session.model.name == "flaky.onnx":
+            raise ProviderError("the device is busy")
+        real_activate(session)
+
+    monkeypatch.setattr(ProviderSession, "activate", activate)
+    runs = [
+        {"name": "flaky", "provider": {"name": "cpu"}, "model": {"path": str(flaky)}},
+        {"name": "again", "provider": {"name": "cpu"}},
+    ]
+    path = _config(tmp_path, root, perfect, runs, skip_unavailable=True)
+    outcome = run_comparison(load_compare_config(path))
+    assert (outcome.finished, outcome.waiting) == (("ref", "again"), ("flaky",))
+    assert outcome.result is not None
+    assert [(r.name, r.status) for r in outcome.result.runs] == [
+        ("ref", "ran"),
+        ("again", "ran"),
+        ("flaky", "skipped"),
+    ]
+
+
+def test_a_resume_keeps_compare_yaml_and_an_overwrite_writes_it_again(tmp_path, models):
+    """compare.yaml holds the config in its own order; a resume leaves the file as it is (the same file,
+    not a copy written again); an overwrite records the new config."""
+    from ssd_eval.config.schema import config_to_dict
+
+    root, perfect, _ = models
+    output = {"dir": str(tmp_path / "results"), "run_name": "cmp"}
+    path = _config(tmp_path, root, perfect, [{"name": "again", "provider": {"name": "cpu"}, "note": "first"}],
+                   output=output)  # fmt: skip
+    config = load_compare_config(path)
+    run_comparison(config)
+    recorded = tmp_path / "results" / "cmp" / "compare.yaml"
+    keys = list(yaml.safe_load(recorded.read_text()))
+    assert keys == list(config_to_dict(config)) and keys != sorted(keys)
+    before = (recorded.stat().st_ino, recorded.read_bytes())
+    run_comparison(config, CompareOptions(resume=True))
+    assert (recorded.stat().st_ino, recorded.read_bytes()) == before
+    data = yaml.safe_load(path.read_text())
+    data["runs"][0]["note"] = "second"
+    data["output"]["overwrite"] = True
+    path.write_text(yaml.safe_dump(data))
+    run_comparison(load_compare_config(path))
+    assert yaml.safe_load(recorded.read_text())["runs"][0]["note"] == "second"
+
+
+def test_the_comparison_gate_holds_the_runs_to_the_baseline_it_is_given(tmp_path, tiny_coco):
+    """record_compare_gate passes its baseline to the rules: each run that ran is held to it."""
+    from helpers import write_run_folder
+
+    from ssd_eval.engine.compare import record_compare_gate
+    from ssd_eval.engine.compare_runs import compare_runs
+    from ssd_eval.engine.rescore import rescore_run
+    from ssd_eval.reports.baseline import read_baseline
+    from ssd_eval.reports.verdict import Invocation
+
+    folders = []
+    for name in ("ref", "again"):
+        folders.append(write_run_folder(tmp_path / "runs" / name, tiny_coco, TINY_GT))
+        rescore_run(folders[-1])
+    published = Path(__file__).resolve().parents[1] / "results" / "baselines" / "ssd-10-published.json"
+    config = _compare_config(tmp_path, gate={"baseline": str(published), "max_baseline_drop": 0.05},
+                             pictures={"pr_curves": False})  # fmt: skip
+    result = compare_runs(folders, tmp_path / "cmp", settings=config.settings)
+    invocation = Invocation(("ssd-eval", "compare"), "2026-01-01T00:00:00Z")
+    comparison = record_compare_gate(result, config, read_baseline(published), invocation=invocation)
+    assert comparison.gate is not None
+    held = [c for c in comparison.gate.checks if "vs baseline ssd-10-published" in c.rule]
+    assert [c.subject for c in held] == ["ref", "again"]
+
+
+def test_a_resume_begins_a_comparison_never_started_and_follows_a_link_it_is_given(tmp_path, models):
+    """--resume of a folder that is not there starts the comparison in it; --resume of a link to a
+    comparison folder continues the folder it points to (the folder is the one named, links and all)."""
+    root, perfect, _ = models
+    output = {"dir": str(tmp_path / "results"), "run_name": "cmp"}
+    path = _config(tmp_path, root, perfect, [{"name": "again", "provider": {"name": "cpu"}}], output=output)
+    config = load_compare_config(path)
+    outcome = run_comparison(config, CompareOptions(resume=True))
+    assert outcome.result is not None and outcome.finished == ("ref", "again")
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "results" / "cmp").rename(moved)
+    (tmp_path / "results" / "cmp").symlink_to(moved)
+    outcome = run_comparison(config, CompareOptions(resume=True))
+    assert outcome.result is not None and outcome.finished == ("ref", "again")
+    assert (moved / "runs" / "again" / "metrics.json").is_file()
