@@ -583,12 +583,13 @@ def test_latency_is_the_steady_inference_the_first_and_decoding(tmp_path, tiny_c
         "infer": {**timing, "count": 5},
         "infer_steady": timing,
         "infer_first": {**timing, "count": 1},
+        "decode": {**timing, "count": 3},
         "read": timing,
     }
     (ref / "metrics.json").write_text(json.dumps(metrics))
     hand = _finished(tmp_path, tiny_coco, "hand", HAND)
     reference, run = _compare([ref, hand], tmp_path / "cmp").runs
-    assert {k: v.count for k, v in reference.latency.items()} == {"infer": 4, "infer_first": 1}
+    assert {k: v.count for k, v in reference.latency.items()} == {"infer": 4, "infer_first": 1, "decode": 3}
     assert run.latency == {}
 
 
@@ -743,3 +744,13 @@ def test_the_agreement_iou_threshold_is_the_settings(tmp_path, tiny_coco):
     # At IoU 0.2 image 9's moved person (IoU 600/2600 = 0.23) is matched: 6 of 7 reference detections
     # (image 1's 2, 5's 2, 7's toothbrush, 9's person), image 2's person missing; image 7's extra.
     assert (a.matched, a.missing, a.extra) == (6, 1, 1)
+
+
+def test_a_runs_requested_provider_options_and_wall_time_are_carried(tmp_path, tiny_coco):
+    ref = _finished(tmp_path, tiny_coco, "ref", TINY_GT)
+    options = {"intra_op_num_threads": 1}
+    hand = _finished(tmp_path, tiny_coco, "hand", HAND, providers=[{"name": "cpu", "options": options}])
+    metrics = json.loads((hand / "metrics.json").read_text())
+    (hand / "metrics.json").write_text(json.dumps({**metrics, "wall_s": 2.5}))
+    _, run = _compare([ref, hand], tmp_path / "cmp").runs
+    assert (run.provider, run.provider_options, run.wall_s) == ("cpu", options, 2.5)
