@@ -26,6 +26,7 @@ from ssd_eval.cli import main
 from ssd_eval.config.compare import CompareSettings, PicturesConfig
 from ssd_eval.errors import ConfigError
 from ssd_eval.pipeline.session import ProviderSession
+from ssd_eval.reports.results import machine_info, package_versions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -473,10 +474,12 @@ def test_a_comparison_by_hand_count(tmp_path, tiny_coco, monkeypatch):
                     dataset={"root": str(tiny_coco), "selection": "all"})  # fmt: skip
     everything = {"root": str(tiny_coco), "selection": "all"}
     hand = _finished(tmp_path, tiny_coco, "hand", HAND, skipped={5: "truncated"}, dataset=everything)
-    clock = iter([100.0, 102.5])
+    clock = iter([100.0, 102.5004])  # the comparison's wall time, to the millisecond
     monkeypatch.setattr(module.time, "perf_counter", lambda: next(clock))
     result = _compare([ref, hand], tmp_path / "cmp" / "nested", notes={"hand": "by hand"})
     assert result.wall_s == 2.5
+    # Where the comparison itself ran (each run's own record is carried in its report).
+    assert result.versions == package_versions() and result.machine == machine_info()
     assert (result.out_dir, result.reference, result.iou_threshold) == (
         str(tmp_path / "cmp" / "nested"),
         "ref",
@@ -754,3 +757,46 @@ def test_a_runs_requested_provider_options_and_wall_time_are_carried(tmp_path, t
     (hand / "metrics.json").write_text(json.dumps({**metrics, "wall_s": 2.5}))
     _, run = _compare([ref, hand], tmp_path / "cmp").runs
     assert (run.provider, run.provider_options, run.wall_s) == ("cpu", options, 2.5)
+
+
+def test_a_run_is_read_with_the_log_s_figures_not_the_ones_metrics_json_recorded(tmp_path, tiny_coco):
+    """Per-category AP, the detection count and the skipped images come from the log and skipped.jsonl;
+    a difference of exactly 1e-9 in a stat is the same number (above it, another)."""
+    from ssd_eval.engine.compare_runs import load_finished_run
+
+    everything = {"root": str(tiny_coco), "selection": "all"}
+    folder = _finished(tmp_path, tiny_coco, "ref", TINY_GT, skipped={11: "bad"}, dataset=everything)
+    metrics = folder / "metrics.json"
+    recorded = json.loads(metrics.read_text())
+    scored = load_finished_run(folder).result
+    changed = {
+        **recorded,
+        "num_detections": 99,
+        "skipped_images": [],
+        "per_category": recorded["per_category"][:1],
+    }
+    metrics.write_text(json.dumps(changed))
+    run = load_finished_run(folder)
+    assert (run.result.num_detections, run.result.per_category) == (7, scored.per_category)
+    assert [s.image_id for s in run.result.skipped_images] == [11] and len(scored.per_category) > 1
+    nothing = _finished(tmp_path, tiny_coco, "nothing", {})
+    metrics = nothing / "metrics.json"
+    recorded = json.loads(metrics.read_text())
+    assert recorded["stats"]["AP"] == 0.0
+    metrics.write_text(json.dumps({**recorded, "stats": {**recorded["stats"], "AP": 1e-9}}))
+    assert load_finished_run(nothing).warnings == ()
+
+
+def test_runs_whose_data_moved_are_compared_with_the_data_given(tmp_path, tiny_coco):
+    import shutil
+
+    from ssd_eval.engine.compare_runs import load_finished_run
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_coco, data)
+    ref = _finished(tmp_path, data, "ref", TINY_GT)
+    hand = _finished(tmp_path, data, "hand", HAND)
+    moved = data.rename(tmp_path / "moved")
+    assert load_finished_run(ref, data=moved).gt.image_ids == [1, 2, 5, 7, 9]
+    result = _compare([ref, hand], tmp_path / "cmp", data=moved)
+    assert [r.name for r in result.runs] == ["ref", "hand"]
