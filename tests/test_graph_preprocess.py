@@ -1,7 +1,8 @@
 """The preprocessing prefix graph: what it declares, what it computes at the ends of the pixel range,
 and how its onnxruntime session is made (threads, providers and their options, the error line).
 
-Written for the survivors of the mutation run of 2026-12-02 (docs/mutation-survivors-2026-12-02.md);
+Written for the survivors of the mutation run of 2026-12-02 (their list, since removed:
+`git show f1a4929:docs/mutation-survivors-2026-12-02.md`);
 the distance to Pillow on real and random images is bounded in tests/test_preprocess_backends.py.
 Expectations come from ONNX's own shape inference, Pillow's own resize, the ImageNet mean and std
 written out, and onnxruntime's own error for the same bytes.
