@@ -598,9 +598,11 @@ def test_history_reads_back_in_order(tmp_path):
     second = dataclasses.replace(first, verb="score", outcome="finished", images_inferred=0, timings={})
     assert read_history(tmp_path) == ()
     append_history(tmp_path, first)
+    with (tmp_path / "history.jsonl").open("a") as handle:
+        handle.write("\n")  # a blank line between two entries is passed over, not the end
     append_history(tmp_path, second)
     with (tmp_path / "history.jsonl").open("a") as handle:
-        handle.write("\n")
+        handle.write("  \n")
     assert read_history(tmp_path) == (first, second)
     lines = (tmp_path / "history.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["timings"]["infer"]["count"] == 6
