@@ -844,3 +844,12 @@ def test_compare_config_names_a_skipped_run_among_the_waiting(tmp_path, perfect,
     done = api.compare_config(load_compare_config(path), invocation=asked)
     assert (done.finished, done.waiting) == (("ref",), ("gpu",))
     assert done.gate is not None and done.folder == tmp_path / "results" / "skip"
+
+
+def test_score_holds_a_run_to_the_baseline_its_folder_keeps(tmp_path, config):
+    base = ssd_eval.evaluate(config, run_name="base")
+    assert main(["baseline", str(base.folder), "--output", str(tmp_path / "base.json"), "--quiet"]) == 0
+    run = ssd_eval.evaluate(config, run_name="held", baseline=tmp_path / "base.json", max_baseline_drop=0.0)
+    (tmp_path / "base.json").unlink()  # the run folder keeps its own copy of the baseline
+    scored = api.score(run.folder)
+    assert ("AP drop vs baseline base <= 0.0000", "passed") in [(c.rule, c.state) for c in scored.gate]

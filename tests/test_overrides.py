@@ -151,6 +151,13 @@ def test_a_known_model_name_is_a_source(tmp_path):
     assert (config.model.path, config.model.source) == (None, "ssd-12-int8")
     # Any twin size is a name; a file of a known name here is that file.
     assert with_model(RunConfig(), "twin-601").model.source == "twin-601"
+    # A name replaces a file the config gave: the model is the named one, not that file.
+    from_file = with_model(RunConfig(), tmp_path / "mine.onnx")
+    assert from_file.model.path == tmp_path / "mine.onnx"
+    assert (with_model(from_file, "ssd-10").model.path, with_model(from_file, "ssd-10").model.source) == (
+        None,
+        "ssd-10",
+    )
     (tmp_path / "ssd-12").write_bytes(b"onnx")
     assert with_model(RunConfig(), "ssd-12").model == dataclasses.replace(
         RunConfig().model, path=tmp_path / "ssd-12", source=None
