@@ -362,6 +362,17 @@ def test_evaluate_refuses_arguments_that_do_not_go_together(tmp_path, config):
         ConfigError,
         "config: expected a YAML file, a bundled config name or a mapping, got int",
     )
+    # The CLI's options are named by their flags in the checks evaluate passes them to.
+    _refused(
+        lambda: api.evaluate(config, limit=0, invocation=CLI),
+        ConfigError,
+        "--limit: must be a whole number >= 1, got 0",
+    )
+    _refused(
+        lambda: api.evaluate(config, max_baseline_drop=0.01, invocation=CLI),
+        ConfigError,
+        "--max-baseline-drop needs a baseline: give --baseline FILE or set gate.baseline in the config",
+    )
     assert not (tmp_path / "results").exists()
 
 
@@ -853,3 +864,10 @@ def test_score_holds_a_run_to_the_baseline_its_folder_keeps(tmp_path, config):
     (tmp_path / "base.json").unlink()  # the run folder keeps its own copy of the baseline
     scored = api.score(run.folder)
     assert ("AP drop vs baseline base <= 0.0000", "passed") in [(c.rule, c.state) for c in scored.gate]
+
+
+def test_evaluate_reads_the_images_from_the_data_given(tmp_path, perfect, tiny_coco):
+    """data= replaces the config's dataset.root (here a folder that is not there)."""
+    mapping = {"model": {"path": str(perfect)}, "dataset": {"root": str(tmp_path / "gone")}}
+    result = ssd_eval.evaluate(mapping, data=tiny_coco, run_name="moved")
+    assert result.stats["AP"] == pytest.approx(1.0, abs=1e-12)

@@ -570,3 +570,22 @@ def test_a_run_folder_turned_into_a_link_after_the_checks_is_refused_at_the_lock
     folder.unlink()
     folder.mkdir()
     assert runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco)]).results[0].run_dir == str(folder)
+
+
+def test_evaluate_run_records_its_own_call_when_given_no_command(tmp_path, tiny_coco, perfect):
+    """The history's command of a library run: the call, its config (the file, or <RunConfig> for one
+    made in code), then resume and shard when given."""
+    call = ["python", "ssd_eval.engine.runner.run_evaluation"]
+    config = _run_config(tmp_path, perfect, tiny_coco)
+    runner.evaluate_run(config)
+    (entry,) = _history(tmp_path / "results" / "r")
+    assert entry["command"] == [*call, "<RunConfig>"]
+    runner.evaluate_run(config, RunOptions(resume=True))
+    assert _history(tmp_path / "results" / "r")[-1]["command"] == [*call, "<RunConfig>", "resume=True"]
+    output = dataclasses.replace(config.output, run_name="f")
+    runner.evaluate_run(dataclasses.replace(config, source_file=tmp_path / "c.yaml", output=output))
+    assert _history(tmp_path / "results" / "f")[0]["command"] == [*call, str(tmp_path / "c.yaml")]
+    shard = Shard(index=0, count=2)
+    output = dataclasses.replace(config.output, run_name="s")
+    runner.evaluate_run(dataclasses.replace(config, output=output), RunOptions(shard=shard))
+    assert _history(tmp_path / "results" / "s")[0]["command"] == [*call, "<RunConfig>", f"shard={shard}"]
