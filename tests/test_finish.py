@@ -23,12 +23,18 @@ from ssd_eval.config.run import ExpectedConfig, load_config
 from ssd_eval.data.dataset import open_ground_truth
 from ssd_eval.engine import finish
 from ssd_eval.engine.finish import _is_newer_own_file, finish_run
-from ssd_eval.engine.run_folder import read_identity, read_run_info
+from ssd_eval.engine.run_folder import read_identity, read_run_info, write_run_info
 from ssd_eval.engine.runner import RunOptions, run_evaluation
 from ssd_eval.evaluation.detection_log import read_detection_log
 from ssd_eval.pipeline.decode import Detections
 from ssd_eval.reports.baseline import baseline_from_metrics, read_baseline
-from ssd_eval.reports.results import SkippedImage, StageTiming, result_from_json
+from ssd_eval.reports.results import (
+    SkippedImage,
+    StageTiming,
+    machine_info,
+    package_versions,
+    result_from_json,
+)
 
 
 @pytest.fixture
@@ -94,6 +100,7 @@ def test_finish_run_scores_the_log_and_writes_metrics(run, monkeypatch):
     assert result.warnings == ("3 images had no record in the file",)
     assert result.providers_used == ("CPUExecutionProvider",) and result.providers_requested == ("cpu",)
     assert result.model.path.endswith("perfect.onnx") and result.config["output"]["run_name"] == "r"
+    assert (result.versions, result.machine) == (package_versions(), machine_info())
     assert [entry.verb for entry in result.history] == ["run"]
     # metrics.json is the result; detections.json the 5 detections given.
     assert result_from_json(json.loads((run / "metrics.json").read_text()), result.identity) == result
@@ -201,6 +208,14 @@ def test_the_pictures_are_drawn_for_this_run(run, monkeypatch):
         (run, report, [1, 2, 5, 7, 9], [1, 2, 5, 7, 9], (10, 101, 80), "perfect.onnx on CPUExecutionProvider")
     ]
     assert result.pictures == {"pr_curve": None, "pr_curve_note": "not drawn here"}
+    # A run on two providers (a fallback among them) names both in the title.
+    info = read_run_info(run)
+    assert info is not None
+    both = ("OpenVINOExecutionProvider", "CPUExecutionProvider")
+    write_run_info(run, dataclasses.replace(info, providers_used=both))
+    asked.clear()
+    _finish(run, monkeypatch)
+    assert asked[0][-1] == "perfect.onnx on OpenVINOExecutionProvider, CPUExecutionProvider"
 
 
 def test_a_baseline_is_copied_into_the_folder_it_gates(run, monkeypatch):

@@ -589,3 +589,17 @@ def test_evaluate_run_records_its_own_call_when_given_no_command(tmp_path, tiny_
     output = dataclasses.replace(config.output, run_name="s")
     runner.evaluate_run(dataclasses.replace(config, output=output), RunOptions(shard=shard))
     assert _history(tmp_path / "results" / "s")[0]["command"] == [*call, "<RunConfig>", f"shard={shard}"]
+
+
+def test_a_model_fetched_by_its_name_records_that_name(tmp_path, tiny_coco, perfect, monkeypatch):
+    """run_info.json's model.source: the known name the model file was fetched by (here the resolver is
+    stubbed to say the file came as ssd-10)."""
+    real = runner.resolve_assets
+
+    def as_known(config):  # type: ignore[no-untyped-def]
+        return dataclasses.replace(real(config), model_source="ssd-10")
+
+    monkeypatch.setattr(runner, "resolve_assets", as_known)
+    runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco)])
+    info = json.loads((tmp_path / "results" / "r" / "run_info.json").read_text())
+    assert (info["model"]["source"], Path(info["model"]["path"]).name) == ("ssd-10", perfect.name)
