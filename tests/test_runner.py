@@ -308,6 +308,17 @@ def test_sessions_fed_one_tensor_must_take_one_input_size(tmp_path, tiny_coco, p
         "the compared models take different input sizes (small 32x32, 1 64x64): one tensor is fed to every "
         "run, so compare models of the same input size"
     )
+    # Height first, as the model's input is (1, 3, height, width).
+    tall = save_table_detector(tmp_path / "tall.onnx", tiny_coco, TINY_GT, input_size=(48, 32))
+    configs = [
+        _run_config(tmp_path, perfect, tiny_coco, name="small"),
+        _run_config(tmp_path, tall, tiny_coco, name="tall"),
+    ]
+    with pytest.raises(ConfigError) as raised:
+        runner.run_sessions(configs)
+    assert str(raised.value).startswith(
+        "the compared models take different input sizes (small 32x32, tall 48x32)"
+    )
 
 
 def _logged(folder: Path) -> list[int]:
@@ -530,6 +541,10 @@ def test_an_imported_folder_is_not_resumed(tmp_path, tiny_coco, perfect):
         f"--resume {folder}: its detections were imported ({source.describe()}), not inferred here: there is "
         "nothing to resume; import the file again (ssd-eval import)"
     )
+    # A new run over it (output.overwrite) is no resume: it replaces the imported run.
+    again = _run_config(tmp_path, perfect, tiny_coco, name="imp", output={"overwrite": True})
+    result = runner.run_sessions([again]).results[0]
+    assert result.identity.source is None and read_identity(folder) == result.identity
 
 
 def test_an_output_folder_that_cannot_be_made_is_refused_before_the_model_loads(tmp_path, tiny_coco):
@@ -603,3 +618,55 @@ def test_a_model_fetched_by_its_name_records_that_name(tmp_path, tiny_coco, perf
     runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco)])
     info = json.loads((tmp_path / "results" / "r" / "run_info.json").read_text())
     assert (info["model"]["source"], Path(info["model"]["path"]).name) == ("ssd-10", perfect.name)
+
+
+def test_an_older_folder_resumed_with_other_settings_is_refused(tmp_path, tiny_coco, perfect):
+    """Without identity.json, what its config.yaml and run_info.json say is held against the resume."""
+    image = tiny_coco / "val2017" / "000000000005.png"
+    kept = image.read_bytes()
+    image.unlink()
+    with pytest.raises(DatasetError):
+        runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco)])
+    folder = tmp_path / "results" / "r"
+    (folder / "identity.json").unlink()
+    image.write_bytes(kept)
+    other = _run_config(tmp_path, perfect, tiny_coco, decode={"score_threshold": 0.5})
+    with pytest.raises(ConfigError) as raised:
+        runner.run_sessions([other], RunOptions(resume=True))
+    assert str(raised.value).startswith(f"--resume {folder}: ") and "score_threshold" in str(raised.value)
+    assert not (folder / "identity.json").exists()
+
+
+def test_a_resume_keeps_identity_json_as_it_was_written(tmp_path, tiny_coco, perfect):
+    """identity.json is written once, when the run starts: a resume leaves the same file."""
+    image = tiny_coco / "val2017" / "000000000005.png"
+    kept = image.read_bytes()
+    image.unlink()
+    config = _run_config(tmp_path, perfect, tiny_coco)
+    with pytest.raises(DatasetError):
+        runner.run_sessions([config])
+    identity = tmp_path / "results" / "r" / "identity.json"
+    before = (identity.stat().st_ino, identity.read_bytes())
+    image.write_bytes(kept)
+    runner.run_sessions([config], RunOptions(resume=True))
+    assert (identity.stat().st_ino, identity.read_bytes()) == before
+
+
+def test_an_overwrite_starts_afresh_with_another_model_and_settings(tmp_path, tiny_coco, perfect):
+    """output.overwrite replaces a finished run: another model and other settings are no resume to
+    refuse, and the old run's files go (its skipped images too)."""
+    image = tiny_coco / "val2017" / "000000000005.png"
+    kept = image.read_bytes()
+    image.write_bytes(b"not an image")
+    runner.run_sessions([_run_config(tmp_path, perfect, tiny_coco, dataset={"on_bad_image": "skip"})])
+    folder = tmp_path / "results" / "r"
+    assert (folder / "skipped.jsonl").is_file()
+    image.write_bytes(kept)
+    worse = save_table_detector(tmp_path / "worse.onnx", tiny_coco, {**TINY_GT, 2: []})
+    again = _run_config(
+        tmp_path, worse, tiny_coco, output={"overwrite": True}, decode={"score_threshold": 0.5}
+    )
+    result = runner.run_sessions([again]).results[0]
+    assert not (folder / "skipped.jsonl").exists() and result.skipped_images == ()
+    assert result.model.path == str(worse) and read_identity(folder) == result.identity
+    assert json.loads((folder / "identity.json").read_text())["score_threshold"] == 0.5
