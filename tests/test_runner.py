@@ -668,5 +668,6 @@ def test_an_overwrite_starts_afresh_with_another_model_and_settings(tmp_path, ti
     )
     result = runner.run_sessions([again]).results[0]
     assert not (folder / "skipped.jsonl").exists() and result.skipped_images == ()
+    assert _logged(folder) == [1, 2, 5, 7, 9]  # the new run's records alone: the old log went with it
     assert result.model.path == str(worse) and read_identity(folder) == result.identity
     assert json.loads((folder / "identity.json").read_text())["score_threshold"] == 0.5
