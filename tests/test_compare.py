@@ -574,18 +574,14 @@ def test_a_folder_that_is_not_a_fresh_comparison_is_refused_before_any_session(t
     assert [p.name for p in folder.iterdir()] == ["notes.txt"]  # nothing written
 
 
-def test_a_session_that_fails_to_start_is_skipped_or_an_error(tmp_path, models, monkeypatch):
-    """A provider onnxruntime lists but cannot start (a busy device): the run is recorded as skipped, with
-    its request and note, and the others are compared; the comparison times itself."""
+def _flaky_copy(tmp_path: Path, model: Path, monkeypatch) -> Path:
+    """A copy of `model` whose session fails to start (a busy device): ProviderError on activate."""
     import shutil
-    import types
 
-    from ssd_eval.engine import compare as compare_module
     from ssd_eval.pipeline.session import ProviderSession
 
-    root, perfect, _ = models
     flaky = tmp_path / "flaky.onnx"
-    shutil.copyfile(perfect, flaky)
+    shutil.copyfile(model, flaky)
     real_activate = ProviderSession.activate
 
     def activate(session):
@@ -594,6 +590,18 @@ def test_a_session_that_fails_to_start_is_skipped_or_an_error(tmp_path, models, 
         real_activate(session)
 
     monkeypatch.setattr(ProviderSession, "activate", activate)
+    return flaky
+
+
+def test_a_session_that_fails_to_start_is_skipped_or_an_error(tmp_path, models, monkeypatch):
+    """A provider onnxruntime lists but cannot start (a busy device): the run is recorded as skipped, with
+    its request and note, and the others are compared; the comparison times itself."""
+    import types
+
+    from ssd_eval.engine import compare as compare_module
+
+    root, perfect, _ = models
+    flaky = _flaky_copy(tmp_path, perfect, monkeypatch)
     runs = [
         {"name": "again", "provider": {"name": "cpu"}, "note": "twice"},
         {"name": "flaky", "provider": {"name": "cpu", "options": {"device_id": 3}},
@@ -784,21 +792,8 @@ def test_a_comparison_folder_in_use_or_with_planted_links_is_refused(tmp_path):
 
 def test_the_first_run_may_be_skipped_when_its_session_fails_to_start(tmp_path, models, monkeypatch):
     """runs[0] (the first after the reference) is skipped like any other run with skip_unavailable."""
-    import shutil
-
-    from ssd_eval.pipeline.session import ProviderSession
-
     root, perfect, _ = models
-    flaky = tmp_path / "flaky.onnx"
-    shutil.copyfile(perfect, flaky)
-    real_activate = ProviderSession.activate
-
-    def activate(session):
-        if session.model.name == "flaky.onnx":
-            raise ProviderError("the device is busy")
-        real_activate(session)
-
-    monkeypatch.setattr(ProviderSession, "activate", activate)
+    flaky = _flaky_copy(tmp_path, perfect, monkeypatch)
     runs = [
         {"name": "flaky", "provider": {"name": "cpu"}, "model": {"path": str(flaky)}},
         {"name": "again", "provider": {"name": "cpu"}},
